@@ -1,0 +1,287 @@
+"""The model-file contract: the single place that says what a fable `.onnx` file holds.
+
+A fable model is one ONNX file. Its `metadata_props` carry everything the runtime needs besides
+the graph (keys below, all under `fable.`), and its graph takes and returns the tensors named here.
+The exporter writes files with `metadata_to_props` and `graph_io`; the runtime reads them back with
+`metadata_from_props` and checks the graph with `graph_io` too, so no name is typed twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import ModelFileError
+from .tokenizer import TOKENIZER_VERSION
+
+# Bump when a file of the new shape could not be read by older runtimes.
+FORMAT_VERSION = 1
+
+PREFIX = "fable."
+KEY_FORMAT_VERSION = PREFIX + "format_version"
+KEY_GRAPH = PREFIX + "graph"
+KEY_VOCABULARY = PREFIX + "vocabulary"
+KEY_WINDOW = PREFIX + "window"
+KEY_MODEL = PREFIX + "model"
+KEY_TOKENIZER_VERSION = PREFIX + "tokenizer_version"
+KEY_QUANTIZATION = PREFIX + "quantization"
+KEY_PROVENANCE = PREFIX + "provenance"
+KEY_PRODUCER = PREFIX + "producer"
+
+# The fast-decode graph: one batched LSTM step per word (DESIGN.md, "Fast decoding"). It keeps `window`
+# rows of state, one per window in flight; every row reads the newest word. Rows do not move: the
+# row that completes a window at this step is r = (words fed so far) mod window, counting this one
+# from 1; its logits are the next-word logits, and the caller zeroes that row of every state tensor
+# afterwards, so that it starts the next window from the zero state. Zeroing in the caller's buffer
+# is cheaper than shifting rows in the graph, and per-word cost is what this graph is for.
+GRAPH_STEP = "step"
+# The plain graph: a whole window from a zero state per call; the reference and the baseline.
+GRAPH_WINDOW = "window"
+GRAPHS = (GRAPH_STEP, GRAPH_WINDOW)
+
+INPUT_TOKENS = "tokens"  # step: int64 [1, window], the newest word id in every column
+INPUT_WINDOW = "window"  # window: int64 [batch, window]
+OUTPUT_LOGITS = "logits"  # step: float32 [1, window, vocab], one row per window; window: [batch, vocab]
+
+
+def state_names(layers: int) -> list[str]:
+    """The step graph's state inputs, each float32 [1, window, hidden]: h then c of each layer."""
+    return [f"state_{kind}{layer}" for layer in range(layers) for kind in ("h", "c")]
+
+
+def next_state_name(state: str) -> str:
+    """The step graph output that holds `state` after the step."""
+    return "next_" + state
+
+
+QUANTIZATIONS = ("fp32", "int8")
+ENCODINGS = ("embedding", "index")
+
+# Bounds checked before any value is parsed, so a hostile file cannot make us parse 100 MB of JSON.
+MAX_VOCABULARY_BYTES = 8 * 1024 * 1024
+MAX_VALUE_BYTES = 64 * 1024
+MAX_WINDOW = 64
+MAX_LAYERS = 16
+MAX_HIDDEN = 8192
+MAX_EMBEDDING_DIM = 8192
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The architecture: `window` word ids → encoding → `layers` LSTMs of `hidden` → logits."""
+
+    window: int = 3
+    layers: int = 2
+    hidden: int = 512
+    encoding: str = "embedding"  # or "index": the id as one float per step, as the tutorial fed it
+    embedding_dim: int = 64  # unused by the index encoding
+
+    @property
+    def input_size(self) -> int:
+        return self.embedding_dim if self.encoding == "embedding" else 1
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the weights came from."""
+
+    corpus_sha256: str
+    corpus_name: str
+    preset: str
+    steps: int
+    accuracy: float  # next-word accuracy over all windows at the end of training
+    device: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    graph: str
+    vocabulary: tuple[str, ...]
+    config: ModelConfig
+    quantization: str
+    provenance: Provenance
+    producer: str
+    tokenizer_version: int = TOKENIZER_VERSION
+    format_version: int = FORMAT_VERSION
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"vocabulary": list(self.vocabulary), "extra": dict(self.extra)}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dtype: str  # as onnxruntime names it: "tensor(float)", "tensor(int64)"
+    shape: tuple[int | None, ...]  # None: any size
+
+
+def graph_io(graph: str, config: ModelConfig, vocab_size: int) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The inputs and outputs a graph of this kind must have, in order."""
+    w = config.window
+    if graph == GRAPH_STEP:
+        states = state_names(config.layers)
+        state_shape = (1, w, config.hidden)
+        inputs = [TensorSpec(INPUT_TOKENS, "tensor(int64)", (1, w))]
+        inputs += [TensorSpec(name, "tensor(float)", state_shape) for name in states]
+        outputs = [TensorSpec(OUTPUT_LOGITS, "tensor(float)", (1, w, vocab_size))]
+        outputs += [TensorSpec(next_state_name(name), "tensor(float)", state_shape) for name in states]
+        return inputs, outputs
+    if graph == GRAPH_WINDOW:
+        inputs = [TensorSpec(INPUT_WINDOW, "tensor(int64)", (None, w))]
+        return inputs, [TensorSpec(OUTPUT_LOGITS, "tensor(float)", (None, vocab_size))]
+    raise ValueError(f"unknown graph kind {graph!r}")
+
+
+def metadata_to_props(meta: ModelMetadata) -> dict[str, str]:
+    """The `metadata_props` of a model file, as strings."""
+    config = asdict(meta.config)
+    window = config.pop("window")
+    props = {
+        KEY_FORMAT_VERSION: str(meta.format_version),
+        KEY_GRAPH: meta.graph,
+        KEY_VOCABULARY: json.dumps(list(meta.vocabulary), ensure_ascii=False),
+        KEY_WINDOW: str(window),
+        KEY_MODEL: json.dumps(config),
+        KEY_TOKENIZER_VERSION: str(meta.tokenizer_version),
+        KEY_QUANTIZATION: meta.quantization,
+        KEY_PROVENANCE: json.dumps(asdict(meta.provenance)),
+        KEY_PRODUCER: meta.producer,
+    }
+    props.update({PREFIX + key: json.dumps(value) for key, value in meta.extra.items()})
+    return props
+
+
+def metadata_from_props(props: Mapping[str, str], source: str = "model file") -> ModelMetadata:
+    """Parse and validate `metadata_props`; raise ModelFileError naming the first problem."""
+    reader = _Reader(props, source)
+    if KEY_FORMAT_VERSION not in props:
+        raise ModelFileError(f"{source} is not a fable model (no {KEY_FORMAT_VERSION} metadata); export one with fable-export")
+    version = reader.integer(KEY_FORMAT_VERSION, 1, None)
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{source} has model format {version}, newer than this fable reads ({FORMAT_VERSION}); upgrade fable"
+        )
+    tokenizer_version = reader.integer(KEY_TOKENIZER_VERSION, 1, None)
+    if tokenizer_version != TOKENIZER_VERSION:
+        raise ModelFileError(
+            f"{source} needs tokenizer version {tokenizer_version}, this fable has {TOKENIZER_VERSION}; "
+            "use the fable release that exported it"
+        )
+    model = reader.json_object(KEY_MODEL)
+    config = ModelConfig(
+        window=reader.integer(KEY_WINDOW, 1, MAX_WINDOW),
+        layers=reader.field_int(KEY_MODEL, model, "layers", 1, MAX_LAYERS),
+        hidden=reader.field_int(KEY_MODEL, model, "hidden", 1, MAX_HIDDEN),
+        encoding=reader.field_choice(KEY_MODEL, model, "encoding", ENCODINGS),
+        embedding_dim=reader.field_int(KEY_MODEL, model, "embedding_dim", 1, MAX_EMBEDDING_DIM),
+    )
+    provenance = reader.json_object(KEY_PROVENANCE)
+    known = {KEY_FORMAT_VERSION, KEY_GRAPH, KEY_VOCABULARY, KEY_WINDOW, KEY_MODEL, KEY_TOKENIZER_VERSION,
+             KEY_QUANTIZATION, KEY_PROVENANCE, KEY_PRODUCER}  # fmt: skip
+    extra = {key[len(PREFIX):]: reader.json_any(key) for key in props if key.startswith(PREFIX) and key not in known}
+    return ModelMetadata(
+        graph=reader.choice(KEY_GRAPH, GRAPHS),
+        vocabulary=reader.vocabulary(),
+        config=config,
+        quantization=reader.choice(KEY_QUANTIZATION, QUANTIZATIONS),
+        provenance=Provenance(
+            corpus_sha256=reader.field_str(KEY_PROVENANCE, provenance, "corpus_sha256"),
+            corpus_name=reader.field_str(KEY_PROVENANCE, provenance, "corpus_name"),
+            preset=reader.field_str(KEY_PROVENANCE, provenance, "preset"),
+            steps=reader.field_int(KEY_PROVENANCE, provenance, "steps", 0, None),
+            accuracy=reader.field_float(KEY_PROVENANCE, provenance, "accuracy"),
+            device=reader.field_str(KEY_PROVENANCE, provenance, "device"),
+            seed=reader.field_int(KEY_PROVENANCE, provenance, "seed", None, None),
+        ),
+        producer=reader.text(KEY_PRODUCER),
+        tokenizer_version=tokenizer_version,
+        format_version=version,
+        extra=extra,
+    )
+
+
+class _Reader:
+    """Typed, bounded access to string metadata; every failure is one ModelFileError line."""
+
+    def __init__(self, props: Mapping[str, str], source: str):
+        self.props = props
+        self.source = source
+
+    def fail(self, key: str, problem: str) -> ModelFileError:
+        return ModelFileError(f"{self.source} has {problem} in {key} metadata; re-export the model with fable-export")
+
+    def text(self, key: str, limit: int = MAX_VALUE_BYTES) -> str:
+        value = self.props.get(key)
+        if value is None:
+            raise self.fail(key, "no value")
+        if len(value) > limit:  # a str's length bounds its UTF-8 size from below: refuse before parsing
+            raise self.fail(key, f"an oversized value ({len(value):,} characters, at most {limit:,})")
+        return value
+
+    def integer(self, key: str, low: int | None, high: int | None) -> int:
+        value = self.text(key)
+        try:
+            number = int(value)
+        except ValueError:
+            raise self.fail(key, f"a non-integer {value[:40]!r}") from None
+        return self._bounded(key, number, low, high)
+
+    def choice(self, key: str, options: tuple[str, ...]) -> str:
+        value = self.text(key)
+        if value not in options:
+            raise self.fail(key, f"{value[:40]!r} (expected one of {', '.join(options)})")
+        return value
+
+    def json_any(self, key: str, limit: int = MAX_VALUE_BYTES) -> Any:
+        value = self.text(key, limit)
+        try:
+            return json.loads(value)
+        except (ValueError, RecursionError):
+            raise self.fail(key, "malformed JSON") from None
+
+    def json_object(self, key: str) -> dict[str, Any]:
+        value = self.json_any(key)
+        if not isinstance(value, dict):
+            raise self.fail(key, "JSON that is not an object")
+        return value
+
+    def vocabulary(self) -> tuple[str, ...]:
+        words = self.json_any(KEY_VOCABULARY, MAX_VOCABULARY_BYTES)
+        if not isinstance(words, list) or not words or not all(isinstance(w, str) and w for w in words):
+            raise self.fail(KEY_VOCABULARY, "something other than a non-empty list of words")
+        if len(set(words)) != len(words):
+            raise self.fail(KEY_VOCABULARY, "repeated words")
+        return tuple(words)
+
+    def field_int(self, key: str, obj: dict[str, Any], name: str, low: int | None, high: int | None) -> int:
+        value = obj.get(name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise self.fail(key, f"no integer {name!r}")
+        return self._bounded(f"{key}.{name}", value, low, high)
+
+    def field_float(self, key: str, obj: dict[str, Any], name: str) -> float:
+        value = obj.get(name)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise self.fail(key, f"no number {name!r}")
+        return float(value)
+
+    def field_str(self, key: str, obj: dict[str, Any], name: str) -> str:
+        value = obj.get(name)
+        if not isinstance(value, str):
+            raise self.fail(key, f"no text {name!r}")
+        return value
+
+    def field_choice(self, key: str, obj: dict[str, Any], name: str, options: tuple[str, ...]) -> str:
+        value = self.field_str(key, obj, name)
+        if value not in options:
+            raise self.fail(key, f"{name} {value[:40]!r} (expected one of {', '.join(options)})")
+        return value
+
+    def _bounded(self, key: str, number: int, low: int | None, high: int | None) -> int:
+        if (low is not None and number < low) or (high is not None and number > high):
+            raise self.fail(key, f"the out-of-range value {number}")
+        return number

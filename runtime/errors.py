@@ -1,0 +1,36 @@
+"""The one exception hierarchy of fable.
+
+Library code raises these; only the command-line modules turn them into exit codes.
+Each message is one line that names the problem and what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class FableError(Exception):
+    """Base class of every error fable raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(FableError):
+    """The caller asked for something impossible: a bad prompt, flag or corpus (exit 2)."""
+
+    exit_code = 2
+
+
+class PromptError(UsageError):
+    """A prompt that cannot be decoded: too short, empty, or with unknown words."""
+
+
+class UnknownWordError(PromptError):
+    """A prompt word that is not in the model's vocabulary."""
+
+    def __init__(self, message: str, words: list[str], suggestions: dict[str, list[str]]):
+        super().__init__(message)
+        self.words = words
+        self.suggestions = suggestions
+
+
+class ModelFileError(FableError):
+    """A model file that is missing, damaged, foreign or from a newer format (exit 1)."""
