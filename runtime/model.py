@@ -1,0 +1,181 @@
+"""The model apps use: load a file, give it a prompt, get words back."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .contract import ModelMetadata
+from .decoder import Decoder, make_decoder
+from .errors import ModelFileError, PromptError, UnknownWordError, UsageError
+from .modelfile import open_model
+from .sampling import Sampler, Sampling, make_sampler
+from .tokenizer import tokenize
+
+DEFAULT_MODEL = "fable.int8.onnx"  # in the `exported` package: the shipped default
+MAX_WORDS = 10_000_000
+MAX_THREADS = 256
+
+
+def default_model_path() -> Path:
+    """The shipped default model, wherever fable is installed."""
+    try:
+        path = Path(str(resources.files("exported") / DEFAULT_MODEL))
+    except ModuleNotFoundError:
+        raise ModelFileError("the shipped model is not installed; reinstall fable or pass a model path") from None
+    return path
+
+
+class Model:
+    """A loaded fable model. Safe to share between threads: each call decodes with its own buffers."""
+
+    def __init__(self, path: str | os.PathLike[str], threads: int = 1):
+        if not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
+            raise UsageError(f"threads must be a whole number from 1 to {MAX_THREADS}, not {threads!r}")
+        self.path = Path(path)
+        self.threads = threads
+        self._session, self.metadata = open_model(self.path, threads)
+        self._index = {word: i for i, word in enumerate(self.metadata.vocabulary)}
+        self._idle: list[Decoder] = []
+        self._lock = threading.Lock()
+
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        return self.metadata.vocabulary
+
+    @property
+    def window(self) -> int:
+        return self.metadata.config.window
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """The metadata as a dict, with the file's path and size."""
+        return self.metadata.as_dict() | {"path": str(self.path), "file_bytes": self.path.stat().st_size}
+
+    def encode(self, prompt: str) -> list[int]:
+        """The ids of the prompt's last `window` tokens, or PromptError saying what is wrong."""
+        if not isinstance(prompt, str):
+            raise PromptError(f"a prompt must be text, not {type(prompt).__name__}")
+        tokens = tokenize(prompt)[-self.window :]
+        if len(tokens) < self.window:
+            found = f"has {len(tokens)} word{'s' if len(tokens) != 1 else ''}" if tokens else "is empty"
+            raise PromptError(f"the prompt {found}; this model reads {self.window} words at a time, give at least {self.window}")
+        unknown = list(dict.fromkeys(t for t in tokens if t not in self._index))
+        if unknown:
+            raise _unknown_words(unknown, self.vocabulary)
+        return [self._index[t] for t in tokens]
+
+    def stream(
+        self,
+        prompt: str,
+        words: int = 32,
+        temperature: float = 0.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        seed: int | None = None,
+    ) -> Iterator[str]:
+        """The generated words, one by one as they are made."""
+        ids = self.stream_ids(self.encode(prompt), words, Sampling(temperature, top_k, top_p, seed))
+        vocabulary = self.vocabulary
+        return (vocabulary[i] for i in ids)
+
+    def stream_ids(self, context: Sequence[int], words: int = 32, sampling: Sampling = Sampling()) -> Iterator[int]:
+        """Word ids after the last `window` ids of `context`; arguments are checked before it starts."""
+        context = self._check_ids(context)
+        sample = make_sampler(sampling)
+        if isinstance(words, bool) or not isinstance(words, int) or not 0 <= words <= MAX_WORDS:
+            raise UsageError(f"words must be a whole number from 0 to {MAX_WORDS:,}, not {words!r}")
+        return self._stream(context, words, sample)
+
+    def next_logits(self, context: Sequence[int]) -> np.ndarray:
+        """Logits [vocab] of the word after the last `window` ids of `context` (a copy)."""
+        with self._decoder() as decoder:
+            for token in self._check_ids(context):
+                logits = decoder.feed(token)
+            return logits.copy()
+
+    def _check_ids(self, context: Sequence[int]) -> list[int]:
+        ids = [int(i) for i in context[-self.window :]]
+        if len(ids) < self.window:
+            raise PromptError(f"the context has {len(ids)} ids; this model reads {self.window} at a time")
+        if not all(0 <= i < len(self.vocabulary) for i in ids):
+            raise PromptError(f"word ids must be from 0 to {len(self.vocabulary) - 1}, not {ids}")
+        return ids
+
+    def _stream(self, context: list[int], words: int, sample: Sampler) -> Iterator[int]:
+        with self._decoder() as decoder:
+            for token in context:
+                logits = decoder.feed(token)
+            for made in range(words):
+                token = sample(logits)
+                yield token
+                if made + 1 < words:
+                    logits = decoder.feed(token)
+
+    def generate(self, prompt: str, words: int = 32, temperature: float = 0.0, top_k: int | None = None,
+                 top_p: float | None = None, seed: int | None = None) -> str:  # fmt: skip
+        """The generated words only, separated by spaces; temperature 0 is greedy."""
+        return " ".join(self.stream(prompt, words, temperature, top_k, top_p, seed))
+
+    def generate_batch(self, prompts: Sequence[str], words: int = 32, temperature: float = 0.0,
+                       top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> list[str]:  # fmt: skip
+        """`generate` for each prompt, with the same settings; every prompt is checked before any runs."""
+        if isinstance(prompts, str):
+            raise PromptError("generate_batch takes a list of prompts; for one prompt use generate")
+        for number, prompt in enumerate(prompts, 1):
+            try:
+                self.encode(prompt)
+            except UnknownWordError as error:
+                raise UnknownWordError(f"prompt {number}: {error}", error.words, error.suggestions) from None
+            except PromptError as error:
+                raise PromptError(f"prompt {number}: {error}") from None
+        return [self.generate(p, words, temperature, top_k, top_p, seed) for p in prompts]
+
+    @contextlib.contextmanager
+    def _decoder(self) -> Iterator[Decoder]:
+        with self._lock:
+            decoder = self._idle.pop() if self._idle else None
+        if decoder is None:
+            decoder = make_decoder(self._session, self.metadata)
+        decoder.reset()
+        try:
+            yield decoder
+        finally:
+            with self._lock:
+                self._idle.append(decoder)
+
+
+def _unknown_words(unknown: list[str], vocabulary: Sequence[str]) -> UnknownWordError:
+    suggestions = {word: difflib.get_close_matches(word, vocabulary, n=3, cutoff=0.6) for word in unknown}
+    parts = [
+        f"{_show(word)} (closest: {', '.join(suggestions[word])})" if suggestions[word] else _show(word)
+        for word in unknown[:5]
+    ]
+    more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+    noun = "word" if len(unknown) == 1 else "words"
+    return UnknownWordError(
+        f"unknown {noun} {'; '.join(parts)}{more}: the model knows only the {len(vocabulary)} words of its corpus",
+        unknown,
+        suggestions,
+    )
+
+
+def _show(word: str, limit: int = 40) -> str:
+    """A word quoted on one line, control characters escaped, long ones cut."""
+    return repr(word if len(word) <= limit else word[:limit] + "…")
+
+
+def load(path: str | os.PathLike[str] | None = None, threads: int = 1) -> Model:
+    """Load a model file; no path loads the shipped default (int8)."""
+    return Model(default_model_path() if path is None else path, threads)
+
+
+__all__ = ["Model", "ModelMetadata", "load", "default_model_path"]
