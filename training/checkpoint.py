@@ -1,0 +1,114 @@
+"""Checkpoints: everything a run needs to continue bit for bit, or to be exported, in one file.
+
+Only tensors and plain Python values go in, so `torch.load(weights_only=True)` reads them back
+and a checkpoint can never run code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from runtime import __version__
+from runtime.contract import ModelConfig
+from runtime.errors import UsageError
+
+from .atomic import atomic_path
+from .config import TrainConfig
+from .model import WordLSTM
+
+CHECKPOINT_NAME = "checkpoint.pt"
+FORMAT = "fable-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(UsageError):
+    """A checkpoint that is missing, damaged, foreign or from a newer fable."""
+
+
+@dataclass
+class Checkpoint:
+    config: TrainConfig
+    vocabulary: list[str]
+    corpus_name: str
+    corpus_sha256: str
+    ids: np.ndarray  # int64 [tokens]: the corpus, so that the export can measure every window
+    step: int
+    elapsed: float  # seconds of training so far
+    accuracy: float  # over all windows at the last evaluation
+    device: str
+    model_state: dict[str, torch.Tensor]
+    optimizer_state: dict[str, Any]
+    rng_state: dict[str, Any]  # torch's and the data sampler's generators, and the sampler's position
+
+    def build_model(self) -> WordLSTM:
+        model = WordLSTM(self.config.model, len(self.vocabulary))
+        model.load_state_dict(self.model_state)
+        return model.eval()
+
+
+def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "producer": f"fable {__version__}",
+        "config": dataclasses.asdict(checkpoint.config),
+        "vocabulary": list(checkpoint.vocabulary),
+        "corpus_name": checkpoint.corpus_name,
+        "corpus_sha256": checkpoint.corpus_sha256,
+        "ids": torch.from_numpy(checkpoint.ids.astype(np.int64)),
+        "step": checkpoint.step,
+        "elapsed": checkpoint.elapsed,
+        "accuracy": checkpoint.accuracy,
+        "device": checkpoint.device,
+        "model": {k: v.detach().cpu() for k, v in checkpoint.model_state.items()},
+        "optimizer": checkpoint.optimizer_state,
+        "rng": checkpoint.rng_state,
+    }
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
+
+
+def load_checkpoint(path: Path) -> Checkpoint:
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path} does not exist; train one with fable-train")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint path {path} is not a file; pass the checkpoint.pt that fable-train wrote")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many kinds for damaged or foreign files
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
+        raise CheckpointError(f"checkpoint {path} is damaged or not a fable checkpoint ({reason}); train again or pick another") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a fable checkpoint; pass the checkpoint.pt that fable-train wrote")
+    version = payload.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise CheckpointError(f"checkpoint {path} has format {version}, newer than this fable reads ({VERSION}); upgrade fable")
+    try:
+        config = dict(payload["config"])
+        config["model"] = ModelConfig(**config["model"])
+        checkpoint = Checkpoint(
+            config=TrainConfig(**config),
+            vocabulary=list(payload["vocabulary"]),
+            corpus_name=str(payload["corpus_name"]),
+            corpus_sha256=str(payload["corpus_sha256"]),
+            ids=payload["ids"].numpy().astype(np.int64),
+            step=int(payload["step"]),
+            elapsed=float(payload["elapsed"]),
+            accuracy=float(payload["accuracy"]),
+            device=str(payload["device"]),
+            model_state=payload["model"],
+            optimizer_state=payload["optimizer"],
+            rng_state=payload["rng"],
+        )
+        checkpoint.build_model()  # the weights must fit the configuration they claim
+    except Exception as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
+        raise CheckpointError(f"checkpoint {path} is damaged ({reason}); train again or pick another") from None
+    return checkpoint

@@ -1,0 +1,66 @@
+"""metrics.jsonl (a line per evaluation) and the curves plotted from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_path, write_text
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The complete lines of a metrics file; a line cut short by a kill is dropped."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and isinstance(row.get("step"), int):
+            rows.append(row)
+    return rows
+
+
+class MetricsLog:
+    """Appends one JSON line per evaluation. Resuming at step N first drops any line after N, which
+    an interrupted run may have written past its last checkpoint."""
+
+    def __init__(self, path: Path, keep_until: int):
+        kept = [row for row in read_metrics(path) if row["step"] <= keep_until]
+        write_text(path, "".join(json.dumps(row) + "\n" for row in kept))
+        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole run
+
+    def write(self, **row: Any) -> None:
+        self._file.write(json.dumps(row) + "\n")  # one write per line: a kill loses at most this line
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def plot_curves(metrics_path: Path, out: Path) -> None:
+    """Loss and accuracy over steps, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    rows = read_metrics(metrics_path)
+    steps = [row["step"] for row in rows]
+    figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 4))
+    loss_axes.plot(steps, [row["loss"] for row in rows], label="all windows")
+    loss_axes.plot(steps, [row["train_loss"] for row in rows], label="training steps", alpha=0.6)
+    loss_axes.set(xlabel="step", ylabel="cross-entropy", yscale="log", title="loss")
+    accuracy_axes.plot(steps, [100 * row["accuracy"] for row in rows], label="all windows")
+    accuracy_axes.plot(steps, [100 * row["train_accuracy"] for row in rows], label="training steps", alpha=0.6)
+    accuracy_axes.set(xlabel="step", ylabel="%", ylim=(0, 100), title="next-word accuracy")
+    for axes in (loss_axes, accuracy_axes):
+        axes.grid(alpha=0.3)
+        axes.legend()
+    figure.tight_layout()
+    with atomic_path(out) as temporary:
+        figure.savefig(temporary, format="png", dpi=100)
+    plt.close(figure)

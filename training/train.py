@@ -1,0 +1,180 @@
+"""The training loop: deterministic on the CPU, resumable from its checkpoint, logged as it goes."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from runtime.errors import FableError, UsageError
+
+from .checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
+from .config import TrainConfig
+from .corpus import Corpus
+from .data import TutorialWalk, WindowBatches
+from .evaluate import Evaluation, evaluate
+from .metrics import MetricsLog
+from .model import WordLSTM
+from .progress import Progress
+
+
+class TrainingInterrupted(FableError):
+    exit_code = 130
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    checkpoint: Checkpoint
+    evaluation: Evaluation
+    wall_seconds: float  # this invocation only
+
+
+def resolve_device(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for, but torch sees no CUDA GPU here; use --device cpu or auto")
+    if requested not in ("cpu", "cuda"):
+        raise UsageError(f"--device must be auto, cpu or cuda, not {requested!r}")
+    return requested
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The rate for step `step` (1-based): a pure function of the step, so resuming needs no state."""
+    if config.schedule == "constant":
+        return config.learning_rate
+    if step <= config.warmup:
+        return config.learning_rate * step / config.warmup
+    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(config: TrainConfig, model: WordLSTM) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    # TensorFlow's RMSProp defaults, as the tutorial ran them: decay 0.9, epsilon 1e-10.
+    return torch.optim.RMSprop(model.parameters(), lr=config.learning_rate, alpha=0.9, eps=1e-10)
+
+
+def train(
+    corpus: Corpus,
+    config: TrainConfig,
+    device: str,
+    out: Path,
+    resume: Checkpoint | None = None,
+    progress: Progress | None = None,
+) -> TrainResult:
+    """Train until `config.steps`, from scratch or from `resume`; checkpoints go to `out`."""
+    saved = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = config.cpu_onednn if device == "cpu" else saved
+    try:
+        return _train(corpus, config, device, out, resume, progress)
+    finally:
+        torch.backends.mkldnn.enabled = saved
+
+
+def _train(
+    corpus: Corpus,
+    config: TrainConfig,
+    device: str,
+    out: Path,
+    resume: Checkpoint | None,
+    progress: Progress | None,
+) -> TrainResult:
+    started = time.perf_counter()
+    progress = progress or Progress(total=config.steps, bar=False)
+    torch.manual_seed(config.seed)
+    model = WordLSTM(config.model, len(corpus.vocabulary)).to(device)
+    optimizer = make_optimizer(config, model)
+    data_rng = torch.Generator().manual_seed(config.seed)
+    if config.sampling == "tutorial":
+        batches = TutorialWalk(corpus.ids, config.model.window, device, data_rng)
+    else:
+        batches = WindowBatches(corpus.ids, config.model.window, config.batch_size, device, data_rng)
+    contexts, labels = (torch.from_numpy(a).to(device) for a in corpus.windows(config.model.window))
+
+    step, elapsed_before, last = 0, 0.0, None
+    if resume is not None:
+        model.load_state_dict(resume.model_state)
+        optimizer.load_state_dict(resume.optimizer_state)
+        torch.set_rng_state(resume.rng_state["torch"])
+        data_rng.set_state(resume.rng_state["data"])
+        batches.load_state(resume.rng_state["sampler"])
+        step, elapsed_before = resume.step, resume.elapsed
+    metrics = MetricsLog(out / "metrics.jsonl", keep_until=step)
+    clock = lambda: elapsed_before + time.perf_counter() - started  # noqa: E731
+
+    def checkpoint(evaluation: Evaluation | None) -> Checkpoint:
+        accuracy = evaluation.accuracy if evaluation else (resume.accuracy if resume else 0.0)
+        state = Checkpoint(
+            config=config, vocabulary=corpus.vocabulary, corpus_name=corpus.name, corpus_sha256=corpus.sha256,
+            ids=corpus.ids, step=step, elapsed=clock(), accuracy=accuracy, device=device,
+            model_state=model.state_dict(), optimizer_state=optimizer.state_dict(),
+            rng_state={"torch": torch.get_rng_state(), "data": data_rng.get_state(), "sampler": batches.state()},
+        )  # fmt: skip
+        save_checkpoint(out / CHECKPOINT_NAME, state)
+        return state
+
+    model.train()
+    running_loss, running_correct, running_count = 0.0, 0, 0
+    saved = None
+    progress.start(initial=step)
+    try:
+        while step < config.steps:
+            step += 1
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config, step)
+            x, y = batches.next()
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+            optimizer.step()
+
+            running_loss += loss.item() * len(y)
+            running_correct += int((logits.argmax(dim=1) == y).sum())
+            running_count += len(y)
+            progress.update(step, loss=loss.item(), accuracy=last.accuracy if last else None)
+            if step % config.eval_every == 0 or step == config.steps:
+                last = evaluate(model, contexts, labels)
+                train_loss, train_accuracy = running_loss / running_count, running_correct / running_count
+                metrics.write(step=step, loss=last.loss, accuracy=last.accuracy, correct=last.correct,
+                              windows=last.windows, perplexity=last.perplexity, train_loss=train_loss,
+                              train_accuracy=train_accuracy, lr=learning_rate(config, step), elapsed=clock())  # fmt: skip
+                if config.sampling == "tutorial":
+                    progress.write(_tutorial_line(step, train_loss, train_accuracy, x, y, logits, corpus.vocabulary))
+                running_loss, running_correct, running_count = 0.0, 0, 0
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                saved = checkpoint(last)
+    except KeyboardInterrupt:
+        # No checkpoint now: the interrupt may have landed inside an optimizer step.
+        progress.close()
+        metrics.close()
+        kept = saved.step if saved else resume.step if resume else None
+        raise TrainingInterrupted(_interrupted(out, kept)) from None
+    progress.close()
+    metrics.close()
+    if saved is None:  # a resumed run that was already complete
+        saved = checkpoint(last)
+    final = last or evaluate(model, contexts, labels)
+    return TrainResult(checkpoint=saved, evaluation=final, wall_seconds=time.perf_counter() - started)
+
+
+def _interrupted(out: Path, step: int | None) -> str:
+    if step is None:
+        return "interrupted before the first checkpoint; nothing to resume"
+    return f"interrupted; the checkpoint of step {step} in {out} is kept, continue with --resume --out {out}"
+
+
+def _tutorial_line(step, loss, accuracy, x, y, logits, vocabulary) -> str:
+    """What the tutorial printed every 1,000 iterations, with its last example."""
+    words = [vocabulary[i] for i in x[-1].tolist()]
+    return (
+        f"Iter= {step}, Average Loss= {loss:.6f}, Average Accuracy= {accuracy * 100:.2f}%\n"
+        f"{words} - [{vocabulary[int(y[-1])]}] vs [{vocabulary[int(logits[-1].argmax())]}]"
+    )
