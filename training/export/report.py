@@ -1,0 +1,102 @@
+"""The parity report: each exported file decoded by the runtime, against PyTorch, window by window."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+import runtime
+from runtime.sampling import Sampling
+from runtime.tokenizer import make_windows
+
+from ..evaluate import greedy_continuations, logits_of
+from ..model import WordLSTM
+
+
+@dataclass(frozen=True)
+class TorchReference:
+    contexts: np.ndarray  # [N, window] the windows measured
+    labels: np.ndarray  # [N] the corpus's next words
+    logits: np.ndarray  # [N, vocab]
+    continuations: np.ndarray  # [N, words] greedy, the plain decode
+
+    @property
+    def correct(self) -> int:
+        return int((self.logits.argmax(axis=1) == self.labels).sum())
+
+
+@dataclass(frozen=True)
+class FileReport:
+    file: str
+    quantization: str
+    graph: str
+    bytes: int
+    correct: int
+    windows: int
+    accuracy: float
+    max_abs_logit_diff: float  # against PyTorch, over all windows measured
+    next_word_agreement: float  # share of windows whose greedy next word is PyTorch's
+    continuation_agreement: float  # share of windows whose greedy continuation is PyTorch's, word for word
+    accuracy_drop_points: float | None = None  # int8 only: fp32 accuracy minus this one's, in points
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def select_windows(ids: np.ndarray, window: int, limit: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """All windows of the corpus, or `limit` evenly spaced ones: contexts, labels, and the total."""
+    contexts, labels = make_windows(ids, window)
+    total = len(labels)
+    if total > limit:
+        picked = np.linspace(0, total - 1, limit).round().astype(np.int64)
+        contexts, labels = contexts[picked], labels[picked]
+    return contexts, labels, total
+
+
+def torch_reference(model: WordLSTM, contexts: np.ndarray, labels: np.ndarray, words: int) -> TorchReference:
+    return TorchReference(
+        contexts=contexts,
+        labels=labels,
+        logits=logits_of(model, contexts).cpu().numpy(),
+        continuations=greedy_continuations(model, contexts, words),
+    )
+
+
+def measure_file(path: Path, reference: TorchReference) -> FileReport:
+    """Decode every reference window as a prompt with the runtime, exactly as an app would."""
+    model = runtime.load(path)
+    words = reference.continuations.shape[1]
+    logits = np.stack([model.next_logits(context) for context in reference.contexts])
+    continuations = np.array([list(model.stream_ids(context, words, Sampling())) for context in reference.contexts])
+    correct = int((logits.argmax(axis=1) == reference.labels).sum())
+    windows = len(reference.labels)
+    return FileReport(
+        file=path.name,
+        quantization=model.metadata.quantization,
+        graph=model.metadata.graph,
+        bytes=path.stat().st_size,
+        correct=correct,
+        windows=windows,
+        accuracy=correct / windows,
+        max_abs_logit_diff=float(np.abs(logits - reference.logits).max()),
+        next_word_agreement=float((logits.argmax(axis=1) == reference.logits.argmax(axis=1)).mean()),
+        continuation_agreement=float((continuations == reference.continuations).all(axis=1).mean()),
+    )
+
+
+def format_table(reports: list[FileReport], reference: TorchReference, total_windows: int) -> str:
+    windows = len(reference.labels)
+    sampled = "" if windows == total_windows else f" (an even sample of {windows:,} of {total_windows:,})"
+    rows = [("file", "size", "accuracy", "max |Δlogit|", "next word = torch", "32 words = torch", "drop")]
+    rows.append(("torch (checkpoint)", "", f"{reference.correct}/{windows}", "", "", "", ""))
+    for r in reports:
+        drop = "" if r.accuracy_drop_points is None else f"{r.accuracy_drop_points:+.2f} pt"
+        rows.append((r.file, f"{r.bytes / 1e6:.2f} MB", f"{r.correct}/{r.windows} ({100 * r.accuracy:.1f}%)",
+                     f"{r.max_abs_logit_diff:.2e}", f"{100 * r.next_word_agreement:.1f}%",
+                     f"{100 * r.continuation_agreement:.1f}%", drop))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return f"parity over {windows:,} windows{sampled}:\n" + "\n".join(lines)
