@@ -15,10 +15,10 @@ import numpy as np
 import torch
 
 from runtime import __version__
+from runtime.atomic import atomic_path
 from runtime.contract import ModelConfig
 from runtime.errors import UsageError
 
-from .atomic import atomic_path
 from .config import TrainConfig
 from .model import WordLSTM
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import typer
 
+from runtime.atomic import prepare_folder
 from runtime.cli import run_app
 from runtime.errors import UsageError
 
-from .atomic import prepare_folder
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 from .config import PRESETS, TrainConfig
 from .corpus import load_corpus

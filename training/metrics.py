@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_path, write_text
+from runtime.atomic import atomic_path, write_text
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -69,6 +69,7 @@ def train(
     progress: Progress | None = None,
 ) -> TrainResult:
     """Train until `config.steps`, from scratch or from `resume`; checkpoints go to `out`."""
+    out.mkdir(parents=True, exist_ok=True)
     saved = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = config.cpu_onednn if device == "cpu" else saved
     try:

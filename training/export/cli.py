@@ -7,10 +7,10 @@ from pathlib import Path
 import typer
 
 from runtime import contract
+from runtime.atomic import prepare_folder
 from runtime.cli import run_app
 from runtime.errors import UsageError
 
-from ..atomic import prepare_folder
 from ..checkpoint import load_checkpoint
 from .exporter import FP32_NAME, INT8_NAME, REPORT_NAME, ExportOptions, export_checkpoint
 

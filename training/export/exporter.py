@@ -16,9 +16,9 @@ from pathlib import Path
 import onnx
 
 from runtime import __version__, contract
+from runtime.atomic import atomic_path
 from runtime.contract import ModelMetadata, Provenance
 
-from ..atomic import atomic_path
 from ..checkpoint import Checkpoint
 from .graphs import build_step_graph, build_window_graph, weights_from_onnx
 from .quantize import ExportGuardError, check_quantized, quantize_int8

@@ -120,10 +120,10 @@ def build_window_graph(weights: Weights, config: ModelConfig) -> onnx.ModelProto
     ids = b.node("Transpose", [contract.INPUT_WINDOW], perm=[1, 0])  # [w, N]: ONNX LSTMs are time-major
     x = b.encode(ids)  # [w, N, in]
     for layer in range(config.layers):
-        if layer:
-            x = b.node("Squeeze", [y, b.ints([1])])  # the layer below's outputs [w, N, H]
         top = layer == config.layers - 1  # the top layer's last hidden state is all the head needs
         y, y_h, _ = b.lstm(layer, x, config.hidden, outputs=("", "top.Y_h", "") if top else None)
+        if not top:
+            x = b.node("Squeeze", [y, b.ints([1])])  # this layer's outputs [w, N, H], the next one's input
     b.head(b.node("Squeeze", [y_h, b.ints([0])]), contract.OUTPUT_LOGITS)  # last step [N, H] → [N, V]
     return b.model(config, contract.GRAPH_WINDOW, weights.head_b.shape[0])
 

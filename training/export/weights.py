@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # torch stays out of the import path of the graph builders (bench/ uses them)
+from runtime.contract import ModelConfig
+
+if TYPE_CHECKING:  # torch stays out of the import path of the graph builders
     import torch
 
     from training.model import WordLSTM
@@ -31,12 +33,12 @@ class Weights:
     head_b: np.ndarray  # [vocab]
 
 
-def _gates_to_onnx(tensor: "torch.Tensor") -> np.ndarray:
+def _gates_to_onnx(tensor: torch.Tensor) -> np.ndarray:
     blocks = tensor.detach().cpu().float().numpy().reshape(4, -1, *tensor.shape[1:])
     return np.ascontiguousarray(np.concatenate([blocks[i] for i in _TORCH_TO_ONNX_GATES]))
 
 
-def weights_from_torch(model: "WordLSTM") -> Weights:
+def weights_from_torch(model: WordLSTM) -> Weights:
     layers = []
     for layer in range(model.config.layers):
         get = lambda name: getattr(model.lstm, f"{name}_l{layer}")  # noqa: E731
@@ -54,3 +56,34 @@ def weights_from_torch(model: "WordLSTM") -> Weights:
         head_w=np.ascontiguousarray(model.head.weight.detach().cpu().float().numpy().T),
         head_b=model.head.bias.detach().cpu().float().numpy(),
     )
+
+
+# The inverse permutation: ONNX blocks (i, o, f, c) back to torch's (i, f, g, o).
+_ONNX_TO_TORCH_GATES = tuple(_TORCH_TO_ONNX_GATES.index(i) for i in range(4))
+
+
+def _gates_to_torch(array: np.ndarray) -> torch.Tensor:
+    import torch
+
+    blocks = array.reshape(4, -1, *array.shape[1:])
+    return torch.from_numpy(np.ascontiguousarray(np.concatenate([blocks[i] for i in _ONNX_TO_TORCH_GATES])))
+
+
+def torch_from_weights(weights: Weights, config: ModelConfig) -> WordLSTM:
+    """A WordLSTM holding `weights` (e.g. read back from an exported file): the torch baseline."""
+    import torch
+
+    from training.model import WordLSTM
+
+    model = WordLSTM(config, weights.head_b.shape[0])
+    state = {"head.weight": torch.from_numpy(weights.head_w.T.copy()), "head.bias": torch.tensor(weights.head_b)}
+    if weights.embedding is not None:
+        state["embedding.weight"] = torch.tensor(weights.embedding)
+    for layer, lw in enumerate(weights.layers):
+        hidden4 = lw.W.shape[1]
+        state[f"lstm.weight_ih_l{layer}"] = _gates_to_torch(lw.W[0])
+        state[f"lstm.weight_hh_l{layer}"] = _gates_to_torch(lw.R[0])
+        state[f"lstm.bias_ih_l{layer}"] = _gates_to_torch(lw.B[0, :hidden4])
+        state[f"lstm.bias_hh_l{layer}"] = _gates_to_torch(lw.B[0, hidden4:])
+    model.load_state_dict(state)
+    return model.eval()

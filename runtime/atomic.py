@@ -8,7 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from runtime.errors import UsageError
+from .errors import UsageError
 
 
 @contextlib.contextmanager
