@@ -1,0 +1,83 @@
+"""Latency of the shipped models, the plain window-graph decode and torch eager, per word and whole.
+
+Per-word benchmarks time one more word of an endless stream (sample + one decode), greedy and
+sampled (temperature 1, seed 0): sampling wanders over many windows, so a repeating greedy cycle
+cannot flatter anything.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+
+from runtime import Model
+from runtime.benchmark import word_stepper
+from runtime.sampling import Sampling, make_sampler
+
+PROMPT = "the old mouse"
+QUANTS = ["fp32", "int8"]
+MODES = {"greedy": Sampling(), "sampled": Sampling(temperature=1.0, seed=0)}
+PER_WORD = {"group": "per word", "min_rounds": 2000, "max_time": 2.0, "warmup": True}
+
+
+@pytest.mark.benchmark(group="load")
+@pytest.mark.parametrize("quant", QUANTS)
+def test_load(benchmark, shipped, quant):
+    benchmark(Model, shipped[quant])
+
+
+@pytest.mark.benchmark(group="prompt to first word")
+@pytest.mark.parametrize("quant", QUANTS)
+def test_first_word(benchmark, shipped, quant):
+    model = Model(shipped[quant])
+    benchmark(model.generate, PROMPT, 1)
+
+
+@pytest.mark.benchmark(group="32-word generation")
+@pytest.mark.parametrize("quant", QUANTS)
+def test_generate_32(benchmark, shipped, quant):
+    model = Model(shipped[quant])
+    benchmark(model.generate, PROMPT, 32)
+
+
+@pytest.mark.benchmark(**PER_WORD)
+@pytest.mark.parametrize("graph", ["step", "window"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("quant", QUANTS)
+def test_word(benchmark, shipped, window_files, quant, mode, graph):
+    path = shipped[quant] if graph == "step" else window_files[quant]
+    model = Model(path)
+    assert model.metadata.graph == graph
+    benchmark(word_stepper(model, MODES[mode]))
+
+
+@pytest.mark.benchmark(**PER_WORD)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("onednn", ["onednn", "no-onednn"])
+def test_torch_word(benchmark, shipped, onednn, mode):
+    """torch eager, the whole window per word, as a PyTorch user would decode (fp32 weights)."""
+    torch = pytest.importorskip("torch", reason="the torch baseline needs pip install '.[train]'")
+    import onnx
+
+    from training.export.graphs import weights_from_onnx
+    from training.export.weights import torch_from_weights
+
+    model = Model(shipped["fp32"])
+    net = torch_from_weights(weights_from_onnx(onnx.load(shipped["fp32"])), model.metadata.config)
+    sample = make_sampler(MODES[mode])
+    window = deque(range(model.window), maxlen=model.window)
+
+    def step() -> int:
+        with torch.no_grad():
+            logits = net(torch.tensor([list(window)]))[0].numpy()
+        token = sample(logits)
+        window.append(token)
+        return token
+
+    saved = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = onednn == "onednn"
+    try:
+        benchmark(step)
+    finally:
+        torch.backends.mkldnn.enabled = saved
