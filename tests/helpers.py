@@ -1,0 +1,81 @@
+"""Helpers for the tests: truths read from the fable, small recipes, running the commands for real."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from runtime.tokenizer import tokenize
+
+ROOT = Path(__file__).resolve().parents[1]
+FABLE = ROOT / "training" / "fable.txt"
+SHIPPED = ROOT / "exported"
+
+
+def fable_tokens() -> list[str]:
+    return tokenize(FABLE.read_text(encoding="utf-8"))
+
+
+def fable_windows(window: int = 3) -> list[tuple[tuple[str, ...], str]]:
+    """(context, next word) for every window of the fable, read from the text itself."""
+    tokens = fable_tokens()
+    return [(tuple(tokens[i : i + window]), tokens[i + window]) for i in range(len(tokens) - window)]
+
+
+def unambiguous_windows(window: int = 3) -> list[tuple[tuple[str, ...], str]]:
+    """The windows whose context is always followed by the same word in the fable."""
+    followers = defaultdict(set)
+    for context, word in fable_windows(window):
+        followers[context].add(word)
+    return [(c, w) for c, w in fable_windows(window) if len(followers[c]) == 1]
+
+
+def tiny_config(preset: str = "default", steps: int = 60, **model: object):
+    """A recipe that trains in about a second: what tests need to exercise the machinery."""
+    from training.config import PRESETS
+
+    base = PRESETS[preset]
+    model_config = dataclasses.replace(base.model, **{"hidden": 32, "embedding_dim": 16, **model})
+    learning_rate = 1e-2 if base.optimizer == "adam" else base.learning_rate
+    return dataclasses.replace(base, model=model_config, steps=steps, eval_every=10, checkpoint_every=20,
+                               learning_rate=learning_rate, warmup=min(base.warmup, 5))  # fmt: skip
+
+
+def run_command(name: str, *args: str, input: str | None = None, cwd: Path | None = None, timeout: float = 300,
+                env: dict | None = None) -> subprocess.CompletedProcess:  # fmt: skip
+    """Run one of fable's commands as a user would: a new process, its real exit code and output."""
+    module = {
+        "fable-run": "runtime.cli.run",
+        "fable-bench": "runtime.cli.bench",
+        "fable-train": "training.cli",
+        "fable-export": "training.export.cli",
+    }[name]
+    environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    environment.pop("FABLE_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        input=input,
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        timeout=timeout,
+        env=environment,
+    )
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess, code: int, *phrases: str) -> None:
+    """Exit `code`, one line on stderr that names the problem, no traceback."""
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    for phrase in phrases:
+        assert phrase in lines[0], (phrase, lines[0])
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}

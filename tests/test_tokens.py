@@ -1,0 +1,87 @@
+"""Tokens, vocabulary and windows, checked against the fable text and hand-made cases."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from runtime.tokenizer import build_vocabulary, make_windows, tokenize
+
+from .helpers import FABLE, ROOT, fable_tokens, fable_windows, unambiguous_windows
+
+
+def test_the_shipped_corpus_is_the_fable_byte_for_byte():
+    shared = ROOT.parent / "shared" / "data" / "fable.txt"
+    if not shared.exists():
+        pytest.skip("../shared/data/fable.txt is not beside this checkout")
+    assert FABLE.read_bytes() == shared.read_bytes()
+
+
+def test_the_fable_is_the_tutorials_204_tokens_and_112_symbols():
+    tokens = fable_tokens()
+    assert len(tokens) == 204
+    assert len(set(tokens)) == 112
+
+
+def test_case_is_folded():
+    assert tokenize("The CAT the Cat") == ["the", "cat", "the", "cat"]
+
+
+def test_each_punctuation_mark_is_a_token():
+    assert tokenize('"Who?" said (he); well: yes! no, it\'s.') == [
+        '"', "who", "?", '"', "said", "(", "he", ")", ";", "well", ":", "yes", "!", "no", ",", "it", "'", "s", ".",
+    ]  # fmt: skip
+    assert tokenize("...") == [".", ".", "."]
+
+
+def test_any_whitespace_separates_and_extra_whitespace_vanishes():
+    assert tokenize("  a \t\n b\u00a0c\u2003d\r\n") == ["a", "b", "c", "d"]  # no-break and em spaces too
+    assert tokenize("") == []
+    assert tokenize(" \n\t ") == []
+
+
+def test_unicode_words_are_lowercased_and_kept_whole():
+    assert tokenize("Ça ÉTÉ Straße ΔΈΛΤΑ") == ["ça", "été", "straße", "δέλτα"]
+    assert tokenize("«quoted» — dash") == ["«quoted»", "—", "dash"]  # only the listed marks split
+
+
+def test_vocabulary_is_by_frequency_with_ties_in_order_of_first_occurrence():
+    assert build_vocabulary("b a c a b d".split()) == ["b", "a", "c", "d"]
+    vocabulary = build_vocabulary(fable_tokens())
+    assert vocabulary[:3] == [",", "the", "."]
+    counts = Counter(fable_tokens())
+    first = {word: fable_tokens().index(word) for word in counts}
+    assert vocabulary == sorted(counts, key=lambda w: (-counts[w], first[w]))
+
+
+def test_windows_pair_each_run_of_words_with_the_next():
+    contexts, labels = make_windows([5, 6, 7, 8, 9], 3)
+    assert contexts.tolist() == [[5, 6, 7], [6, 7, 8]]
+    assert labels.tolist() == [8, 9]
+    assert make_windows([1, 2, 3], 3)[0].shape == (0, 3)
+
+
+def test_the_fable_has_201_windows_and_a_ceiling_of_199():
+    windows = fable_windows()
+    assert len(windows) == 201
+    ambiguous = {c for c, _ in windows} - {c for c, _ in unambiguous_windows()}
+    assert ambiguous == {("the", "cat", "."), ("up", "and", "said")}
+    assert {w for c, w in windows if c == ("the", "cat", ".")} == {"some", "by"}
+    assert {w for c, w in windows if c == ("up", "and", "said")} == {"he", "that"}
+    assert len(unambiguous_windows()) == 197
+    # The best any model can do: for each context, the count of its most frequent next word.
+    followers = {}
+    for context, word in windows:
+        followers.setdefault(context, Counter())[word] += 1
+    assert sum(max(c.values()) for c in followers.values()) == 199
+
+
+def test_tokenizer_is_what_training_reads(tmp_path: Path):
+    from training.corpus import load_corpus
+
+    (tmp_path / "t.txt").write_text("One two, THREE. one", encoding="utf-8")
+    corpus = load_corpus(tmp_path / "t.txt", 2)
+    assert corpus.tokens == tokenize("One two, THREE. one")
+    assert corpus.vocabulary == ["one", "two", ",", "three", "."]
