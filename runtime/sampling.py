@@ -47,6 +47,8 @@ def make_sampler(sampling: Sampling) -> Sampler:
     rng = np.random.default_rng(sampling.seed)
     inverse_t = 1.0 / sampling.temperature
     top_k, top_p = sampling.top_k, sampling.top_p
+    if top_k is None and top_p is None:
+        return _temperature_sampler(rng, sampling.temperature)
 
     def sample(logits: np.ndarray) -> int:
         scaled = logits.astype(np.float64) * inverse_t
@@ -66,5 +68,25 @@ def make_sampler(sampling: Sampling) -> Sampler:
         cumulative = np.cumsum(weights)
         pick = min(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")), len(pool) - 1)
         return int(pick if candidates is None else candidates[pick])
+
+    return sample
+
+
+def _temperature_sampler(rng: np.random.Generator, temperature: float, block: int = 256) -> Sampler:
+    """Plain temperature sampling by the Gumbel-max trick: argmax(logits + T * G), G ~ Gumbel(0, 1),
+    is an exact draw from softmax(logits / T). It runs once per word, on the hot path: one add and
+    one argmax, with the noise drawn `block` words at a time from the seeded generator."""
+    noise = np.empty((0, 0))
+    row = block
+    scratch = np.empty(0)
+
+    def sample(logits: np.ndarray) -> int:
+        nonlocal noise, row, scratch
+        if row == block or noise.shape[1] != len(logits):
+            noise, row = rng.gumbel(0.0, temperature, size=(block, len(logits))), 0
+            scratch = np.empty(len(logits))
+        np.add(logits, noise[row], out=scratch)
+        row += 1
+        return int(scratch.argmax())
 
     return sample

@@ -106,6 +106,7 @@ def export_checkpoint(
     quantize: Callable[[Path, Path], None] = quantize_int8,
 ) -> ExportResult:
     """Export, prove, and only then put the files in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
     torch_model = checkpoint.build_model()
     meta = metadata_for(checkpoint, options.graph, "fp32")
     contexts, labels, total = select_windows(checkpoint.ids, meta.config.window, options.max_windows)

@@ -1,0 +1,136 @@
+"""The runtime API on the shipped models, held against the fable text and against itself."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import runtime
+from runtime import PromptError, UnknownWordError, UsageError
+
+from .helpers import SHIPPED, run_command, unambiguous_windows
+
+FILES = ["fable.onnx", "fable.int8.onnx"]
+
+
+@pytest.fixture(scope="module", params=FILES)
+def model(request):
+    return runtime.load(SHIPPED / request.param)
+
+
+@pytest.fixture(scope="module")
+def default():
+    return runtime.load()
+
+
+def test_the_default_is_the_shipped_int8_model(default):
+    assert default.path.resolve() == (SHIPPED / "fable.int8.onnx").resolve()
+    assert default.metadata.quantization == "int8"
+
+
+def test_the_old_mouse(model):
+    words = model.generate("the old mouse").split()
+    assert len(words) == 32
+    assert words[:9] == "said it is easy to propose impossible remedies .".split()
+
+
+@pytest.mark.parametrize("context, expected", unambiguous_windows(), ids=lambda v: " ".join(v) if isinstance(v, tuple) else v)
+def test_every_unambiguous_window_continues_as_the_fable_does(model, context, expected):
+    assert model.generate(" ".join(context), words=1) == expected
+
+
+def test_top_k_1_is_greedy_at_any_temperature(model):
+    for prompt in ("the old mouse", "long ago ,", "who is to"):
+        greedy = model.generate(prompt)
+        assert model.generate(prompt, top_k=1) == greedy
+        for temperature in (0.5, 1.0, 3.0, 100.0):
+            assert model.generate(prompt, temperature=temperature, top_k=1, seed=7) == greedy
+
+
+def test_the_same_seed_gives_the_same_words(model):
+    runs = [model.generate("the mice looked", temperature=1.5, seed=s) for s in (1, 1, 2, 3, 4)]
+    assert runs[0] == runs[1]
+    assert len(set(runs[1:])) > 1  # and other seeds other words
+
+
+def test_stream_equals_generate(model):
+    for settings in ({}, {"temperature": 1.2, "seed": 5}, {"temperature": 2.0, "top_p": 0.9, "seed": 1}):
+        streamed = list(model.stream("the old mouse", 40, **settings))
+        assert streamed == model.generate("the old mouse", 40, **settings).split()
+
+
+def test_generate_batch_equals_generate_one_by_one(model):
+    prompts = ["the old mouse", "long ago , the mice", "said he ,", "the old mouse"]
+    for settings in ({}, {"temperature": 1.0, "seed": 3}):
+        assert model.generate_batch(prompts, 20, **settings) == [model.generate(p, 20, **settings) for p in prompts]
+
+
+def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    z = logits.astype(np.float64) / temperature
+    p = np.exp(z - z.max())
+    return p / p.sum()
+
+
+@pytest.mark.parametrize("prompt", ["the old mouse", "the cat .", "up and said", "a young mouse"])
+def test_top_k_and_top_p_never_leave_their_set(model, prompt):
+    """The allowed sets come from the logits and the definitions, not from the sampler."""
+    temperature = 4.0  # flat enough that an escape would show
+    probs = softmax(model.next_logits(model.encode(prompt)), temperature)
+    order = np.argsort(-probs, kind="stable")
+    top_k_set = {model.vocabulary[i] for i in order[:5]}
+    cumulative = np.cumsum(probs[order])
+    top_p_set = {model.vocabulary[i] for i in order[: int(np.searchsorted(cumulative, 0.6)) + 1]}
+    seen_k, seen_p = set(), set()
+    for seed in range(300):
+        seen_k.add(model.generate(prompt, 1, temperature=temperature, top_k=5, seed=seed))
+        seen_p.add(model.generate(prompt, 1, temperature=temperature, top_p=0.6, seed=seed))
+    assert seen_k <= top_k_set and len(seen_k) > 1
+    assert seen_p <= top_p_set and len(seen_p) >= 1
+
+
+def test_vocabulary_window_and_info(model):
+    assert model.vocabulary[:3] == (",", "the", ".")
+    assert len(model.vocabulary) == 112 and model.window == 3
+    info = model.info
+    assert info["config"]["layers"] == 2 and info["config"]["hidden"] == 512
+    assert info["file_bytes"] == model.path.stat().st_size
+    assert info["provenance"]["corpus_name"] == "fable.txt"
+
+
+def test_a_prompt_longer_than_the_window_uses_its_last_words(model):
+    assert model.generate("long ago , the mice had a general council . the old mouse", 5) == model.generate("the old mouse", 5)
+
+
+@pytest.mark.parametrize("prompt, phrase", [("", "is empty"), ("   ", "is empty"), ("old mouse", "has 2 words"), (".", "has 1 word")])
+def test_a_short_prompt_states_the_window(model, prompt, phrase):
+    with pytest.raises(PromptError, match=phrase) as error:
+        model.generate(prompt)
+    assert "at least 3" in str(error.value)
+
+
+def test_unknown_words_are_each_named_with_the_closest_words(model):
+    with pytest.raises(UnknownWordError) as error:
+        model.generate("the olde mousse")
+    assert error.value.words == ["olde", "mousse"]
+    assert "mouse" in error.value.suggestions["mousse"] and "old" in error.value.suggestions["olde"]
+    assert "'olde'" in str(error.value) and "'mousse'" in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{"temperature": -1}, {"temperature": float("nan")}, {"top_k": 0}, {"top_p": 0.0}, {"top_p": 1.5},
+     {"seed": -1}, {"words": -1}, {"words": 1.5}],
+)  # fmt: skip
+def test_bad_settings_are_usage_errors(model, settings):
+    with pytest.raises(UsageError):
+        model.generate("the old mouse", **settings)
+
+
+def test_a_batch_names_its_bad_prompt(model):
+    with pytest.raises(UnknownWordError, match="prompt 2: unknown word 'zebra'"):
+        model.generate_batch(["the old mouse", "the old zebra"])
+
+
+def test_the_default_model_loads_from_any_directory(tmp_path):
+    result = run_command("fable-run", "the old mouse", "-n", "9", cwd=tmp_path)
+    assert result.stdout.strip() == "the old mouse said it is easy to propose impossible remedies ."

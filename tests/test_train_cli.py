@@ -1,0 +1,162 @@
+"""fable-train as a command: every bad input is one line, exit 2, and --out is left as it was."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+
+from runtime.cli import run_app
+from training.checkpoint import CHECKPOINT_NAME
+from training.cli import app
+
+from .helpers import run_command, snapshot
+
+
+def fable_train(capsys, *args: str) -> tuple[int, str, str]:
+    """The command in this process (torch loads once): exit code, stdout, stderr."""
+    with pytest.raises(SystemExit) as exit_:
+        run_app(app, "fable-train", list(args))
+    captured = capsys.readouterr()
+    return exit_.value.code, captured.out, captured.err
+
+
+@pytest.fixture
+def out(tmp_path):
+    """An --out folder that already holds something to protect."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("earlier work")
+    return folder
+
+
+def corpus(tmp_path, data: bytes):
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(data)
+    return str(path)
+
+
+BAD_CORPORA = {
+    "empty": (b"", "has no words"),
+    "whitespace only": (b" \n\t\n", "has no words"),
+    "fewer than window + 1 tokens": (b"the old mouse", "needs at least 4"),
+    "invalid UTF-8": (b"the old \xff\xfe mouse said", "not UTF-8"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_CORPORA)
+def test_a_corpus_that_cannot_train_is_refused(capsys, tmp_path, out, case):
+    data, phrase = BAD_CORPORA[case]
+    before = snapshot(out)
+    code, _, err = fable_train(capsys, "--corpus", corpus(tmp_path, data), "--out", str(out))
+    assert (code, len(err.strip().splitlines())) == (2, 1) and phrase in err
+    assert snapshot(out) == before
+
+
+BAD_FLAGS = {
+    "missing corpus": (["--corpus", "/nonexistent/corpus.txt"], "does not exist"),
+    "corpus is a folder": (["--corpus", "/"], "not a file"),
+    "zero steps": (["--steps", "0"], "--steps must be"),
+    "negative steps": (["--steps", "-5"], "--steps must be"),
+    "absurd steps": (["--steps", "1000000000000"], "--steps must be"),
+    "zero hidden": (["--hidden", "0"], "--hidden must be"),
+    "absurd hidden": (["--hidden", "1000000"], "--hidden must be"),
+    "zero window": (["--window", "0"], "--window must be"),
+    "absurd window": (["--window", "100000"], "--window must be"),
+    "zero layers": (["--layers", "0"], "--layers must be"),
+    "non-numeric steps": (["--steps", "many"], "--steps"),
+    "unknown preset": (["--preset", "fastest"], "--preset must be"),
+    "unknown device": (["--device", "tpu"], "--device must be"),
+    "window longer than the corpus": (["--window", "64", "--corpus", "SMALL"], "needs at least 65"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FLAGS)
+def test_a_bad_flag_is_refused(capsys, tmp_path, out, case):
+    args, phrase = BAD_FLAGS[case]
+    small = corpus(tmp_path, b"one two three four five six seven")
+    args = [small if a == "SMALL" else a for a in args]
+    before = snapshot(out)
+    code, _, err = fable_train(capsys, *args, "--out", str(out))
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and phrase in err, err
+    assert snapshot(out) == before
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is here")
+def test_cuda_without_cuda_is_refused(capsys, out):
+    before = snapshot(out)
+    code, _, err = fable_train(capsys, "--device", "cuda", "--out", str(out))
+    assert code == 2 and "no CUDA GPU" in err
+    assert snapshot(out) == before
+
+
+def test_resume_without_a_checkpoint_is_refused(capsys, out):
+    before = snapshot(out)
+    code, _, err = fable_train(capsys, "--resume", "--out", str(out))
+    assert code == 2 and f"no {CHECKPOINT_NAME}" in err
+    assert snapshot(out) == before
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "foreign"])
+def test_resume_from_a_damaged_checkpoint_is_refused(capsys, tiny_run, out, damage):
+    _, run = tiny_run
+    good = (run / CHECKPOINT_NAME).read_bytes()
+    if damage == "garbage":
+        (out / CHECKPOINT_NAME).write_bytes(b"\x00not a checkpoint" * 100)
+    elif damage == "truncated":
+        (out / CHECKPOINT_NAME).write_bytes(good[: len(good) // 2])
+    else:
+        torch.save({"model": {"weight": torch.zeros(3)}}, out / CHECKPOINT_NAME)
+    before = snapshot(out)
+    code, _, err = fable_train(capsys, "--resume", "--out", str(out))
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and ("damaged" in err or "not a fable checkpoint" in err), err
+    assert snapshot(out) == before
+
+
+def test_a_fresh_run_never_overwrites_an_earlier_one(capsys, tiny_run, out):
+    _, run = tiny_run
+    shutil.copy(run / CHECKPOINT_NAME, out / CHECKPOINT_NAME)
+    before = snapshot(out)
+    code, _, err = fable_train(capsys, "--out", str(out))
+    assert code == 2 and "--resume" in err
+    assert snapshot(out) == before
+
+
+def test_resume_refuses_flags_that_contradict_the_checkpoint(capsys, tiny_run, out):
+    _, run = tiny_run
+    shutil.copy(run / CHECKPOINT_NAME, out / CHECKPOINT_NAME)
+    before = snapshot(out)
+    code, _, err = fable_train(capsys, "--resume", "--hidden", "64", "--out", str(out))
+    assert code == 2 and "--hidden 64" in err
+    code, _, err = fable_train(capsys, "--resume", "--steps", "10", "--out", str(out))
+    assert code == 2 and "fewer than" in err
+    assert snapshot(out) == before
+
+
+def test_resume_with_another_corpus_is_refused(capsys, tmp_path, tiny_run, out):
+    _, run = tiny_run
+    shutil.copy(run / CHECKPOINT_NAME, out / CHECKPOINT_NAME)
+    before = snapshot(out)
+    code, _, err = fable_train(capsys, "--resume", "--corpus", corpus(tmp_path, b"a b c d e f g h"), "--out", str(out))
+    assert code == 2 and "not the one the checkpoint" in err
+    assert snapshot(out) == before
+
+
+def test_a_run_on_your_own_text_end_to_end(tmp_path):
+    """Through a real process: a text file in, checkpoint, metrics, curves and summary out."""
+    text = tmp_path / "mine.txt"
+    text.write_text("the quick brown fox jumps over the lazy dog . " * 5, encoding="utf-8")
+    out = tmp_path / "run"
+    result = run_command("fable-train", "--corpus", str(text), "--steps", "30", "--hidden", "32",
+                         "--eval-every", "10", "--out", str(out), "--no-progress")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert {"checkpoint.pt", "metrics.jsonl", "curves.png"} <= set(snapshot(out))
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "next-word accuracy over all windows" in result.stdout and "on cpu" in result.stdout
+    assert "Traceback" not in result.stderr
+    resumed = run_command("fable-train", "--resume", "--corpus", str(text), "--steps", "40", "--out", str(out), "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming at step 30" in resumed.stdout and "step 40 of 40" in resumed.stdout
