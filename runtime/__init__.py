@@ -1,8 +1,8 @@
 """fable's runtime: generate text from a fable model file with numpy and onnxruntime alone.
 
-    import runtime
-    model = runtime.load()                      # the shipped default model
-    print(model.generate("the old mouse"))      # greedy, 32 words
+import runtime
+model = runtime.load()                      # the shipped default model
+print(model.generate("the old mouse"))      # greedy, 32 words
 """
 
 from .errors import FableError, ModelFileError, PromptError, UnknownWordError, UsageError

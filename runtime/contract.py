@@ -159,7 +159,9 @@ def metadata_from_props(props: Mapping[str, str], source: str = "model file") ->
     """Parse and validate `metadata_props`; raise ModelFileError naming the first problem."""
     reader = _Reader(props, source)
     if KEY_FORMAT_VERSION not in props:
-        raise ModelFileError(f"{source} is not a fable model (no {KEY_FORMAT_VERSION} metadata); export one with fable-export")
+        raise ModelFileError(
+            f"{source} is not a fable model (no {KEY_FORMAT_VERSION} metadata); export one with fable-export"
+        )
     version = reader.integer(KEY_FORMAT_VERSION, 1, None)
     if version > FORMAT_VERSION:
         raise ModelFileError(
@@ -182,7 +184,7 @@ def metadata_from_props(props: Mapping[str, str], source: str = "model file") ->
     provenance = reader.json_object(KEY_PROVENANCE)
     known = {KEY_FORMAT_VERSION, KEY_GRAPH, KEY_VOCABULARY, KEY_WINDOW, KEY_MODEL, KEY_TOKENIZER_VERSION,
              KEY_QUANTIZATION, KEY_PROVENANCE, KEY_PRODUCER}  # fmt: skip
-    extra = {key[len(PREFIX):]: reader.json_any(key) for key in props if key.startswith(PREFIX) and key not in known}
+    extra = {key[len(PREFIX) :]: reader.json_any(key) for key in props if key.startswith(PREFIX) and key not in known}
     return ModelMetadata(
         graph=reader.choice(KEY_GRAPH, GRAPHS),
         vocabulary=reader.vocabulary(),

@@ -21,6 +21,7 @@ from .sampling import Sampler, Sampling, make_sampler
 from .tokenizer import tokenize
 
 DEFAULT_MODEL = "fable.int8.onnx"  # in the `exported` package: the shipped default
+DEFAULT_WORDS = 32  # as many as the tutorial generated
 MAX_WORDS = 10_000_000
 MAX_THREADS = 256
 
@@ -43,6 +44,7 @@ class Model:
         self.path = Path(path)
         self.threads = threads
         self._session, self.metadata = open_model(self.path, threads)
+        self.file_bytes = self.path.stat().st_size
         self._index = {word: i for i, word in enumerate(self.metadata.vocabulary)}
         self._idle: list[Decoder] = []
         self._lock = threading.Lock()
@@ -58,7 +60,7 @@ class Model:
     @property
     def info(self) -> dict[str, Any]:
         """The metadata as a dict, with the file's path and size."""
-        return self.metadata.as_dict() | {"path": str(self.path), "file_bytes": self.path.stat().st_size}
+        return self.metadata.as_dict() | {"path": str(self.path), "file_bytes": self.file_bytes}
 
     def encode(self, prompt: str) -> list[int]:
         """The ids of the prompt's last `window` tokens, or PromptError saying what is wrong."""
@@ -67,7 +69,9 @@ class Model:
         tokens = tokenize(prompt)[-self.window :]
         if len(tokens) < self.window:
             found = f"has {len(tokens)} word{'s' if len(tokens) != 1 else ''}" if tokens else "is empty"
-            raise PromptError(f"the prompt {found}; this model reads {self.window} words at a time, give at least {self.window}")
+            raise PromptError(
+                f"the prompt {found}; this model reads {self.window} words at a time, give at least {self.window}"
+            )
         unknown = list(dict.fromkeys(t for t in tokens if t not in self._index))
         if unknown:
             raise _unknown_words(unknown, self.vocabulary)
@@ -76,18 +80,20 @@ class Model:
     def stream(
         self,
         prompt: str,
-        words: int = 32,
-        temperature: float = 0.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        seed: int | None = None,
+        words: int = DEFAULT_WORDS,
+        temperature: float = Sampling.temperature,
+        top_k: int | None = Sampling.top_k,
+        top_p: float | None = Sampling.top_p,
+        seed: int | None = Sampling.seed,
     ) -> Iterator[str]:
         """The generated words, one by one as they are made."""
         ids = self.stream_ids(self.encode(prompt), words, Sampling(temperature, top_k, top_p, seed))
         vocabulary = self.vocabulary
         return (vocabulary[i] for i in ids)
 
-    def stream_ids(self, context: Sequence[int], words: int = 32, sampling: Sampling = Sampling()) -> Iterator[int]:
+    def stream_ids(
+        self, context: Sequence[int], words: int = DEFAULT_WORDS, sampling: Sampling = Sampling()
+    ) -> Iterator[int]:
         """Word ids after the last `window` ids of `context`; arguments are checked before it starts."""
         context = self._check_ids(context)
         sample = make_sampler(sampling)
@@ -103,7 +109,10 @@ class Model:
             return logits.copy()
 
     def _check_ids(self, context: Sequence[int]) -> list[int]:
-        ids = [int(i) for i in context[-self.window :]]
+        try:
+            ids = [int(i) for i in context[-self.window :]]
+        except (TypeError, ValueError):
+            raise PromptError("a context must be a sequence of word ids (whole numbers)") from None
         if len(ids) < self.window:
             raise PromptError(f"the context has {len(ids)} ids; this model reads {self.window} at a time")
         if not all(0 <= i < len(self.vocabulary) for i in ids):
@@ -120,13 +129,27 @@ class Model:
                 if made + 1 < words:
                     logits = decoder.feed(token)
 
-    def generate(self, prompt: str, words: int = 32, temperature: float = 0.0, top_k: int | None = None,
-                 top_p: float | None = None, seed: int | None = None) -> str:  # fmt: skip
+    def generate(
+        self,
+        prompt: str,
+        words: int = DEFAULT_WORDS,
+        temperature: float = Sampling.temperature,
+        top_k: int | None = Sampling.top_k,
+        top_p: float | None = Sampling.top_p,
+        seed: int | None = Sampling.seed,
+    ) -> str:
         """The generated words only, separated by spaces; temperature 0 is greedy."""
         return " ".join(self.stream(prompt, words, temperature, top_k, top_p, seed))
 
-    def generate_batch(self, prompts: Sequence[str], words: int = 32, temperature: float = 0.0,
-                       top_k: int | None = None, top_p: float | None = None, seed: int | None = None) -> list[str]:  # fmt: skip
+    def generate_batch(
+        self,
+        prompts: Sequence[str],
+        words: int = DEFAULT_WORDS,
+        temperature: float = Sampling.temperature,
+        top_k: int | None = Sampling.top_k,
+        top_p: float | None = Sampling.top_p,
+        seed: int | None = Sampling.seed,
+    ) -> list[str]:
         """`generate` for each prompt, with the same settings; every prompt is checked before any runs."""
         if isinstance(prompts, str):
             raise PromptError("generate_batch takes a list of prompts; for one prompt use generate")

@@ -72,18 +72,20 @@ def make_sampler(sampling: Sampling) -> Sampler:
     return sample
 
 
-def _temperature_sampler(rng: np.random.Generator, temperature: float, block: int = 256) -> Sampler:
+def _temperature_sampler(rng: np.random.Generator, temperature: float, most: int = 256) -> Sampler:
     """Plain temperature sampling by the Gumbel-max trick: argmax(logits + T * G), G ~ Gumbel(0, 1),
     is an exact draw from softmax(logits / T). It runs once per word, on the hot path: one add and
-    one argmax, with the noise drawn `block` words at a time from the seeded generator."""
+    one argmax. The noise comes from the seeded generator in blocks of words that start small (a
+    short generation pays for little) and double up to `most`."""
     noise = np.empty((0, 0))
-    row = block
+    row = 0
     scratch = np.empty(0)
 
     def sample(logits: np.ndarray) -> int:
         nonlocal noise, row, scratch
-        if row == block or noise.shape[1] != len(logits):
-            noise, row = rng.gumbel(0.0, temperature, size=(block, len(logits))), 0
+        if row == len(noise) or noise.shape[1] != len(logits):
+            rows = min(most, max(8, 2 * len(noise)))
+            noise, row = rng.gumbel(0.0, temperature, size=(rows, len(logits))), 0
             scratch = np.empty(len(logits))
         np.add(logits, noise[row], out=scratch)
         row += 1

@@ -34,4 +34,4 @@ def make_windows(ids: Sequence[int] | np.ndarray, window: int) -> tuple[np.ndarr
     if count <= 0:
         return np.zeros((0, window), np.int64), np.zeros(0, np.int64)
     contexts = np.lib.stride_tricks.sliding_window_view(ids, window)[:count]
-    return np.ascontiguousarray(contexts), ids[window:].copy()
+    return contexts.copy(), ids[window:].copy()  # owned and writable, not views of `ids`

@@ -35,4 +35,3 @@ def default_run(tmp_path_factory, fable_corpus):
     out = tmp_path_factory.mktemp("default")
     result = train(fable_corpus, PRESETS["default"], "cpu", out)
     return load_checkpoint(out / CHECKPOINT_NAME), result
-

@@ -61,8 +61,12 @@ def test_the_int8_file_really_is_int8(exported):
     model = onnx.load(out / INT8_NAME)
     ops = {node.op_type for node in model.graph.node}
     assert "LSTM" not in ops and "DynamicQuantizeLSTM" in ops
-    int8_elements = sum(numpy_helper.to_array(i).size for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8)
-    lstm_elements = sum(numpy_helper.to_array(i).size for i in onnx.load(out / FP32_NAME).graph.initializer if i.name.startswith("lstm"))
+    int8_elements = sum(
+        numpy_helper.to_array(i).size for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8
+    )
+    lstm_elements = sum(
+        numpy_helper.to_array(i).size for i in onnx.load(out / FP32_NAME).graph.initializer if i.name.startswith("lstm")
+    )
     assert int8_elements > 0.95 * lstm_elements  # the LSTM weights (and the head) went to int8
 
 
@@ -105,7 +109,12 @@ def test_the_report_holds_measured_figures(exported):
 )
 def test_other_recipes_export_too(fable_corpus, tmp_path, config):
     result = train(fable_corpus, config, "cpu", tmp_path / "run")
-    export_checkpoint(result.checkpoint, CHECKPOINT_NAME, tmp_path / "out", ExportOptions(min_int8_agreement=0, max_int8_accuracy_drop=100))
+    export_checkpoint(
+        result.checkpoint,
+        CHECKPOINT_NAME,
+        tmp_path / "out",
+        ExportOptions(min_int8_agreement=0, max_int8_accuracy_drop=100),
+    )
     model = runtime.load(tmp_path / "out" / FP32_NAME)
     assert model.metadata.config == config.model
     report = json.loads((tmp_path / "out" / REPORT_NAME).read_text())
@@ -172,7 +181,9 @@ def test_the_float_lstm_guard_reads_the_graph(exported, tmp_path):
 
 def test_a_guard_names_its_figure_value_and_option_on_the_command_line(tiny_run, tmp_path):
     _, run = tiny_run
-    result = run_command("fable-export", str(run / CHECKPOINT_NAME), "--out", str(tmp_path), "--max-fp32-logit-diff", "0")
+    result = run_command(
+        "fable-export", str(run / CHECKPOINT_NAME), "--out", str(tmp_path), "--max-fp32-logit-diff", "0"
+    )
     assert_clean_failure(result, 1, "fp32 largest |logit - torch|", "--max-fp32-logit-diff 0", "previous files kept")
     assert snapshot(tmp_path) == {}
 

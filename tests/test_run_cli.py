@@ -107,6 +107,8 @@ def test_model_errors_exit_1(tmp_path):
     assert_clean_failure(fable_run("the old mouse", "--model", str(tmp_path / "none.onnx")), 1, "does not exist")
     assert_clean_failure(fable_run("the old mouse", "--model", str(tmp_path)), 1, "not a file")
     (tmp_path / "cut.onnx").write_bytes((SHIPPED / "fable.int8.onnx").read_bytes()[:5000])
-    assert_clean_failure(fable_run("the old mouse", "--model", str(tmp_path / "cut.onnx")), 1, "not a readable ONNX model")
+    assert_clean_failure(
+        fable_run("the old mouse", "--model", str(tmp_path / "cut.onnx")), 1, "not a readable ONNX model"
+    )
     shutil.copy(SHIPPED / "report.json", tmp_path / "report.onnx")
     assert_clean_failure(fable_run("--info", "--model", str(tmp_path / "report.onnx")), 1, "report.onnx")

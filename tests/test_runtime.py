@@ -34,7 +34,9 @@ def test_the_old_mouse(model):
     assert words[:9] == "said it is easy to propose impossible remedies .".split()
 
 
-@pytest.mark.parametrize("context, expected", unambiguous_windows(), ids=lambda v: " ".join(v) if isinstance(v, tuple) else v)
+@pytest.mark.parametrize(
+    "context, expected", unambiguous_windows(), ids=lambda v: " ".join(v) if isinstance(v, tuple) else v
+)
 def test_every_unambiguous_window_continues_as_the_fable_does(model, context, expected):
     assert model.generate(" ".join(context), words=1) == expected
 
@@ -98,10 +100,14 @@ def test_vocabulary_window_and_info(model):
 
 
 def test_a_prompt_longer_than_the_window_uses_its_last_words(model):
-    assert model.generate("long ago , the mice had a general council . the old mouse", 5) == model.generate("the old mouse", 5)
+    assert model.generate("long ago , the mice had a general council . the old mouse", 5) == model.generate(
+        "the old mouse", 5
+    )
 
 
-@pytest.mark.parametrize("prompt, phrase", [("", "is empty"), ("   ", "is empty"), ("old mouse", "has 2 words"), (".", "has 1 word")])
+@pytest.mark.parametrize(
+    "prompt, phrase", [("", "is empty"), ("   ", "is empty"), ("old mouse", "has 2 words"), (".", "has 1 word")]
+)
 def test_a_short_prompt_states_the_window(model, prompt, phrase):
     with pytest.raises(PromptError, match=phrase) as error:
         model.generate(prompt)

@@ -157,6 +157,8 @@ def test_a_run_on_your_own_text_end_to_end(tmp_path):
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "next-word accuracy over all windows" in result.stdout and "on cpu" in result.stdout
     assert "Traceback" not in result.stderr
-    resumed = run_command("fable-train", "--resume", "--corpus", str(text), "--steps", "40", "--out", str(out), "--no-progress")
+    resumed = run_command(
+        "fable-train", "--resume", "--corpus", str(text), "--steps", "40", "--out", str(out), "--no-progress"
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming at step 30" in resumed.stdout and "step 40 of 40" in resumed.stdout

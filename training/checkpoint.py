@@ -84,12 +84,16 @@ def load_checkpoint(path: Path) -> Checkpoint:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many kinds for damaged or foreign files
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
-        raise CheckpointError(f"checkpoint {path} is damaged or not a fable checkpoint ({reason}); train again or pick another") from None
+        raise CheckpointError(
+            f"checkpoint {path} is damaged or not a fable checkpoint ({reason}); train again or pick another"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a fable checkpoint; pass the checkpoint.pt that fable-train wrote")
     version = payload.get("version")
     if not isinstance(version, int) or version > VERSION:
-        raise CheckpointError(f"checkpoint {path} has format {version}, newer than this fable reads ({VERSION}); upgrade fable")
+        raise CheckpointError(
+            f"checkpoint {path} has format {version}, newer than this fable reads ({VERSION}); upgrade fable"
+        )
     try:
         config = dict(payload["config"])
         config["model"] = ModelConfig(**config["model"])

@@ -57,7 +57,9 @@ def main(
     config.validate()
     text = load_corpus(corpus, config.model.window)
     if checkpoint is not None and text.sha256 != checkpoint.corpus_sha256:
-        raise UsageError(f"the corpus {text.name} is not the one the checkpoint in {out} was trained on; pass that --corpus")
+        raise UsageError(
+            f"the corpus {text.name} is not the one the checkpoint in {out} was trained on; pass that --corpus"
+        )
     prepare_folder(out)
 
     windows = len(text.ids) - config.model.window
@@ -76,7 +78,9 @@ def _fresh_config(preset: TrainConfig, flags: dict, model_flags: dict) -> TrainC
     return dataclasses.replace(preset, model=model, **{k: v for k, v in flags.items() if v is not None})
 
 
-def _resume_config(saved: TrainConfig, checkpoint_step: int, preset: str | None, flags: dict, model_flags: dict) -> TrainConfig:
+def _resume_config(
+    saved: TrainConfig, checkpoint_step: int, preset: str | None, flags: dict, model_flags: dict
+) -> TrainConfig:
     """The checkpoint's recipe; --steps may extend it, other flags must agree with it."""
     clashes = [f"--{k.replace('_', '-')} {v} (checkpoint: {getattr(saved.model, k)})"
                for k, v in model_flags.items() if v is not None and v != getattr(saved.model, k)]  # fmt: skip

@@ -46,7 +46,9 @@ def load_corpus(path: Path | None, window: int) -> Corpus:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise UsageError(f"corpus file {path} is not UTF-8 text (invalid byte at offset {error.start}); convert it to UTF-8") from None
+        raise UsageError(
+            f"corpus file {path} is not UTF-8 text (invalid byte at offset {error.start}); convert it to UTF-8"
+        ) from None
     tokens = tokenize(text)
     if not tokens:
         raise UsageError(f"corpus file {path} has no words; give it some text")

@@ -11,7 +11,7 @@ import typer
 
 from .. import __version__
 from ..errors import PromptError, UsageError
-from ..model import MAX_WORDS, Model, load
+from ..model import DEFAULT_WORDS, MAX_WORDS, Model, load
 from ..sampling import Sampling
 from . import run_app
 
@@ -29,7 +29,7 @@ def _version(value: bool) -> None:
 def main(
     prompt: str = typer.Argument(None, help="words to continue; the model reads the last `window` of them"),
     model: Path = typer.Option(None, "--model", "-m", help="a .onnx file from fable-export  [default: the shipped int8 model]"),
-    words: int = typer.Option(32, "--words", "-n", help="how many words to generate"),
+    words: int = typer.Option(DEFAULT_WORDS, "--words", "-n", help="how many words to generate"),
     temperature: float = typer.Option(_defaults.temperature, help="0 picks the most likely word; higher is more random"),
     top_k: int = typer.Option(_defaults.top_k, help="sample among the K most likely words"),
     top_p: float = typer.Option(_defaults.top_p, help="sample among the most likely words whose probability reaches P"),
@@ -113,7 +113,7 @@ def model_card(model: Model) -> str:
     config = meta.config
     encoding = config.encoding + (f" ({config.embedding_dim} dims)" if config.encoding == "embedding" else "")
     rows = [
-        ("file", f"{model.path} ({model.info['file_bytes'] / 1e6:.2f} MB)"),
+        ("file", f"{model.path} ({model.file_bytes / 1e6:.2f} MB)"),
         ("vocabulary", f"{len(meta.vocabulary)} words"),
         ("window", f"{config.window} words"),
         ("layers", f"{config.layers} LSTM x {config.hidden} hidden units"),

@@ -43,7 +43,7 @@ def main(
     )
     loaded = load_checkpoint(checkpoint)
     prepare_folder(out)
-    result = export_checkpoint(loaded, checkpoint.name, out, options)
+    result = export_checkpoint(loaded, str(checkpoint), out, options)
     typer.echo(result.table)
     typer.echo(f"wrote {out / FP32_NAME}, {out / INT8_NAME} and {out / REPORT_NAME}")
 

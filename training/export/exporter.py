@@ -169,4 +169,3 @@ def _guard_numbers(fp32: FileReport, int8: FileReport, options: ExportOptions) -
     for tripped, figure, value, limit in checks:
         if tripped:
             raise ExportGuardError(f"guard: {figure} is {value}, {limit}; previous files kept")
-

@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # torch stays out of the import path of the graph builders
 
 # torch orders an LSTM's four gate blocks (i, f, g, o); ONNX orders them (i, o, f, c).
 _TORCH_TO_ONNX_GATES = (0, 3, 1, 2)
+_TORCH_LSTM_PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
 @dataclass(frozen=True)
@@ -41,12 +42,12 @@ def _gates_to_onnx(tensor: torch.Tensor) -> np.ndarray:
 def weights_from_torch(model: WordLSTM) -> Weights:
     layers = []
     for layer in range(model.config.layers):
-        get = lambda name: getattr(model.lstm, f"{name}_l{layer}")  # noqa: E731
+        w_ih, w_hh, b_ih, b_hh = (getattr(model.lstm, f"{name}_l{layer}") for name in _TORCH_LSTM_PARAMETERS)
         layers.append(
             LayerWeights(
-                W=_gates_to_onnx(get("weight_ih"))[None],
-                R=_gates_to_onnx(get("weight_hh"))[None],
-                B=np.concatenate([_gates_to_onnx(get("bias_ih")), _gates_to_onnx(get("bias_hh"))])[None],
+                W=_gates_to_onnx(w_ih)[None],
+                R=_gates_to_onnx(w_hh)[None],
+                B=np.concatenate([_gates_to_onnx(b_ih), _gates_to_onnx(b_hh)])[None],
             )
         )
     embedding = model.embedding.weight.detach().cpu().float().numpy() if model.embedding is not None else None
@@ -81,9 +82,8 @@ def torch_from_weights(weights: Weights, config: ModelConfig) -> WordLSTM:
         state["embedding.weight"] = torch.tensor(weights.embedding)
     for layer, lw in enumerate(weights.layers):
         hidden4 = lw.W.shape[1]
-        state[f"lstm.weight_ih_l{layer}"] = _gates_to_torch(lw.W[0])
-        state[f"lstm.weight_hh_l{layer}"] = _gates_to_torch(lw.R[0])
-        state[f"lstm.bias_ih_l{layer}"] = _gates_to_torch(lw.B[0, :hidden4])
-        state[f"lstm.bias_hh_l{layer}"] = _gates_to_torch(lw.B[0, hidden4:])
+        arrays = (lw.W[0], lw.R[0], lw.B[0, :hidden4], lw.B[0, hidden4:])
+        for name, array in zip(_TORCH_LSTM_PARAMETERS, arrays):
+            state[f"lstm.{name}_l{layer}"] = _gates_to_torch(array)
     model.load_state_dict(state)
     return model.eval()
