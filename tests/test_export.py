@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import onnx
@@ -191,32 +190,63 @@ def test_a_guard_names_its_figure_value_and_option_on_the_command_line(tiny_run,
 # --- interruptions and bad input --------------------------------------------------------------
 
 
+# Runs the export and SIGKILLs it at the k-th point where the file system in --out changes: just
+# before each open for writing, rename or removal (an audit hook), and just after each open for
+# writing (a wrapped open(), which lands between a truncation and the writes that follow it).
+KILL_AT = """
+import builtins, os, runpy, signal, sys
+out, target = os.path.realpath(sys.argv[1]), int(sys.argv[2])
+seen = 0
+def point(path):
+    global seen
+    if isinstance(path, (str, bytes, os.PathLike)) and os.path.realpath(os.fsdecode(path)).startswith(out + os.sep):
+        seen += 1
+        if seen == target:
+            os.kill(os.getpid(), signal.SIGKILL)
+def writes(mode, flags=0):
+    return bool(mode and any(c in str(mode) for c in "wax+")) or bool(isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR))
+def hook(event, args):
+    if event == "open" and writes(args[1], args[2]) or event in ("os.rename", "os.remove", "os.truncate"):
+        point(args[0])
+real_open = builtins.open
+def open_then_point(file, mode="r", *args, **kwargs):
+    handle = real_open(file, mode, *args, **kwargs)
+    if writes(mode):
+        point(file)
+    return handle
+builtins.open = open_then_point
+sys.addaudithook(hook)
+sys.argv = ["fable-export", *sys.argv[3:]]
+runpy.run_module("training.export.cli", run_name="__main__")
+"""
+
+
 @pytest.mark.slow
 def test_an_export_killed_at_any_point_leaves_the_previous_files_intact(tiny_run, exported, tmp_path):
     _, run = tiny_run
     _, previous, _ = exported
-    out = tmp_path / "out"
-    shutil.copytree(previous, out)
-    before = snapshot(out)
-    command = [sys.executable, "-m", "training.export.cli", str(run / CHECKPOINT_NAME), "--out", str(out),
-               "--min-int8-agreement", "0.9", "--max-int8-accuracy-drop", "5"]  # fmt: skip
-    started = time.perf_counter()
-    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
-    duration = time.perf_counter() - started
-    shutil.rmtree(out)
-    shutil.copytree(previous, out)
-    for fraction in (0.1, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95):
-        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(duration * fraction)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        finished = {name: data for name, data in snapshot(out).items() if not name.startswith(".")}
+    flags = [str(run / CHECKPOINT_NAME), "--min-int8-agreement", "0.9", "--max-int8-accuracy-drop", "5"]
+
+    def export(out, kill_at: int):
+        shutil.copytree(previous, out)
+        command = [sys.executable, "-c", KILL_AT, str(out), str(kill_at), *flags, "--out", str(out)]
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        return result, {name: data for name, data in snapshot(out).items() if not name.startswith(".")}
+
+    old = snapshot(previous)
+    finished, new = export(tmp_path / "whole", 10**9)  # never killed: what a finished export leaves
+    assert finished.returncode == 0 and set(new) == set(old) and new != old
+    for kill_at in range(1, 100):
+        result, files = export(tmp_path / f"kill{kill_at}", kill_at)
+        if result.returncode == 0:  # fewer changes than kill_at: every one of them was a kill point
+            break
+        assert result.returncode == -signal.SIGKILL, result.stderr
+        for name, data in files.items():  # each file whole: the previous one or the finished one
+            assert data in (old[name], new[name]), (kill_at, name)
         for name in (FP32_NAME, INT8_NAME):
-            runtime.load(out / name).generate("the old mouse", 3)  # whatever happened, each file loads
-        if finished != before:  # the kill came after the renames began: then the new files are complete
-            assert set(finished) == set(before)
-        for leftover in out.glob(".*.tmp"):  # a killed process cannot clean up; nothing reads these
-            leftover.unlink()
+            runtime.load(tmp_path / f"kill{kill_at}" / name).generate("the old mouse", 3)
+        shutil.rmtree(tmp_path / f"kill{kill_at}")
+    assert files == new and kill_at > 10, kill_at
 
 
 @pytest.mark.parametrize("damage", ["missing", "truncated", "foreign", "onnx file", "random bytes"])
