@@ -10,7 +10,6 @@ from runtime.tokenizer import build_vocabulary, make_windows, tokenize
 
 from .helpers import FABLE, ROOT, fable_tokens, fable_windows, unambiguous_windows
 
-
 # sha256 of ../shared/data/fable.txt, the tutorial's text as the project received it
 FABLE_SHA256 = "6068090d961b9c71eab50ea024a7bae697e2a39ab8ac7e028189d41f2a4831cb"
 
