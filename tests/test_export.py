@@ -276,3 +276,14 @@ def test_an_unwritable_out_is_one_clear_line(tiny_run, tmp_path):
     assert_clean_failure(result, 2, "cannot create --out")
     result = run_command("fable-export", str(run / CHECKPOINT_NAME), "--out", str(blocker))
     assert_clean_failure(result, 2, "is a file")
+
+
+def test_without_out_the_files_go_beside_the_checkpoint_never_over_the_shipped_ones(tiny_run, tmp_path):
+    _, run = tiny_run
+    shutil.copy(run / CHECKPOINT_NAME, tmp_path / CHECKPOINT_NAME)
+    shipped = snapshot(ROOT / "exported")
+    result = run_command("fable-export", str(tmp_path / CHECKPOINT_NAME), "--min-int8-agreement", "0.9",
+                         "--max-int8-accuracy-drop", "5", cwd=ROOT)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert {FP32_NAME, INT8_NAME, REPORT_NAME} <= set(snapshot(tmp_path / "exported"))
+    assert snapshot(ROOT / "exported") == shipped

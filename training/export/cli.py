@@ -21,7 +21,7 @@ _d = ExportOptions()
 @app.command(help=f"Write OUT/{FP32_NAME}, OUT/{INT8_NAME} and OUT/{REPORT_NAME}, only if every guard passes.")
 def main(
     checkpoint: Path = typer.Argument(..., help="checkpoint.pt written by fable-train"),
-    out: Path = typer.Option(Path("exported"), help="folder for the model files and the report"),
+    out: Path = typer.Option(None, help="folder for the model files and the report  [default: beside the checkpoint, in exported/]"),
     graph: str = typer.Option(_d.graph, help="step (fast decode, what the runtime ships) or window (plain)"),
     max_fp32_logit_diff: float = typer.Option(_d.max_fp32_logit_diff, help="largest |fp32 logit - torch| allowed"),
     min_int8_agreement: float = typer.Option(_d.min_int8_agreement, help="least share of windows whose int8 next word is torch's"),
@@ -42,6 +42,7 @@ def main(
         max_windows=max_windows,
     )
     loaded = load_checkpoint(checkpoint)
+    out = out or checkpoint.parent / "exported"
     prepare_folder(out)
     result = export_checkpoint(loaded, str(checkpoint), out, options)
     typer.echo(result.table)
