@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from .errors import ModelFileError
@@ -106,10 +106,9 @@ class ModelMetadata:
     producer: str
     tokenizer_version: int = TOKENIZER_VERSION
     format_version: int = FORMAT_VERSION
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"vocabulary": list(self.vocabulary), "extra": dict(self.extra)}
+        return asdict(self) | {"vocabulary": list(self.vocabulary)}
 
 
 @dataclass(frozen=True)
@@ -151,7 +150,6 @@ def metadata_to_props(meta: ModelMetadata) -> dict[str, str]:
         KEY_PROVENANCE: json.dumps(asdict(meta.provenance)),
         KEY_PRODUCER: meta.producer,
     }
-    props.update({PREFIX + key: json.dumps(value) for key, value in meta.extra.items()})
     return props
 
 
@@ -182,9 +180,6 @@ def metadata_from_props(props: Mapping[str, str], source: str = "model file") ->
         embedding_dim=reader.field_int(KEY_MODEL, model, "embedding_dim", 1, MAX_EMBEDDING_DIM),
     )
     provenance = reader.json_object(KEY_PROVENANCE)
-    known = {KEY_FORMAT_VERSION, KEY_GRAPH, KEY_VOCABULARY, KEY_WINDOW, KEY_MODEL, KEY_TOKENIZER_VERSION,
-             KEY_QUANTIZATION, KEY_PROVENANCE, KEY_PRODUCER}  # fmt: skip
-    extra = {key[len(PREFIX) :]: reader.json_any(key) for key in props if key.startswith(PREFIX) and key not in known}
     return ModelMetadata(
         graph=reader.choice(KEY_GRAPH, GRAPHS),
         vocabulary=reader.vocabulary(),
@@ -202,7 +197,6 @@ def metadata_from_props(props: Mapping[str, str], source: str = "model file") ->
         producer=reader.text(KEY_PRODUCER),
         tokenizer_version=tokenizer_version,
         format_version=version,
-        extra=extra,
     )
 
 

@@ -40,36 +40,38 @@ def greedy(logits: np.ndarray) -> int:
 
 
 def make_sampler(sampling: Sampling) -> Sampler:
-    """A function from logits [vocab] to a word id; one per generation, it owns its random state."""
+    """A function from logits [vocab] to a word id; one per generation, it owns its random state.
+
+    Top-k and top-p only choose which words may be drawn; the draw is always the same Gumbel-max
+    sampler, over the others set to -inf.
+    """
     sampling.validate()
     if sampling.greedy:
         return greedy
-    rng = np.random.default_rng(sampling.seed)
-    inverse_t = 1.0 / sampling.temperature
-    top_k, top_p = sampling.top_k, sampling.top_p
-    if top_k is None and top_p is None:
-        return _temperature_sampler(rng, sampling.temperature)
+    draw = _temperature_sampler(np.random.default_rng(sampling.seed), sampling.temperature)
+    if sampling.top_k is None and sampling.top_p is None:
+        return draw
+    top_k, top_p, temperature = sampling.top_k, sampling.top_p, sampling.temperature
 
     def sample(logits: np.ndarray) -> int:
-        scaled = logits.astype(np.float64) * inverse_t
-        candidates = None  # ids allowed, most likely first; None: all of them
-        if top_k is not None and top_k < len(scaled):
-            candidates = np.argpartition(-scaled, top_k - 1)[:top_k]
-        if top_p is not None and top_p < 1:
-            ids = candidates if candidates is not None else np.arange(len(scaled))
-            ids = ids[np.argsort(-scaled[ids], kind="stable")]
-            probs = np.exp(scaled[ids] - scaled[ids[0]])
-            cumulative = np.cumsum(probs)
-            # The smallest prefix whose probability reaches top_p (at least one word).
-            keep = int(np.searchsorted(cumulative, top_p * cumulative[-1], side="left")) + 1
-            candidates = ids[:keep]
-        pool = scaled if candidates is None else scaled[candidates]
-        weights = np.exp(pool - pool.max())
-        cumulative = np.cumsum(weights)
-        pick = min(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")), len(pool) - 1)
-        return int(pick if candidates is None else candidates[pick])
+        allowed = _allowed(logits, top_k, top_p, temperature)
+        masked = np.full(len(logits), -np.inf)
+        masked[allowed] = logits[allowed]
+        return draw(masked)
 
     return sample
+
+
+def _allowed(logits: np.ndarray, top_k: int | None, top_p: float | None, temperature: float) -> np.ndarray:
+    """The ids top-k keeps, then the smallest prefix of them whose probability reaches top-p."""
+    ids = np.argsort(-logits, kind="stable")
+    if top_k is not None:
+        ids = ids[:top_k]
+    if top_p is not None and top_p < 1:
+        scaled = logits[ids].astype(np.float64) / temperature
+        cumulative = np.cumsum(np.exp(scaled - scaled[0]))
+        ids = ids[: int(np.searchsorted(cumulative, top_p * cumulative[-1], side="left")) + 1]
+    return ids
 
 
 def _temperature_sampler(rng: np.random.Generator, temperature: float, most: int = 256) -> Sampler:

@@ -50,7 +50,7 @@ def test_both_files_are_complete_fable_models(exported):
     for name, quantization in ((FP32_NAME, "fp32"), (INT8_NAME, "int8")):
         onnx.checker.check_model(str(out / name), full_check=True)
         model = runtime.load(out / name)
-        assert model.metadata == dataclasses.replace(metadata_for(checkpoint, "step", quantization))
+        assert model.metadata == metadata_for(checkpoint, "step", quantization)
         assert list(model.vocabulary) == checkpoint.vocabulary
         assert model.metadata.provenance.corpus_sha256 == checkpoint.corpus_sha256
 

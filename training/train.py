@@ -137,10 +137,11 @@ def _train(
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
             optimizer.step()
 
-            running_loss += loss.item() * len(y)
+            loss_value = loss.item()  # one device sync per step
+            running_loss += loss_value * len(y)
             running_correct += int((logits.argmax(dim=1) == y).sum())
             running_count += len(y)
-            progress.update(step, loss=loss.item(), accuracy=last.accuracy if last else None)
+            progress.update(step, loss=loss_value, accuracy=last.accuracy if last else None)
             if step % config.eval_every == 0 or step == config.steps:
                 last = evaluate(model, contexts, labels)
                 train_loss, train_accuracy = running_loss / running_count, running_correct / running_count
@@ -154,12 +155,11 @@ def _train(
                 saved = checkpoint(last)
     except KeyboardInterrupt:
         # No checkpoint now: the interrupt may have landed inside an optimizer step.
-        progress.close()
-        metrics.close()
         kept = saved.step if saved else resume.step if resume else None
         raise TrainingInterrupted(_interrupted(out, kept)) from None
-    progress.close()
-    metrics.close()
+    finally:
+        progress.close()
+        metrics.close()
     if saved is None:  # a resumed run that was already complete
         saved = checkpoint(last)
     final = last or evaluate(model, contexts, labels)

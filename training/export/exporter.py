@@ -116,8 +116,8 @@ def export_checkpoint(
             stack.enter_context(atomic_path(out / name)) for name in (FP32_NAME, INT8_NAME, REPORT_NAME)
         )
         build_files(weights_from_torch(torch_model), meta, fp32_tmp, int8_tmp, options.max_float_elements, quantize)
-        fp32 = _named(measure_file(fp32_tmp, reference), FP32_NAME)
-        int8 = _named(measure_file(int8_tmp, reference), INT8_NAME)
+        fp32 = measure_file(fp32_tmp, reference, FP32_NAME)
+        int8 = measure_file(int8_tmp, reference, INT8_NAME)
         int8 = replace(int8, accuracy_drop_points=100 * (fp32.accuracy - int8.accuracy))
         _guard_numbers(fp32, int8, options)
         report = {
@@ -144,10 +144,6 @@ def window_baseline(fp32_step_file: Path, out_dir: Path) -> tuple[Path, Path]:
     limit = ExportOptions().max_float_elements
     build_files(weights_from_onnx(model), replace(meta, graph=contract.GRAPH_WINDOW), *paths, limit)
     return paths
-
-
-def _named(report: FileReport, name: str) -> FileReport:
-    return replace(report, file=name)  # measured under its temporary name
 
 
 def _check(path: Path) -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
 from runtime.errors import FableError
@@ -56,8 +55,3 @@ def check_quantized(model: onnx.ModelProto, max_float_elements: int) -> None:
                 f"guard: the int8 file holds float weight {init.name} {list(init.dims)} with {elements:,} elements, "
                 f"at or above --max-float-elements {max_float_elements:,}"
             )
-
-
-def float_weight_elements(model: onnx.ModelProto) -> int:
-    """Elements in float initializers: what quantization should have shrunk."""
-    return sum(numpy_helper.to_array(i).size for i in model.graph.initializer if i.data_type in FLOAT_TYPES)

@@ -64,8 +64,9 @@ def torch_reference(model: WordLSTM, contexts: np.ndarray, labels: np.ndarray, w
     )
 
 
-def measure_file(path: Path, reference: TorchReference) -> FileReport:
-    """Decode every reference window as a prompt with the runtime, exactly as an app would."""
+def measure_file(path: Path, reference: TorchReference, name: str) -> FileReport:
+    """Decode every reference window as a prompt with the runtime, exactly as an app would; `name`
+    is what the file will be called (it is measured under a temporary name)."""
     model = runtime.load(path)
     words = reference.continuations.shape[1]
     logits = np.stack([model.next_logits(context) for context in reference.contexts])
@@ -73,7 +74,7 @@ def measure_file(path: Path, reference: TorchReference) -> FileReport:
     correct = int((logits.argmax(axis=1) == reference.labels).sum())
     windows = len(reference.labels)
     return FileReport(
-        file=path.name,
+        file=name,
         quantization=model.metadata.quantization,
         graph=model.metadata.graph,
         bytes=path.stat().st_size,
