@@ -11,9 +11,9 @@ from collections import deque
 
 import pytest
 
-from runtime import Model
-from runtime.benchmark import word_stepper
-from runtime.sampling import Sampling, make_sampler
+from fable import Model
+from fable.benchmark import word_stepper
+from fable.sampling import Sampling, make_sampler
 
 PROMPT = "the old mouse"
 QUANTS = ["fp32", "int8"]
@@ -60,8 +60,8 @@ def test_torch_word(benchmark, shipped, onednn, mode):
     torch = pytest.importorskip("torch", reason="the torch baseline needs pip install '.[train]'")
     import onnx
 
-    from training.export.graphs import weights_from_onnx
-    from training.export.weights import torch_from_weights
+    from fable.training.export.graphs import weights_from_onnx
+    from fable.training.export.weights import torch_from_weights
 
     model = Model(shipped["fp32"])
     net = torch_from_weights(weights_from_onnx(onnx.load(shipped["fp32"])), model.metadata.config)

@@ -9,7 +9,7 @@ from .helpers import tiny_config
 
 @pytest.fixture(scope="session")
 def fable_corpus():
-    from training.corpus import load_corpus
+    from fable.training.corpus import load_corpus
 
     return load_corpus(None, 3)
 
@@ -17,8 +17,8 @@ def fable_corpus():
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, fable_corpus):
     """A tiny model trained on the fable; its checkpoint and folder."""
-    from training.checkpoint import CHECKPOINT_NAME, load_checkpoint
-    from training.train import train
+    from fable.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from fable.training.train import train
 
     out = tmp_path_factory.mktemp("tiny")
     train(fable_corpus, tiny_config(steps=150), "cpu", out)
@@ -28,9 +28,9 @@ def tiny_run(tmp_path_factory, fable_corpus):
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory, fable_corpus):
     """The default preset, trained for real on the fable (about 20 s on two cores)."""
-    from training.checkpoint import CHECKPOINT_NAME, load_checkpoint
-    from training.config import PRESETS
-    from training.train import train
+    from fable.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from fable.training.config import PRESETS
+    from fable.training.train import train
 
     out = tmp_path_factory.mktemp("default")
     result = train(fable_corpus, PRESETS["default"], "cpu", out)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from runtime.benchmark import BenchResult
+from fable.benchmark import BenchResult
 
 from .helpers import SHIPPED, assert_clean_failure, run_command
 

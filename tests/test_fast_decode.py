@@ -5,30 +5,32 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import onnx
 import pytest
 
-import runtime
-from runtime import contract
-from runtime.tokenizer import make_windows
-from training.export.exporter import BUILDERS, metadata_for, window_baseline, with_metadata
-from training.export.weights import weights_from_torch
-from training.train import train
+torch = pytest.importorskip("torch", reason='needs the train extra: pip install "fable[train]"')
+onnx = pytest.importorskip("onnx", reason='needs the train extra: pip install "fable[train]"')
+
+import fable
+from fable import contract
+from fable.tokenizer import make_windows
+from fable.training.export.exporter import BUILDERS, metadata_for, window_baseline, with_metadata
+from fable.training.export.weights import weights_from_torch
+from fable.training.train import train
 
 from .helpers import SHIPPED, tiny_config
 
 WORDS = 32
 
 
-def greedy_runs(model: runtime.Model, contexts: np.ndarray) -> np.ndarray:
+def greedy_runs(model: fable.Model, contexts: np.ndarray) -> np.ndarray:
     return np.array([list(model.stream_ids(c, WORDS)) for c in contexts])
 
 
-def build(checkpoint, graph: str, path) -> runtime.Model:
+def build(checkpoint, graph: str, path) -> fable.Model:
     weights = weights_from_torch(checkpoint.build_model())
     meta = metadata_for(checkpoint, graph, "fp32")
     onnx.save(with_metadata(BUILDERS[graph](weights, meta.config), meta), path)
-    return runtime.load(path)
+    return fable.load(path)
 
 
 @pytest.mark.parametrize("window", [1, 2, 3, 4, 5])
@@ -55,8 +57,8 @@ def shipped_pairs(tmp_path_factory):
     """The shipped step files beside window graphs the exporter builds from the same weights."""
     fp32_window, int8_window = window_baseline(SHIPPED / "fable.onnx", tmp_path_factory.mktemp("plain"))
     return {
-        "fp32": (runtime.load(SHIPPED / "fable.onnx"), runtime.load(fp32_window)),
-        "int8": (runtime.load(SHIPPED / "fable.int8.onnx"), runtime.load(int8_window)),
+        "fp32": (fable.load(SHIPPED / "fable.onnx"), fable.load(fp32_window)),
+        "int8": (fable.load(SHIPPED / "fable.int8.onnx"), fable.load(int8_window)),
     }
 
 

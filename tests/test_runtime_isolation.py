@@ -8,23 +8,25 @@ import sys
 
 from .helpers import ROOT
 
-FORBIDDEN = ("torch", "onnx", "training")
+FORBIDDEN = ("torch", "onnx")
+TRAINING = "fable.training"
 
 PROBE = f"""
 import importlib, pkgutil, sys
 
 class Forbid:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {FORBIDDEN!r}:
+        if name.split(".")[0] in {FORBIDDEN!r} or (name + ".").startswith({TRAINING!r} + "."):
             raise ImportError(name + " is not allowed in the runtime")
         return None
 
 sys.meta_path.insert(0, Forbid())
-import runtime
-names = [m.name for m in pkgutil.walk_packages(runtime.__path__, "runtime.")]
+import fable
+names = [m.name for m in pkgutil.walk_packages(fable.__path__, "fable.")
+         if not (m.name + ".").startswith({TRAINING!r} + ".")]
 for name in names:
     importlib.import_module(name)
-model = runtime.load()
+model = fable.load()
 print(len(names), model.generate("the old mouse", 9))
 """
 
@@ -47,6 +49,9 @@ def test_no_runtime_source_names_a_forbidden_module():
                 names = [node.module or ""]
             for name in names:
                 assert name.split(".")[0] not in FORBIDDEN, f"{path.relative_to(ROOT)} imports {name}"
+                assert not name.startswith(TRAINING), f"{path.relative_to(ROOT)} imports {name}"
+            if isinstance(node, ast.ImportFrom) and node.level > 0:
+                assert "training" not in (node.module or ""), f"{path.relative_to(ROOT)} imports training code"
 
 
 def test_typer_is_only_in_the_cli_package():
@@ -54,3 +59,8 @@ def test_typer_is_only_in_the_cli_package():
         if "cli" in path.relative_to(ROOT).parts:
             continue
         assert "import typer" not in path.read_text(encoding="utf-8"), path
+
+
+def test_the_commands_use_only_typers_public_api():
+    for path in (ROOT / "runtime").rglob("*.py"):
+        assert "_click" not in path.read_text(encoding="utf-8"), path

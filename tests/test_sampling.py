@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from runtime.sampling import Sampling, greedy, make_sampler
+from fable.sampling import Sampling, greedy, make_sampler
 
 LOGITS = (np.random.default_rng(0).standard_normal(40) * 2).astype(np.float32)
 

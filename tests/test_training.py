@@ -7,14 +7,15 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
-from training.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from training.config import PRESETS
-from training.evaluate import greedy_continuations
-from training.metrics import read_metrics
-from training.progress import Progress
-from training.train import TrainingInterrupted, learning_rate, train
+torch = pytest.importorskip("torch", reason='needs the train extra: pip install "fable[train]"')
+
+from fable.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from fable.training.config import PRESETS
+from fable.training.evaluate import greedy_continuations
+from fable.training.metrics import read_metrics
+from fable.training.progress import Progress
+from fable.training.train import TrainingInterrupted, learning_rate, train
 
 from .helpers import tiny_config
 

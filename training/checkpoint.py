@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from runtime import __version__
-from runtime.atomic import atomic_path
-from runtime.contract import ModelConfig
-from runtime.errors import UsageError
+from fable import __version__
+from fable.atomic import atomic_path
+from fable.contract import ModelConfig
+from fable.errors import UsageError
 
 from .config import TrainConfig
 from .model import WordLSTM

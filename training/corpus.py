@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import UsageError
-from runtime.tokenizer import build_vocabulary, make_windows, tokenize
+from fable.errors import UsageError
+from fable.tokenizer import build_vocabulary, make_windows, tokenize
 
 FABLE_NAME = "fable.txt"  # Aesop, "The Belling of the Cat", as the rnn-words tutorial used it
 MAX_CORPUS_BYTES = 1024**3
@@ -30,7 +30,7 @@ class Corpus:
 
 
 def fable_path() -> Path:
-    return Path(str(resources.files("training") / FABLE_NAME))
+    return Path(str(resources.files("fable.training") / FABLE_NAME))
 
 
 def load_corpus(path: Path | None, window: int) -> Corpus:

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from runtime.tokenizer import make_windows
+from fable.tokenizer import make_windows
 
 
 class WindowBatches:

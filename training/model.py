@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from runtime.contract import ModelConfig
+from fable.contract import ModelConfig
 
 
 class WordLSTM(nn.Module):

@@ -1,11 +1,9 @@
 """ONNX graphs of the model, built node by node from its weights.
 
-Two graphs compute the same next-word logits (DESIGN.md, "Fast decoding"):
+Two graphs compute the same next-word logits (docs/design.md, "Fast decoding"):
 - the window graph runs a whole window of `w` words from a zero state: w LSTM steps per word;
-- the step graph keeps the w windows in flight (w - 1 unfinished ones and one that starts from the
-  zero state) as rows of a batch, and advances them all in one LSTM step per word: every window in
-  flight reads the same newest word, so each weight is read once per word instead of about w times.
-  Rows stay in place and the caller zeroes the one that completed (see runtime/contract.py).
+- the step graph advances the w windows in flight as rows of one batch, one LSTM step per word;
+  its inputs and outputs are in runtime/contract.py.
 
 Weights are stored initializers, never computed, so `quantize_dynamic` quantizes every LSTM.
 """
@@ -16,8 +14,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from runtime import contract
-from runtime.contract import ModelConfig, TensorSpec
+from fable import contract
+from fable.contract import ModelConfig, TensorSpec
 
 from .weights import LayerWeights, Weights
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-import runtime
-from runtime.sampling import Sampling
-from runtime.tokenizer import make_windows
+import fable
+from fable.sampling import Sampling
+from fable.tokenizer import make_windows
 
 from ..evaluate import greedy_continuations, logits_of
 from ..model import WordLSTM
@@ -67,7 +67,7 @@ def torch_reference(model: WordLSTM, contexts: np.ndarray, labels: np.ndarray, w
 def measure_file(path: Path, reference: TorchReference, name: str) -> FileReport:
     """Decode every reference window as a prompt with the runtime, exactly as an app would; `name`
     is what the file will be called (it is measured under a temporary name)."""
-    model = runtime.load(path)
+    model = fable.load(path)
     words = reference.continuations.shape[1]
     logits = np.stack([model.next_logits(context) for context in reference.contexts])
     continuations = np.array([list(model.stream_ids(context, words, Sampling())) for context in reference.contexts])

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from runtime.contract import ModelConfig
+from fable.contract import ModelConfig
 
 if TYPE_CHECKING:  # torch stays out of the import path of the graph builders
     import torch
 
-    from training.model import WordLSTM
+    from fable.training.model import WordLSTM
 
 # torch orders an LSTM's four gate blocks (i, f, g, o); ONNX orders them (i, o, f, c).
 _TORCH_TO_ONNX_GATES = (0, 3, 1, 2)
@@ -74,7 +74,7 @@ def torch_from_weights(weights: Weights, config: ModelConfig) -> WordLSTM:
     """A WordLSTM holding `weights` (e.g. read back from an exported file): the torch baseline."""
     import torch
 
-    from training.model import WordLSTM
+    from fable.training.model import WordLSTM
 
     model = WordLSTM(config, weights.head_b.shape[0])
     state = {"head.weight": torch.from_numpy(weights.head_w.T.copy()), "head.bias": torch.tensor(weights.head_b)}
