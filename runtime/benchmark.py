@@ -20,6 +20,9 @@ from . import __version__
 from .model import MAX_WORDS, Model
 from .sampling import Sampling
 
+MIN_BENCH_WORDS = 10
+MAX_BENCH_WORDS = 1_000_000  # leaves room below MAX_WORDS for the warm-up
+
 
 @dataclass(frozen=True)
 class BenchSettings:

@@ -19,6 +19,27 @@ class UsageError(FableError):
     exit_code = 2
 
 
+class SettingError(UsageError):
+    """A setting outside its range. The message names the Python parameter; a command line that
+    took the value from a flag shows `for_flag()` instead, so each user reads the name they typed."""
+
+    def __init__(self, name: str, requirement: str, value: object):
+        self.name, self.requirement, self.value = name, requirement, value
+        super().__init__(self._say(name))
+
+    def _say(self, name: str) -> str:
+        return f"{name} must be {self.requirement}, not {self.value!r}"
+
+    def for_flag(self) -> str:
+        return self._say("--" + self.name.replace("_", "-"))
+
+
+def check_whole(name: str, value: object, low: int, high: int) -> None:
+    """SettingError unless `value` is a whole number from `low` to `high`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SettingError(name, f"a whole number from {low:,} to {high:,}", value)
+
+
 class PromptError(UsageError):
     """A prompt that cannot be decoded: too short, empty, or with unknown words."""
 

@@ -15,21 +15,22 @@ import numpy as np
 
 from .contract import ModelMetadata
 from .decoder import Decoder, make_decoder
-from .errors import ModelFileError, PromptError, UnknownWordError, UsageError
+from .errors import ModelFileError, PromptError, UnknownWordError, UsageError, check_whole
 from .modelfile import open_model
-from .sampling import Sampler, Sampling, make_sampler
+from .sampling import GREEDY, Sampler, Sampling, make_sampler
 from .tokenizer import tokenize
 
-DEFAULT_MODEL = "fable.int8.onnx"  # in the `exported` package: the shipped default
+DEFAULT_MODEL = "fable.int8.onnx"  # in `fable.exported`: the shipped default
 DEFAULT_WORDS = 32  # as many as the tutorial generated
 MAX_WORDS = 10_000_000
+DEFAULT_THREADS = 1  # one sequence on a small CPU: see docs/design.md, "The runtime"
 MAX_THREADS = 256
 
 
 def default_model_path() -> Path:
     """The shipped default model, wherever fable is installed."""
     try:
-        path = Path(str(resources.files("exported") / DEFAULT_MODEL))
+        path = Path(str(resources.files("fable.exported") / DEFAULT_MODEL))
     except ModuleNotFoundError:
         raise ModelFileError("the shipped model is not installed; reinstall fable or pass a model path") from None
     return path
@@ -38,9 +39,8 @@ def default_model_path() -> Path:
 class Model:
     """A loaded fable model. Safe to share between threads: each call decodes with its own buffers."""
 
-    def __init__(self, path: str | os.PathLike[str], threads: int = 1):
-        if not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS:
-            raise UsageError(f"threads must be a whole number from 1 to {MAX_THREADS}, not {threads!r}")
+    def __init__(self, path: str | os.PathLike[str], threads: int = DEFAULT_THREADS):
+        check_whole("threads", threads, 1, MAX_THREADS)
         self.path = Path(path)
         self.threads = threads
         self._session, self.metadata = open_model(self.path, threads)
@@ -77,29 +77,21 @@ class Model:
             raise _unknown_words(unknown, self.vocabulary)
         return [self._index[t] for t in tokens]
 
-    def stream(
-        self,
-        prompt: str,
-        words: int = DEFAULT_WORDS,
-        temperature: float = Sampling.temperature,
-        top_k: int | None = Sampling.top_k,
-        top_p: float | None = Sampling.top_p,
-        seed: int | None = Sampling.seed,
-    ) -> Iterator[str]:
+    def stream(self, prompt: str, words: int = DEFAULT_WORDS, sampling: Sampling = GREEDY) -> Iterator[str]:
         """The generated words, one by one as they are made."""
-        ids = self.stream_ids(self.encode(prompt), words, Sampling(temperature, top_k, top_p, seed))
+        ids = self.stream_ids(self.encode(prompt), words, sampling)
         vocabulary = self.vocabulary
         return (vocabulary[i] for i in ids)
 
     def stream_ids(
-        self, context: Sequence[int], words: int = DEFAULT_WORDS, sampling: Sampling = Sampling()
+        self, context: Sequence[int], words: int = DEFAULT_WORDS, sampling: Sampling = GREEDY
     ) -> Iterator[int]:
         """Word ids after the last `window` ids of `context`; arguments are checked before it starts."""
         context = self._check_ids(context)
-        sample = make_sampler(sampling)
-        if isinstance(words, bool) or not isinstance(words, int) or not 0 <= words <= MAX_WORDS:
-            raise UsageError(f"words must be a whole number from 0 to {MAX_WORDS:,}, not {words!r}")
-        return self._stream(context, words, sample)
+        check_whole("words", words, 0, MAX_WORDS)
+        if not isinstance(sampling, Sampling):
+            raise UsageError(f"sampling must be a fable.Sampling, not {type(sampling).__name__}")
+        return self._stream(context, words, make_sampler(sampling))
 
     def next_logits(self, context: Sequence[int]) -> np.ndarray:
         """Logits [vocab] of the word after the last `window` ids of `context` (a copy)."""
@@ -129,26 +121,12 @@ class Model:
                 if made + 1 < words:
                     logits = decoder.feed(token)
 
-    def generate(
-        self,
-        prompt: str,
-        words: int = DEFAULT_WORDS,
-        temperature: float = Sampling.temperature,
-        top_k: int | None = Sampling.top_k,
-        top_p: float | None = Sampling.top_p,
-        seed: int | None = Sampling.seed,
-    ) -> str:
-        """The generated words only, separated by spaces; temperature 0 is greedy."""
-        return " ".join(self.stream(prompt, words, temperature, top_k, top_p, seed))
+    def generate(self, prompt: str, words: int = DEFAULT_WORDS, sampling: Sampling = GREEDY) -> str:
+        """The generated words only, separated by spaces; `Sampling()` (the default) is greedy."""
+        return " ".join(self.stream(prompt, words, sampling))
 
     def generate_batch(
-        self,
-        prompts: Sequence[str],
-        words: int = DEFAULT_WORDS,
-        temperature: float = Sampling.temperature,
-        top_k: int | None = Sampling.top_k,
-        top_p: float | None = Sampling.top_p,
-        seed: int | None = Sampling.seed,
+        self, prompts: Sequence[str], words: int = DEFAULT_WORDS, sampling: Sampling = GREEDY
     ) -> list[str]:
         """`generate` for each prompt, with the same settings; every prompt is checked before any runs."""
         if isinstance(prompts, str):
@@ -160,7 +138,7 @@ class Model:
                 raise UnknownWordError(f"prompt {number}: {error}", error.words, error.suggestions) from None
             except PromptError as error:
                 raise PromptError(f"prompt {number}: {error}") from None
-        return [self.generate(p, words, temperature, top_k, top_p, seed) for p in prompts]
+        return [self.generate(p, words, sampling) for p in prompts]
 
     @contextlib.contextmanager
     def _decoder(self) -> Iterator[Decoder]:
@@ -196,7 +174,7 @@ def _show(word: str, limit: int = 40) -> str:
     return repr(word if len(word) <= limit else word[:limit] + "…")
 
 
-def load(path: str | os.PathLike[str] | None = None, threads: int = 1) -> Model:
+def load(path: str | os.PathLike[str] | None = None, threads: int = DEFAULT_THREADS) -> Model:
     """Load a model file; no path loads the shipped default (int8)."""
     return Model(default_model_path() if path is None else path, threads)
 

@@ -8,31 +8,52 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import SettingError
 
 Sampler = Callable[[np.ndarray], int]
 
 
+# The range of each setting, once: Sampling checks them, the CLI's flags declare them.
+MIN_TEMPERATURE = 0.0
+MIN_TOP_K = 1
+MAX_TOP_P = 1.0  # and more than 0
+MIN_SEED = 0
+
+
+def _is_whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class Sampling:
+    """How the next word is chosen; checked when it is made, so a Sampling in hand is valid."""
+
     temperature: float = 0.0  # 0: greedy, the most likely word every time
     top_k: int | None = None  # sample among the k most likely words only
     top_p: float | None = None  # sample among the most likely words whose probabilities reach p
     seed: int | None = None  # the same seed gives the same words
 
-    def validate(self) -> None:
-        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)) or self.temperature < 0:
-            raise UsageError(f"temperature must be a finite number of 0 or more, not {self.temperature!r}")
-        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
-            raise UsageError(f"top_k must be a whole number of 1 or more, not {self.top_k!r}")
-        if self.top_p is not None and not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
-            raise UsageError(f"top_p must be more than 0 and at most 1, not {self.top_p!r}")
-        if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
-            raise UsageError(f"seed must be a whole number of 0 or more, not {self.seed!r}")
+    def __post_init__(self) -> None:
+        t, k, p, seed = self.temperature, self.top_k, self.top_p, self.seed
+        if not (_is_number(t) and math.isfinite(t) and t >= MIN_TEMPERATURE):
+            raise SettingError("temperature", f"a finite number of {MIN_TEMPERATURE:g} or more", t)
+        if k is not None and not (_is_whole(k) and k >= MIN_TOP_K):
+            raise SettingError("top_k", f"a whole number of {MIN_TOP_K} or more", k)
+        if p is not None and not (_is_number(p) and 0 < p <= MAX_TOP_P):
+            raise SettingError("top_p", f"more than 0 and at most {MAX_TOP_P:g}", p)
+        if seed is not None and not (_is_whole(seed) and seed >= MIN_SEED):
+            raise SettingError("seed", f"a whole number of {MIN_SEED} or more", seed)
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0 or self.top_k == 1
+
+
+GREEDY = Sampling()
 
 
 def greedy(logits: np.ndarray) -> int:
@@ -45,7 +66,6 @@ def make_sampler(sampling: Sampling) -> Sampler:
     Top-k and top-p only choose which words may be drawn; the draw is always the same Gumbel-max
     sampler, over the others set to -inf.
     """
-    sampling.validate()
     if sampling.greedy:
         return greedy
     draw = _temperature_sampler(np.random.default_rng(sampling.seed), sampling.temperature)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
 
-from runtime.tokenizer import tokenize
+from fable.tokenizer import tokenize
 
 ROOT = Path(__file__).resolve().parents[1]
 FABLE = ROOT / "training" / "fable.txt"
@@ -36,7 +37,7 @@ def unambiguous_windows(window: int = 3) -> list[tuple[tuple[str, ...], str]]:
 
 def tiny_config(preset: str = "default", steps: int = 60, **model: object):
     """A recipe that trains in about a second: what tests need to exercise the machinery."""
-    from training.config import PRESETS
+    from fable.training.config import PRESETS
 
     base = PRESETS[preset]
     model_config = dataclasses.replace(base.model, **{"hidden": 32, "embedding_dim": 16, **model})
@@ -45,25 +46,47 @@ def tiny_config(preset: str = "default", steps: int = 60, **model: object):
                                learning_rate=learning_rate, warmup=min(base.warmup, 5))  # fmt: skip
 
 
+def command_line(name: str) -> list[str]:
+    """How to start one of fable's installed commands from this Python's environment."""
+    script = Path(sys.executable).parent / name
+    if not script.exists():
+        found = shutil.which(name)
+        assert found, f"{name} is not installed; pip install -e . first"
+        script = Path(found)
+    return [str(script)]
+
+
+def command_env(env: dict | None = None) -> dict:
+    environment = {**os.environ, **(env or {})}
+    environment.pop("FABLE_DEBUG", None)
+    return environment
+
+
 def run_command(name: str, *args: str, input: str | None = None, cwd: Path | None = None, timeout: float = 300,
                 env: dict | None = None) -> subprocess.CompletedProcess:  # fmt: skip
-    """Run one of fable's commands as a user would: a new process, its real exit code and output."""
-    module = {
-        "fable-run": "runtime.cli.run",
-        "fable-bench": "runtime.cli.bench",
-        "fable-train": "training.cli",
-        "fable-export": "training.export.cli",
-    }[name]
-    environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    environment.pop("FABLE_DEBUG", None)
+    """Run one of fable's commands as a user would: its installed script in a new process, its real
+    exit code and output."""
     return subprocess.run(
-        [sys.executable, "-m", module, *args],
+        [*command_line(name), *args],
         input=input,
         capture_output=True,
         text=True,
         cwd=cwd or ROOT,
         timeout=timeout,
-        env=environment,
+        env=command_env(env),
+    )
+
+
+def start_command(name: str, *args: str, cwd: Path | None = None, env: dict | None = None) -> subprocess.Popen:
+    """Start a command with pipes on all three streams, for tests that talk to it or interrupt it."""
+    return subprocess.Popen(
+        [*command_line(name), *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd or ROOT,
+        env=command_env(env),
     )
 
 

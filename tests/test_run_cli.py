@@ -7,7 +7,8 @@ import shutil
 
 import pytest
 
-import runtime
+import fable
+from fable import Sampling
 
 from .helpers import SHIPPED, assert_clean_failure, run_command
 
@@ -33,15 +34,15 @@ def test_words_model_and_threads():
 
 
 def test_sampling_flags_are_reproducible_and_match_the_library():
-    model = runtime.load()
-    for flags, kwargs in [
-        (["--temperature", "1.5", "--seed", "4"], {"temperature": 1.5, "seed": 4}),
-        (["--temperature", "2", "--top-k", "3", "--seed", "9"], {"temperature": 2.0, "top_k": 3, "seed": 9}),
-        (["--temperature", "2", "--top-p", "0.8", "--seed", "1"], {"temperature": 2.0, "top_p": 0.8, "seed": 1}),
+    model = fable.load()
+    for flags, sampling in [
+        (["--temperature", "1.5", "--seed", "4"], Sampling(1.5, seed=4)),
+        (["--temperature", "2", "--top-k", "3", "--seed", "9"], Sampling(2.0, top_k=3, seed=9)),
+        (["--temperature", "2", "--top-p", "0.8", "--seed", "1"], Sampling(2.0, top_p=0.8, seed=1)),
     ]:
         first, second = fable_run("the old mouse", *flags), fable_run("the old mouse", *flags)
         assert first.stdout == second.stdout
-        assert first.stdout.strip() == "the old mouse " + model.generate("the old mouse", **kwargs)
+        assert first.stdout.strip() == "the old mouse " + model.generate("the old mouse", sampling=sampling)
 
 
 def test_stream_prints_the_same_line():
@@ -65,7 +66,7 @@ def test_info_is_the_model_card():
 
 
 def test_version():
-    assert fable_run("--version").stdout.strip() == f"fable-run {runtime.__version__}"
+    assert fable_run("--version").stdout.strip() == f"fable-run {fable.__version__}"
 
 
 def test_the_interactive_loop_answers_each_line_and_says_what_was_wrong():
@@ -86,14 +87,20 @@ USAGE_ERRORS = {
     "unknown word": (["the old zebra"], "'zebra'"),
     "short prompt": (["old mouse"], "at least 3"),
     "empty prompt": ([""], "is empty"),
-    "negative temperature": (["the old mouse", "--temperature", "-1"], "temperature"),
-    "zero top-k": (["the old mouse", "--top-k", "0"], "top_k"),
-    "top-p above 1": (["the old mouse", "--top-p", "1.5"], "top_p"),
-    "negative seed": (["the old mouse", "--seed", "-3"], "seed"),
-    "zero words": (["the old mouse", "-n", "0"], "--words"),
-    "non-numeric words": (["the old mouse", "-n", "many"], "--words"),
-    "zero threads": (["the old mouse", "--threads", "0"], "threads"),
     "unknown flag": (["the old mouse", "--colour"], "--colour"),
+}
+# Each bad value is named by the flag the user typed, never by a Python parameter.
+FLAG_ERRORS = {
+    "negative temperature": (["--temperature", "-1"], "--temperature"),
+    "zero top-k": (["--top-k", "0"], "--top-k"),
+    "fractional top-k": (["--top-k", "2.5"], "--top-k"),
+    "zero top-p": (["--top-p", "0"], "--top-p must be more than 0"),
+    "top-p above 1": (["--top-p", "1.5"], "--top-p"),
+    "negative seed": (["--seed", "-3"], "--seed"),
+    "zero words": (["-n", "0"], "--words"),
+    "non-numeric words": (["-n", "many"], "--words"),
+    "zero threads": (["--threads", "0"], "--threads"),
+    "too many threads": (["--threads", "100000"], "--threads"),
 }
 
 
@@ -101,6 +108,14 @@ USAGE_ERRORS = {
 def test_usage_errors_exit_2(case):
     args, phrase = USAGE_ERRORS[case]
     assert_clean_failure(fable_run(*args), 2, phrase)
+
+
+@pytest.mark.parametrize("case", FLAG_ERRORS)
+def test_a_bad_value_is_named_by_its_flag(case):
+    args, phrase = FLAG_ERRORS[case]
+    result = fable_run("the old mouse", *args)
+    assert_clean_failure(result, 2, phrase)
+    assert "_" not in result.stderr.split("error:", 1)[1].split(",")[0]  # no top_k, no python names
 
 
 def test_model_errors_exit_1(tmp_path):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import runtime
-from runtime import PromptError, UnknownWordError, UsageError
+import fable
+from fable import PromptError, Sampling, SettingError, UnknownWordError, UsageError
 
 from .helpers import SHIPPED, run_command, unambiguous_windows
 
@@ -15,12 +15,12 @@ FILES = ["fable.onnx", "fable.int8.onnx"]
 
 @pytest.fixture(scope="module", params=FILES)
 def model(request):
-    return runtime.load(SHIPPED / request.param)
+    return fable.load(SHIPPED / request.param)
 
 
 @pytest.fixture(scope="module")
 def default():
-    return runtime.load()
+    return fable.load()
 
 
 def test_the_default_is_the_shipped_int8_model(default):
@@ -44,27 +44,27 @@ def test_every_unambiguous_window_continues_as_the_fable_does(model, context, ex
 def test_top_k_1_is_greedy_at_any_temperature(model):
     for prompt in ("the old mouse", "long ago ,", "who is to"):
         greedy = model.generate(prompt)
-        assert model.generate(prompt, top_k=1) == greedy
+        assert model.generate(prompt, sampling=Sampling(top_k=1)) == greedy
         for temperature in (0.5, 1.0, 3.0, 100.0):
-            assert model.generate(prompt, temperature=temperature, top_k=1, seed=7) == greedy
+            assert model.generate(prompt, sampling=Sampling(temperature, top_k=1, seed=7)) == greedy
 
 
 def test_the_same_seed_gives_the_same_words(model):
-    runs = [model.generate("the mice looked", temperature=1.5, seed=s) for s in (1, 1, 2, 3, 4)]
+    runs = [model.generate("the mice looked", sampling=Sampling(1.5, seed=s)) for s in (1, 1, 2, 3, 4)]
     assert runs[0] == runs[1]
     assert len(set(runs[1:])) > 1  # and other seeds other words
 
 
 def test_stream_equals_generate(model):
-    for settings in ({}, {"temperature": 1.2, "seed": 5}, {"temperature": 2.0, "top_p": 0.9, "seed": 1}):
-        streamed = list(model.stream("the old mouse", 40, **settings))
-        assert streamed == model.generate("the old mouse", 40, **settings).split()
+    for sampling in (Sampling(), Sampling(1.2, seed=5), Sampling(2.0, top_p=0.9, seed=1)):
+        streamed = list(model.stream("the old mouse", 40, sampling))
+        assert streamed == model.generate("the old mouse", 40, sampling).split()
 
 
 def test_generate_batch_equals_generate_one_by_one(model):
     prompts = ["the old mouse", "long ago , the mice", "said he ,", "the old mouse"]
-    for settings in ({}, {"temperature": 1.0, "seed": 3}):
-        assert model.generate_batch(prompts, 20, **settings) == [model.generate(p, 20, **settings) for p in prompts]
+    for sampling in (Sampling(), Sampling(1.0, seed=3)):
+        assert model.generate_batch(prompts, 20, sampling) == [model.generate(p, 20, sampling) for p in prompts]
 
 
 def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -84,8 +84,8 @@ def test_top_k_and_top_p_never_leave_their_set(model, prompt):
     top_p_set = {model.vocabulary[i] for i in order[: int(np.searchsorted(cumulative, 0.6)) + 1]}
     seen_k, seen_p = set(), set()
     for seed in range(300):
-        seen_k.add(model.generate(prompt, 1, temperature=temperature, top_k=5, seed=seed))
-        seen_p.add(model.generate(prompt, 1, temperature=temperature, top_p=0.6, seed=seed))
+        seen_k.add(model.generate(prompt, 1, Sampling(temperature, top_k=5, seed=seed)))
+        seen_p.add(model.generate(prompt, 1, Sampling(temperature, top_p=0.6, seed=seed)))
     assert seen_k <= top_k_set and len(seen_k) > 1
     assert seen_p <= top_p_set and len(seen_p) >= 1
 
@@ -124,12 +124,25 @@ def test_unknown_words_are_each_named_with_the_closest_words(model):
 
 @pytest.mark.parametrize(
     "settings",
-    [{"temperature": -1}, {"temperature": float("nan")}, {"top_k": 0}, {"top_p": 0.0}, {"top_p": 1.5},
-     {"seed": -1}, {"words": -1}, {"words": 1.5}],
+    [{"temperature": -1}, {"temperature": float("nan")}, {"top_k": 0}, {"top_k": 2.5}, {"top_p": 0.0},
+     {"top_p": 1.5}, {"seed": -1}, {"seed": True}],
 )  # fmt: skip
-def test_bad_settings_are_usage_errors(model, settings):
-    with pytest.raises(UsageError):
-        model.generate("the old mouse", **settings)
+def test_bad_sampling_is_refused_when_made_naming_the_parameter(settings):
+    (name,) = settings
+    with pytest.raises(SettingError, match=f"^{name} must be") as error:
+        Sampling(**settings)
+    assert error.value.for_flag().startswith("--" + name.replace("_", "-") + " must be")
+
+
+@pytest.mark.parametrize("words", [-1, 1.5, True, 10**9])
+def test_bad_word_counts_are_usage_errors_naming_the_parameter(model, words):
+    with pytest.raises(SettingError, match="^words must be"):
+        model.generate("the old mouse", words)
+
+
+def test_sampling_must_be_a_sampling(model):
+    with pytest.raises(UsageError, match="fable.Sampling"):
+        model.generate("the old mouse", 3, {"temperature": 1.0})
 
 
 def test_a_batch_names_its_bad_prompt(model):

@@ -3,56 +3,60 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from runtime.atomic import prepare_folder
-from runtime.cli import run_app
-from runtime.errors import UsageError
+from fable.atomic import output_folder
+from fable.cli import new_app, run_app
+from fable.contract import MAX_HIDDEN, MAX_LAYERS, MAX_WINDOW
+from fable.errors import UsageError
 
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
-from .config import PRESETS, TrainConfig
+from .config import DEVICES, MAX_SEED, MAX_STEPS, PRESETS, TrainConfig
 from .corpus import load_corpus
 from .metrics import plot_curves
 from .progress import Progress
 from .train import TrainResult, resolve_device, train
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = new_app()
 _default = PRESETS["default"]
+Preset = enum.Enum("Preset", {name: name for name in PRESETS}, type=str)
+Device = enum.Enum("Device", {name: name for name in DEVICES}, type=str)
 
 
 @app.command(help="Train the next-word LSTM; checkpoints, metrics.jsonl and curves.png go to --out.")
 def main(
-    corpus: Path = typer.Option(None, help="UTF-8 text file to learn from  [default: the fable]"),
-    preset: str = typer.Option(None, help=f"recipe: {' or '.join(PRESETS)}  [default: default, or the checkpoint's]"),
-    device: str = typer.Option("auto", help="auto (CUDA when torch sees it), cpu or cuda"),
-    steps: int = typer.Option(None, help=f"training steps  [default: the preset's, {_default.steps} for default]"),
-    seed: int = typer.Option(None, help=f"random seed  [default: {_default.seed}]"),
-    layers: int = typer.Option(None, help=f"stacked LSTM layers  [default: {_default.model.layers}]"),
-    hidden: int = typer.Option(None, help=f"units per LSTM layer  [default: {_default.model.hidden}]"),
-    window: int = typer.Option(None, help=f"words read to predict the next  [default: {_default.model.window}]"),
-    eval_every: int = typer.Option(None, help="steps between evaluations  [default: the preset's]"),
-    checkpoint_every: int = typer.Option(None, help="steps between checkpoints  [default: the preset's]"),
-    out: Path = typer.Option(None, help="output folder  [default: runs/PRESET]"),
-    resume: bool = typer.Option(False, "--resume", help="continue from the checkpoint in --out"),
-    progress: bool = typer.Option(sys.stderr.isatty(), help="draw a progress bar"),
-) -> None:
-    if preset is not None and preset not in PRESETS:
-        raise UsageError(f"--preset must be {' or '.join(PRESETS)}, not {preset!r}")
-    out = out or Path("runs") / (preset or "default")
+    corpus: Annotated[Path | None, typer.Option(help="UTF-8 text file to learn from", show_default="the fable")] = None,
+    preset: Annotated[Preset | None, typer.Option(help="the recipe", show_default="default, or the checkpoint's with --resume")] = None,
+    device: Annotated[Device, typer.Option(help="auto takes CUDA when torch sees it")] = Device.auto,
+    steps: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="training steps", show_default=f"the preset's: {_default.steps} for default")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, max=MAX_SEED, help="random seed", show_default=str(_default.seed))] = None,
+    layers: Annotated[int | None, typer.Option(min=1, max=MAX_LAYERS, help="stacked LSTM layers", show_default=str(_default.model.layers))] = None,
+    hidden: Annotated[int | None, typer.Option(min=1, max=MAX_HIDDEN, help="units per LSTM layer", show_default=str(_default.model.hidden))] = None,
+    window: Annotated[int | None, typer.Option(min=1, max=MAX_WINDOW, help="words read to predict the next", show_default=str(_default.model.window))] = None,
+    eval_every: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="steps between evaluations", show_default=f"the preset's: {_default.eval_every} for default")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="steps between checkpoints", show_default=f"the preset's: {_default.checkpoint_every} for default")] = None,
+    out: Annotated[Path | None, typer.Option(help="output folder", show_default="runs/PRESET")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from the checkpoint in --out")] = False,
+    progress: Annotated[bool, typer.Option(help="draw a progress bar", show_default="on a terminal")] = sys.stderr.isatty(),
+) -> None:  # fmt: skip
+    preset_name = preset.value if preset is not None else None
+    out = out or Path("runs") / (preset_name or "default")
     flags = {"steps": steps, "seed": seed, "eval_every": eval_every, "checkpoint_every": checkpoint_every}
     model_flags = {"layers": layers, "hidden": hidden, "window": window}
-    resolved_device = resolve_device(device)
+    resolved_device = resolve_device(device.value)
     if resume:
         checkpoint = load_checkpoint(out / CHECKPOINT_NAME) if (out / CHECKPOINT_NAME).exists() else None
         if checkpoint is None:
             raise CheckpointError(f"--resume: there is no {CHECKPOINT_NAME} in {out}; start without --resume")
-        config = _resume_config(checkpoint.config, checkpoint.step, preset, flags, model_flags)
+        config = _resume_config(checkpoint.config, checkpoint.step, preset_name, flags, model_flags)
     else:
         checkpoint = None
-        config = _fresh_config(PRESETS[preset or "default"], flags, model_flags)
+        config = _fresh_config(PRESETS[preset_name or "default"], flags, model_flags)
         _check_fresh_out(out)
     config.validate()
     text = load_corpus(corpus, config.model.window)
@@ -60,7 +64,6 @@ def main(
         raise UsageError(
             f"the corpus {text.name} is not the one the checkpoint in {out} was trained on; pass that --corpus"
         )
-    prepare_folder(out)
 
     windows = len(text.ids) - config.model.window
     typer.echo(
@@ -68,7 +71,8 @@ def main(
         f"{windows} windows), {config.model.layers}x{config.model.hidden} LSTM, window {config.model.window}, "
         f"{config.steps} steps on {resolved_device}" + (f", resuming at step {checkpoint.step}" if checkpoint else "")
     )
-    result = train(text, config, resolved_device, out, checkpoint, Progress(config.steps, bar=progress))
+    with output_folder(out):
+        result = train(text, config, resolved_device, out, checkpoint, Progress(config.steps, bar=progress))
     plot_curves(out / "metrics.jsonl", out / "curves.png")
     typer.echo(_summary(result, out))
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from runtime.contract import MAX_HIDDEN, MAX_LAYERS, MAX_WINDOW, ModelConfig
-from runtime.errors import UsageError
+from fable.contract import MAX_HIDDEN, MAX_LAYERS, MAX_WINDOW, ModelConfig
+from fable.errors import check_whole
 
 MAX_STEPS = 10_000_000
+MAX_SEED = 2**63 - 1
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -30,17 +31,16 @@ class TrainConfig:
 
     def validate(self) -> None:
         checks = [
-            ("--steps", self.steps, 1, MAX_STEPS),
-            ("--layers", self.model.layers, 1, MAX_LAYERS),
-            ("--hidden", self.model.hidden, 1, MAX_HIDDEN),
-            ("--window", self.model.window, 1, MAX_WINDOW),
-            ("--seed", self.seed, 0, 2**63 - 1),
-            ("--eval-every", self.eval_every, 1, MAX_STEPS),
-            ("--checkpoint-every", self.checkpoint_every, 1, MAX_STEPS),
+            ("steps", self.steps, 1, MAX_STEPS),
+            ("layers", self.model.layers, 1, MAX_LAYERS),
+            ("hidden", self.model.hidden, 1, MAX_HIDDEN),
+            ("window", self.model.window, 1, MAX_WINDOW),
+            ("seed", self.seed, 0, MAX_SEED),
+            ("eval_every", self.eval_every, 1, MAX_STEPS),
+            ("checkpoint_every", self.checkpoint_every, 1, MAX_STEPS),
         ]
-        for flag, value, low, high in checks:
-            if not low <= value <= high:
-                raise UsageError(f"{flag} must be from {low:,} to {high:,}, not {value:,}")
+        for name, value, low, high in checks:
+            check_whole(name, value, low, high)
 
 
 PRESETS: dict[str, TrainConfig] = {

@@ -9,15 +9,15 @@ from typing import NoReturn
 
 import typer
 
-from ..errors import FableError
-
-try:  # typer 0.2x and later carry their own copy of click
-    from typer._click.exceptions import UsageError as _FlagError
-except ImportError:  # older typer runs on click itself
-    from click.exceptions import UsageError as _FlagError
+from ..errors import FableError, SettingError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+
+def new_app() -> typer.Typer:
+    """A typer app with plain help: every option with its default and range, no type placeholders."""
+    return typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
 
 def fail(prog: str, message: str, code: int) -> NoReturn:
@@ -26,18 +26,26 @@ def fail(prog: str, message: str, code: int) -> NoReturn:
     raise SystemExit(code)
 
 
+def interrupted(prog: str) -> NoReturn:
+    print(f"{prog}: interrupted", file=sys.stderr)
+    raise SystemExit(EXIT_INTERRUPTED)
+
+
 def run_app(app: typer.Typer, prog: str, argv: Sequence[str] | None = None) -> NoReturn:
     """Run a typer app as `prog`: FableErrors and bad flags become one line on stderr and an exit
     code (usage 2, model and file 1, interrupted 130). FABLE_DEBUG=1 shows tracebacks instead."""
     command = typer.main.get_command(app)
     try:
         code = command.main(args=list(argv) if argv is not None else None, prog_name=prog, standalone_mode=False)
-    except _FlagError as error:
-        fail(prog, f"{error.format_message()} (see {prog} --help)", EXIT_USAGE)
+    except typer.TyperException as error:  # the parser's: an unknown flag, a value out of its range
+        message = error.format_message() if hasattr(error, "format_message") else str(error)
+        fail(prog, f"{message} (see {prog} --help)", getattr(error, "exit_code", EXIT_USAGE))
+    except SettingError as error:  # every value the library checks came from a flag here
+        fail(prog, error.for_flag(), error.exit_code)
     except FableError as error:
         fail(prog, str(error), error.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        fail(prog, "interrupted", EXIT_INTERRUPTED)
+        interrupted(prog)
     except BrokenPipeError:  # `fable-run ... | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush stays quiet
         raise SystemExit(0) from None
@@ -45,4 +53,6 @@ def run_app(app: typer.Typer, prog: str, argv: Sequence[str] | None = None) -> N
         if os.environ.get("FABLE_DEBUG"):
             raise
         fail(prog, f"unexpected {type(error).__name__}: {error}; rerun with FABLE_DEBUG=1 and report it", 1)
+    if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into this code, silently
+        interrupted(prog)
     raise SystemExit(code if isinstance(code, int) else 0)

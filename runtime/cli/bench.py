@@ -6,33 +6,35 @@ import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from ..atomic import write_text
-from ..benchmark import BenchResult, BenchSettings, bench_model, machine
+from ..benchmark import MAX_BENCH_WORDS, MIN_BENCH_WORDS, BenchResult, BenchSettings, bench_model, machine
 from ..errors import UsageError
-from ..model import default_model_path
-from . import run_app
+from ..model import MAX_THREADS, default_model_path
+from ..sampling import MIN_TEMPERATURE
+from . import new_app, run_app
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = new_app()
 _d = BenchSettings()
+SHIPPED = ("fable.onnx", "fable.int8.onnx")
 
 
 @app.command(help="Time load, first word and per-word decode of each model (default: the shipped ones).")
 def main(
-    model: list[Path] = typer.Option(None, "--model", "-m", help="a .onnx file; repeat for several  [default: the shipped fp32 and int8]"),
-    threads: int = typer.Option(_d.threads, help="intra-op threads"),
-    words: int = typer.Option(_d.words, help="words timed per model, after warm-up"),
-    temperature: float = typer.Option(_d.temperature, help="sampling temperature while timing; 0 is greedy"),
-    json_path: Path = typer.Option(None, "--json", help="also write the results, with the machine's description, here"),
+    model: Annotated[list[Path] | None, typer.Option("--model", "-m", metavar="FILE", help="a .onnx file; repeat for several", show_default="the shipped fp32 and int8")] = None,
+    shipped: Annotated[bool, typer.Option("--shipped", help="time the shipped fp32 and int8 files too, after the --model ones")] = False,
+    threads: Annotated[int, typer.Option(min=1, max=MAX_THREADS, help="intra-op threads")] = _d.threads,
+    words: Annotated[int, typer.Option(min=MIN_BENCH_WORDS, max=MAX_BENCH_WORDS, help="words timed per model, after warm-up")] = _d.words,
+    temperature: Annotated[float, typer.Option(min=MIN_TEMPERATURE, help="sampling temperature while timing; 0 is greedy")] = _d.temperature,
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write the results, with the machine's description, here", show_default="no file")] = None,
 ) -> None:  # fmt: skip
-    if not 1 <= threads <= 256 or not 10 <= words <= 10_000_000 or temperature < 0:
-        raise UsageError("--threads must be 1 to 256, --words 10 to 10,000,000, --temperature 0 or more")
     if json_path is not None and (json_path.is_dir() or not json_path.parent.is_dir()):
         raise UsageError(f"--json {json_path} is a folder or in a missing one; give a file path in an existing folder")
-    shipped = default_model_path().parent
-    paths = model or [shipped / "fable.onnx", shipped / "fable.int8.onnx"]
+    shipped_paths = [default_model_path().parent / name for name in SHIPPED]
+    paths = [*(model or []), *(shipped_paths if shipped or not model else [])]
     settings = BenchSettings(threads=threads, words=words, temperature=temperature)
     results = []
     for number, path in enumerate(paths, 1):
@@ -51,12 +53,22 @@ def main(
         typer.echo(f"wrote {json_path}")
 
 
+def model_labels(paths: list[str]) -> list[str]:
+    """File names, with as many parent folders as it takes to tell apart files of the same name."""
+    parts = [Path(p).resolve().parts for p in paths]
+    depth = 1
+    while depth < max(len(p) for p in parts) and len({p[-depth:] for p in parts}) < len(set(parts)):
+        depth += 1
+    return [str(Path(*p[-depth:])) for p in parts]
+
+
 def table(results: list[BenchResult]) -> str:
     header = ("model", "quant", "load ms", "first word ms", "word p50 µs", "p90 µs", "p99 µs", "words/s", "peak RSS MB")
+    labels = model_labels([r.model for r in results])
     rows = [header] + [
-        (Path(r.model).name, r.quantization, f"{r.load_ms:.1f}", f"{r.first_word_ms:.3f}", f"{r.word_p50_us:.1f}",
+        (label, r.quantization, f"{r.load_ms:.1f}", f"{r.first_word_ms:.3f}", f"{r.word_p50_us:.1f}",
          f"{r.word_p90_us:.1f}", f"{r.word_p99_us:.1f}", f"{r.words_per_second:,.0f}", f"{r.peak_rss_mb:.0f}")
-        for r in results
+        for label, r in zip(labels, results)
     ]  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows]

@@ -6,16 +6,17 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from .. import __version__
-from ..errors import PromptError, UsageError
-from ..model import DEFAULT_WORDS, MAX_WORDS, Model, load
-from ..sampling import Sampling
-from . import run_app
+from ..errors import PromptError
+from ..model import DEFAULT_THREADS, DEFAULT_WORDS, MAX_THREADS, MAX_WORDS, Model, load
+from ..sampling import MAX_TOP_P, MIN_SEED, MIN_TEMPERATURE, MIN_TOP_K, Sampling
+from . import new_app, run_app
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = new_app()
 _defaults = Sampling()
 
 
@@ -27,50 +28,41 @@ def _version(value: bool) -> None:
 
 @app.command(help="Continue PROMPT with the model's words; with no PROMPT, ask for prompts until end of input.")
 def main(
-    prompt: str = typer.Argument(None, help="words to continue; the model reads the last `window` of them"),
-    model: Path = typer.Option(None, "--model", "-m", help="a .onnx file from fable-export  [default: the shipped int8 model]"),
-    words: int = typer.Option(DEFAULT_WORDS, "--words", "-n", help="how many words to generate"),
-    temperature: float = typer.Option(_defaults.temperature, help="0 picks the most likely word; higher is more random"),
-    top_k: int = typer.Option(_defaults.top_k, help="sample among the K most likely words"),
-    top_p: float = typer.Option(_defaults.top_p, help="sample among the most likely words whose probability reaches P"),
-    seed: int = typer.Option(_defaults.seed, help="random seed: the same seed gives the same words"),
-    stream: bool = typer.Option(False, "--stream", help="print each word as it is made"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object: prompt, words, model, timings"),
-    info: bool = typer.Option(False, "--info", help="print the model card and exit"),
-    threads: int = typer.Option(1, help="intra-op threads; 1 is fastest for one sequence on a small CPU"),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version and exit"),
+    prompt: Annotated[str | None, typer.Argument(help="words to continue; the model reads the last `window` of them", show_default=False)] = None,
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="a .onnx file from fable-export", show_default="the shipped int8 model")] = None,
+    words: Annotated[int, typer.Option("--words", "-n", min=1, max=MAX_WORDS, help="how many words to generate")] = DEFAULT_WORDS,
+    temperature: Annotated[float, typer.Option(min=MIN_TEMPERATURE, help="0 picks the most likely word; higher is more random")] = _defaults.temperature,
+    top_k: Annotated[int | None, typer.Option(min=MIN_TOP_K, help="sample among the K most likely words", show_default="all")] = _defaults.top_k,
+    top_p: Annotated[float | None, typer.Option(min=0.0, max=MAX_TOP_P, help="sample among the most likely words whose probability reaches P (more than 0)", show_default="1")] = _defaults.top_p,
+    seed: Annotated[int | None, typer.Option(min=MIN_SEED, help="random seed: the same seed gives the same words", show_default="a new one each run")] = _defaults.seed,
+    stream: Annotated[bool, typer.Option("--stream", help="print each word as it is made")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON: prompt, words, model, settings, timings (a line per prompt)")] = False,
+    info: Annotated[bool, typer.Option("--info", help="print the model card and exit")] = False,
+    threads: Annotated[int, typer.Option(min=1, max=MAX_THREADS, help="intra-op threads; 1 is fastest for one sequence on a small CPU")] = DEFAULT_THREADS,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")] = False,
 ) -> None:  # fmt: skip
     sampling = Sampling(temperature, top_k, top_p, seed)
-    sampling.validate()
-    if not 1 <= words <= MAX_WORDS:
-        raise UsageError(f"--words must be from 1 to {MAX_WORDS:,}, not {words}")
     started = time.perf_counter()
     loaded = load(model, threads)
     load_ms = 1000 * (time.perf_counter() - started)
     if info:
         typer.echo(model_card(loaded))
-        return
-    if prompt is None:
-        interactive(loaded, words, sampling)
-        return
-    if as_json:
+    elif prompt is None:
+        interactive(loaded, words, sampling, as_json, load_ms)
+    elif as_json:
         typer.echo(json.dumps(generate_json(loaded, prompt, words, sampling, load_ms), ensure_ascii=False))
-        return
-    made = loaded.stream(prompt, words, *_args(sampling))
-    print(" ".join(prompt.split()), end="", flush=stream)
-    for word in made:
-        print(" " + word, end="", flush=stream)
-    print()
-
-
-def _args(sampling: Sampling) -> tuple:
-    return sampling.temperature, sampling.top_k, sampling.top_p, sampling.seed
+    else:
+        made = loaded.stream(prompt, words, sampling)
+        print(" ".join(prompt.split()), end="", flush=stream)
+        for word in made:
+            print(" " + word, end="", flush=stream)
+        print()
 
 
 def generate_json(model: Model, prompt: str, words: int, sampling: Sampling, load_ms: float) -> dict:
     started = time.perf_counter()
     made, first_ms = [], None
-    for word in model.stream(prompt, words, *_args(sampling)):
+    for word in model.stream(prompt, words, sampling):
         made.append(word)
         first_ms = first_ms if first_ms is not None else 1000 * (time.perf_counter() - started)
     total_ms = 1000 * (time.perf_counter() - started)
@@ -86,26 +78,30 @@ def generate_json(model: Model, prompt: str, words: int, sampling: Sampling, loa
     }  # fmt: skip
 
 
-def interactive(model: Model, words: int, sampling: Sampling) -> None:
-    """The tutorial's loop: ask for words, print the continuation, until end of input or Ctrl-C."""
+def interactive(model: Model, words: int, sampling: Sampling, as_json: bool, load_ms: float) -> None:
+    """The tutorial's loop: ask for words, print the continuation (or a JSON line), until end of input.
+    Ctrl-C propagates: the command reports it and exits 130."""
     asking = sys.stdin.isatty()
     if asking:
-        print(f"fable: {len(model.vocabulary)} words, window {model.window}; Ctrl-D or Ctrl-C to quit")
+        print(f"fable: {len(model.vocabulary)} words, window {model.window}; Ctrl-D to quit")
     while True:
         try:
             line = input(f"{model.window} words: " if asking else "")
-        except (EOFError, KeyboardInterrupt):
+        except EOFError:
             if asking:
                 print()
             return
         if not line.strip():
             continue
         try:
-            text = model.generate(line, words, *_args(sampling))
+            if as_json:
+                output = json.dumps(generate_json(model, line, words, sampling, load_ms), ensure_ascii=False)
+            else:
+                output = f"{' '.join(line.split())} {model.generate(line, words, sampling)}"
         except PromptError as error:
             print(f"error: {error}", file=sys.stderr, flush=True)
             continue
-        print(f"{' '.join(line.split())} {text}", flush=True)
+        print(output, flush=True)
 
 
 def model_card(model: Model) -> str:

@@ -2,39 +2,38 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
-from runtime import contract
-from runtime.atomic import prepare_folder
-from runtime.cli import run_app
-from runtime.errors import UsageError
+from fable import contract
+from fable.atomic import output_folder
+from fable.cli import new_app, run_app
 
 from ..checkpoint import load_checkpoint
 from .exporter import FP32_NAME, INT8_NAME, REPORT_NAME, ExportOptions, export_checkpoint
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app = new_app()
 _d = ExportOptions()
+Graph = enum.Enum("Graph", {name: name for name in contract.GRAPHS}, type=str)
+DEFAULT_GRAPH = Graph(_d.graph)
 
 
 @app.command(help=f"Write OUT/{FP32_NAME}, OUT/{INT8_NAME} and OUT/{REPORT_NAME}, only if every guard passes.")
 def main(
-    checkpoint: Path = typer.Argument(..., help="checkpoint.pt written by fable-train"),
-    out: Path = typer.Option(None, help="folder for the model files and the report  [default: beside the checkpoint, in exported/]"),
-    graph: str = typer.Option(_d.graph, help="step (fast decode, what the runtime ships) or window (plain)"),
-    max_fp32_logit_diff: float = typer.Option(_d.max_fp32_logit_diff, help="largest |fp32 logit - torch| allowed"),
-    min_int8_agreement: float = typer.Option(_d.min_int8_agreement, help="least share of windows whose int8 next word is torch's"),
-    max_int8_accuracy_drop: float = typer.Option(_d.max_int8_accuracy_drop, help="most accuracy points int8 may lose against fp32"),
-    max_float_elements: int = typer.Option(_d.max_float_elements, help="no float weight this large may stay in the int8 file"),
-    max_windows: int = typer.Option(_d.max_windows, help="measure at most this many windows (an even sample)"),
+    checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pt written by fable-train", show_default=False)],
+    out: Annotated[Path | None, typer.Option(help="folder for the model files and the report", show_default="exported/ beside the checkpoint")] = None,
+    graph: Annotated[Graph, typer.Option(help="step (fast decode, what the runtime ships) or window (plain)")] = DEFAULT_GRAPH,
+    max_fp32_logit_diff: Annotated[float, typer.Option(min=0.0, help="largest |fp32 logit - torch| allowed")] = _d.max_fp32_logit_diff,
+    min_int8_agreement: Annotated[float, typer.Option(min=0.0, max=1.0, help="least share of windows whose int8 next word is torch's")] = _d.min_int8_agreement,
+    max_int8_accuracy_drop: Annotated[float, typer.Option(min=0.0, help="most accuracy points int8 may lose against fp32")] = _d.max_int8_accuracy_drop,
+    max_float_elements: Annotated[int, typer.Option(min=1, help="no float weight this large may stay in the int8 file")] = _d.max_float_elements,
+    max_windows: Annotated[int, typer.Option(min=1, help="measure at most this many windows (an even sample)")] = _d.max_windows,
 ) -> None:  # fmt: skip
-    if graph not in contract.GRAPHS:
-        raise UsageError(f"--graph must be {' or '.join(contract.GRAPHS)}, not {graph!r}")
-    if max_windows < 1 or max_float_elements < 1 or not 0 <= min_int8_agreement <= 1:
-        raise UsageError("--max-windows and --max-float-elements must be 1 or more, --min-int8-agreement from 0 to 1")
     options = ExportOptions(
-        graph=graph,
+        graph=graph.value,
         max_fp32_logit_diff=max_fp32_logit_diff,
         min_int8_agreement=min_int8_agreement,
         max_int8_accuracy_drop=max_int8_accuracy_drop,
@@ -43,8 +42,8 @@ def main(
     )
     loaded = load_checkpoint(checkpoint)
     out = out or checkpoint.parent / "exported"
-    prepare_folder(out)
-    result = export_checkpoint(loaded, str(checkpoint), out, options)
+    with output_folder(out):
+        result = export_checkpoint(loaded, str(checkpoint), out, options)
     typer.echo(result.table)
     typer.echo(f"wrote {out / FP32_NAME}, {out / INT8_NAME} and {out / REPORT_NAME}")
 

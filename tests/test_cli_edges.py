@@ -1,0 +1,138 @@
+"""The edges a newcomer meets first, through the installed commands: help, flags, Ctrl-C, the
+missing train extra, JSON in the loop, fable-bench's table."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from .helpers import SHIPPED, assert_clean_failure, run_command, start_command
+
+RUNTIME_COMMANDS = ("fable-run", "fable-bench")
+
+
+def wait_until(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def runtime_loaded(pid: int) -> bool:
+    """onnxruntime is mapped into the process: its imports are done, the work has begun."""
+    maps = Path(f"/proc/{pid}/maps")
+    return maps.exists() and "onnxruntime" in maps.read_text(errors="replace")
+
+
+def interrupt(process, stdin: str | None = None) -> tuple[int, str, str]:
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(stdin, timeout=60)
+    return process.returncode, out, err
+
+
+def help_options(text: str) -> dict[str, str]:
+    """Each option of a plain --help page and the text that describes it."""
+    options, current = {}, None
+    for line in text.splitlines():
+        match = re.match(r"\s{2}(?:-\w, )?(--[\w-]+)", line)
+        if match:
+            current = match.group(1)
+            options[current] = line
+        elif current and line.startswith("    "):
+            options[current] += " " + line.strip()
+    return options
+
+
+def check_help(name: str, flags: set[str], defaults: set[str]) -> None:
+    result = run_command(name, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "<bool>" not in result.stdout
+    options = help_options(result.stdout)
+    for flag in flags:  # switches take no value, so they show none
+        assert re.match(rf"\s+(-\w, )?{flag}\s{{2,}}\w", options[flag]), options[flag]
+    for option in defaults:
+        assert "[default:" in options[option], options[option]
+
+
+def test_fable_run_help_shows_switches_bare_and_every_default():
+    check_help(
+        "fable-run",
+        flags={"--stream", "--json", "--info", "--version"},
+        defaults={"--model", "--words", "--temperature", "--top-k", "--top-p", "--seed", "--threads"},
+    )
+
+
+def test_fable_bench_help_shows_switches_bare_and_every_default():
+    check_help(
+        "fable-bench", flags={"--shipped"}, defaults={"--model", "--threads", "--words", "--temperature", "--json"}
+    )
+
+
+@pytest.mark.parametrize(
+    "args, flag",
+    [(["--threads", "0"], "--threads"), (["--words", "5"], "--words"), (["--temperature", "-1"], "--temperature")],
+)
+def test_fable_bench_names_only_the_flag_that_is_wrong(args, flag):
+    result = run_command("fable-bench", *args)
+    assert_clean_failure(result, 2, flag)
+    others = {"--threads", "--words", "--temperature"} - {flag}
+    assert not any(other in result.stderr for other in others), result.stderr
+
+
+def shadow_train_extra(folder: Path) -> dict:
+    """An environment where `import torch` and `import onnx` fail, as after a plain install."""
+    for name in ("torch", "onnx"):
+        (folder / name).mkdir()
+        (folder / name / "__init__.py").write_text(f"raise ImportError('No module named {name}')\n")
+    return {"PYTHONPATH": str(folder)}
+
+
+@pytest.mark.parametrize("name", ["fable-train", "fable-export"])
+def test_training_commands_without_the_train_extra_say_what_to_install(tmp_path, name):
+    result = run_command(name, "--help", env=shadow_train_extra(tmp_path))
+    assert_clean_failure(result, 2, f"{name} needs torch, onnx", 'pip install "fable[train]"')
+
+
+def test_json_in_the_interactive_loop_is_one_object_per_line():
+    result = run_command("fable-run", "--json", "-n", "4", input="the old mouse\nold mouse\nsaid he ,\n")
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0 and len(lines) == 2, result
+    first, second = (json.loads(line) for line in lines)
+    assert first["prompt"] == "the old mouse" and first["words"] == ["said", "it", "is", "easy"]
+    assert second["words"] == ["that", "our", "chief", "danger"]
+    assert "has 2 words" in result.stderr  # the bad line is reported, the loop goes on
+
+
+def test_ctrl_c_in_the_interactive_loop_exits_130():
+    process = start_command("fable-run", "-n", "3")
+    process.stdin.write("the old mouse\n")
+    process.stdin.flush()
+    assert process.stdout.readline() == "the old mouse said it is\n"  # answered, and waiting for more
+    code, _, err = interrupt(process)
+    assert (code, err.strip()) == (130, "fable-run: interrupted")
+
+
+def test_ctrl_c_in_fable_bench_exits_130_with_a_word():
+    process = start_command("fable-bench", "--words", "1000000")
+    wait_until(lambda: runtime_loaded(process.pid))
+    time.sleep(0.5)
+    code, out, err = interrupt(process)
+    assert (code, err.strip(), out) == (130, "fable-bench: interrupted", "")
+
+
+def test_fable_bench_tells_apart_files_of_the_same_name_and_adds_the_shipped_ones(tmp_path):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "fable.int8.onnx").write_bytes((SHIPPED / "fable.int8.onnx").read_bytes())
+    models = ["--model", str(tmp_path / "a" / "fable.int8.onnx"), "--model", str(tmp_path / "b" / "fable.int8.onnx")]
+    result = run_command("fable-bench", *models, "--shipped", "--words", "10")
+    assert result.returncode == 0, result.stderr
+    names = [line.split()[0] for line in result.stdout.splitlines()[2:]]
+    assert names[:2] == ["a/fable.int8.onnx", "b/fable.int8.onnx"]
+    assert [Path(n).name for n in names[2:]] == ["fable.onnx", "fable.int8.onnx"]
+    assert len(set(names)) == 4
