@@ -12,25 +12,37 @@ from .errors import UsageError
 
 
 @contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; once the block succeeds it replaces `target` whole.
+def atomic_paths(*targets: Path) -> Iterator[list[Path]]:
+    """Yield a temporary path beside each target; once the block succeeds they replace their
+    targets whole, one rename each, in the order given (put the file that vouches for the others last).
 
-    If the block raises, or the process dies, `target` keeps its old contents and the temporary
-    file is removed (or, after a kill, left as a hidden `.tmp` file that nothing reads).
+    If the block raises, or the process dies, each target keeps its old contents and the temporary
+    files are removed (or, after a kill, left as hidden `.tmp` files that nothing reads).
     """
-    target = Path(target)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    temporary = Path(name)
-    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes files private; a result should be like any other file
+    temporaries: list[Path] = []
     try:
-        yield temporary
-        with open(temporary, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(temporary, target)
+        for target in map(Path, targets):
+            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            os.close(fd)
+            temporaries.append(Path(name))
+            os.chmod(name, 0o666 & ~_umask())  # mkstemp makes files private; a result should be like any other file
+        yield list(temporaries)
+        for temporary in temporaries:
+            with open(temporary, "rb") as written:
+                os.fsync(written.fileno())
+        for temporary, target in zip(temporaries, targets):
+            os.replace(temporary, target)
+            _sync_directory(Path(target).parent)
     finally:
-        temporary.unlink(missing_ok=True)
-    _sync_directory(target.parent)
+        for temporary in temporaries:
+            temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """`atomic_paths` for one file."""
+    with atomic_paths(target) as (temporary,):
+        yield temporary
 
 
 def _umask() -> int:
@@ -53,13 +65,26 @@ def _sync_directory(directory: Path) -> None:
             os.close(fd)
 
 
-def prepare_folder(out: Path) -> None:
-    """Create the output folder `out` if needed; UsageError if it cannot hold our files."""
+@contextlib.contextmanager
+def output_folder(out: Path) -> Iterator[Path]:
+    """Create the output folder `out` (UsageError if it cannot hold our files) for the block.
+
+    If the block fails or is interrupted, the folders it created and left empty are removed again:
+    a failed command leaves no trace but the files it meant to keep.
+    """
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file, not a folder; choose another --out")
+    missing = [folder for folder in (out, *out.parents) if not folder.exists()]
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UsageError(f"cannot create --out {out} ({error.strerror}); choose another --out") from None
     if not os.access(out, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write in --out {out} (permission denied); choose another --out")
+    try:
+        yield out
+    except BaseException:
+        for folder in missing:  # innermost first
+            with contextlib.suppress(OSError):  # not empty, or gone: leave it
+                folder.rmdir()
+        raise

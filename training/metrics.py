@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from runtime.atomic import atomic_path, write_text
+from fable.atomic import atomic_path, write_text
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -29,16 +29,21 @@ class MetricsLog:
     an interrupted run may have written past its last checkpoint."""
 
     def __init__(self, path: Path, keep_until: int):
-        kept = [row for row in read_metrics(path) if row["step"] <= keep_until]
-        write_text(path, "".join(json.dumps(row) + "\n" for row in kept))
-        self._file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole run
+        self.path = path
+        if path.exists():
+            kept = [row for row in read_metrics(path) if row["step"] <= keep_until]
+            write_text(path, "".join(json.dumps(row) + "\n" for row in kept))
+        self._file = None  # opened at the first line: a run stopped before it leaves no file
 
     def write(self, **row: Any) -> None:
+        if self._file is None:
+            self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole run
         self._file.write(json.dumps(row) + "\n")  # one write per line: a kill loses at most this line
         self._file.flush()
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
 def plot_curves(metrics_path: Path, out: Path) -> None:

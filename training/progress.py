@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import sys
-
-from tqdm import tqdm
+from typing import Any
 
 
 class Progress:
@@ -13,10 +12,12 @@ class Progress:
     def __init__(self, total: int, bar: bool = True):
         self.total = total
         self.bar = bar
-        self._bar: tqdm | None = None
+        self._bar: Any = None  # a tqdm bar, imported only when one is drawn
 
     def start(self, initial: int) -> None:
         if self.bar:
+            from tqdm import tqdm
+
             self._bar = tqdm(total=self.total, initial=initial, unit="step", file=sys.stderr, dynamic_ncols=True)
 
     def update(self, step: int, loss: float, accuracy: float | None) -> None:

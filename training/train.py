@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from runtime.errors import FableError, UsageError
+from fable.errors import FableError, UsageError
 
 from .checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -137,9 +137,10 @@ def _train(
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
             optimizer.step()
 
-            loss_value = loss.item()  # one device sync per step
+            correct = (logits.argmax(dim=1) == y).sum().to(loss.dtype)
+            loss_value, correct_value = torch.stack([loss.detach(), correct]).tolist()  # the step's one device sync
             running_loss += loss_value * len(y)
-            running_correct += int((logits.argmax(dim=1) == y).sum())
+            running_correct += int(correct_value)
             running_count += len(y)
             progress.update(step, loss=loss_value, accuracy=last.accuracy if last else None)
             if step % config.eval_every == 0 or step == config.steps:

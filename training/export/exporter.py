@@ -1,23 +1,24 @@
 """fable-export's work: checkpoint → fp32 and int8 model files → proof → files in place.
 
 Everything is written to temporary files beside the targets and checked there; only when every
-guard passes do the temporary files replace the targets, each by one rename. A failed guard, an
-error or a kill leaves the previous files as they were.
+guard passes do the temporary files replace the targets, each by one rename, in this order:
+fable.onnx, fable.int8.onnx, report.json. A failed guard, an error or a kill leaves the previous
+files as they were; a kill between renames can leave new model files beside the old report, never
+a new report beside an old model.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import onnx
 
-from runtime import __version__, contract
-from runtime.atomic import atomic_path
-from runtime.contract import ModelMetadata, Provenance
+from fable import __version__, contract
+from fable.atomic import atomic_paths
+from fable.contract import ModelMetadata, Provenance
 
 from ..checkpoint import Checkpoint
 from .graphs import build_step_graph, build_window_graph, weights_from_onnx
@@ -111,10 +112,7 @@ def export_checkpoint(
     meta = metadata_for(checkpoint, options.graph, "fp32")
     contexts, labels, total = select_windows(checkpoint.ids, meta.config.window, options.max_windows)
     reference = torch_reference(torch_model, contexts, labels, options.continuation_words)
-    with ExitStack() as stack:
-        fp32_tmp, int8_tmp, report_tmp = (
-            stack.enter_context(atomic_path(out / name)) for name in (FP32_NAME, INT8_NAME, REPORT_NAME)
-        )
+    with atomic_paths(out / FP32_NAME, out / INT8_NAME, out / REPORT_NAME) as (fp32_tmp, int8_tmp, report_tmp):
         build_files(weights_from_torch(torch_model), meta, fp32_tmp, int8_tmp, options.max_float_elements, quantize)
         fp32 = measure_file(fp32_tmp, reference, FP32_NAME)
         int8 = measure_file(int8_tmp, reference, INT8_NAME)
@@ -131,7 +129,7 @@ def export_checkpoint(
             "guards": asdict(options),
         }
         report_tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        # Leaving the block renames each temporary file over its target, in order.
+        # Leaving the block renames each temporary file over its target, in the order opened.
     return ExportResult(fp32, int8, format_table([fp32, int8], reference, total), report)
 
 
