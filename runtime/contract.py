@@ -30,12 +30,10 @@ KEY_QUANTIZATION = PREFIX + "quantization"
 KEY_PROVENANCE = PREFIX + "provenance"
 KEY_PRODUCER = PREFIX + "producer"
 
-# The fast-decode graph: one batched LSTM step per word (DESIGN.md, "Fast decoding"). It keeps `window`
-# rows of state, one per window in flight; every row reads the newest word. Rows do not move: the
-# row that completes a window at this step is r = (words fed so far) mod window, counting this one
-# from 1; its logits are the next-word logits, and the caller zeroes that row of every state tensor
-# afterwards, so that it starts the next window from the zero state. Zeroing in the caller's buffer
-# is cheaper than shifting rows in the graph, and per-word cost is what this graph is for.
+# The step graph: one batched LSTM step per word for the `window` windows in flight, one row of
+# state each; every row reads the newest word. After the n-th word fed (from 1), row n mod window
+# holds the next-word logits, and the caller zeroes that row of every state tensor. Why and how,
+# with a worked example: docs/design.md, "Fast decoding".
 GRAPH_STEP = "step"
 # The plain graph: a whole window from a zero state per call; the reference and the baseline.
 GRAPH_WINDOW = "window"

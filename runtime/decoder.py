@@ -20,7 +20,7 @@ def _bind(binding: ort.IOBinding, name: str, array: np.ndarray, output: bool = F
 
 
 class StepDecoder:
-    """One batched LSTM step per word through the step graph (see runtime/contract.py)."""
+    """One batched LSTM step per word through the step graph (docs/design.md, "Fast decoding")."""
 
     def __init__(self, session: ort.InferenceSession, meta: ModelMetadata):
         config = meta.config
