@@ -64,6 +64,7 @@ def repository_text_files() -> list[Path]:
 
 
 def test_nothing_in_the_repository_points_outside_it():
+    outside = ["../" + "shared", "shared/" + "DESIGN"]  # spelled in pieces, so this file is no hit
     for path in repository_text_files():
         text = path.read_text(encoding="utf-8", errors="replace")
-        assert "../shared" not in text and "shared/DESIGN" not in text, path.relative_to(ROOT)
+        assert not any(pointer in text for pointer in outside), path.relative_to(ROOT)

@@ -24,7 +24,8 @@ def default():
 
 
 def test_the_default_is_the_shipped_int8_model(default):
-    assert default.path.resolve() == (SHIPPED / "fable.int8.onnx").resolve()
+    assert default.path.name == "fable.int8.onnx"  # installed as package data, or this checkout's file
+    assert default.path.read_bytes() == (SHIPPED / "fable.int8.onnx").read_bytes()
     assert default.metadata.quantization == "int8"
 
 
