@@ -13,10 +13,21 @@ from typing import Any
 
 import numpy as np
 
+from . import contract
 from .contract import ModelMetadata
 from .decoder import Decoder, make_decoder
 from .errors import ModelFileError, PromptError, UnknownWordError, UsageError, check_whole
 from .modelfile import open_model
+from .predict import (
+    DEFAULT_SUGGESTIONS,
+    MAX_SUGGESTIONS,
+    Suggestion,
+    TextScore,
+    log_softmax,
+    rank,
+    split_partial,
+    text_score,
+)
 from .sampling import GREEDY, Sampler, Sampling, make_sampler
 from .tokenizer import tokenize
 
@@ -64,13 +75,58 @@ class Model:
 
     def encode(self, prompt: str) -> list[int]:
         """The ids of the prompt's last `window` tokens, or PromptError saying what is wrong."""
-        if not isinstance(prompt, str):
-            raise PromptError(f"a prompt must be text, not {type(prompt).__name__}")
-        tokens = tokenize(prompt)[-self.window :]
-        if len(tokens) < self.window:
+        return self._ids(self._tokens(prompt, "prompt")[-self.window :], "prompt", self.window)
+
+    def suggest(self, text: str, k: int = DEFAULT_SUGGESTIONS) -> list[Suggestion]:
+        """The k likeliest next words with their probabilities, likeliest first.
+
+        If `text` ends inside a word (no space or mark after it, and not a word the model knows),
+        the candidates are the words that start with it, ranked by their probability after the
+        words before it: "the old mo" gives "mouse", and "the old mouse" gives the words after
+        "mouse". Text of fewer words than the window is read from the LSTM's zero state,
+        the state every training window started from, so the missing words are padded exactly as
+        in training; the suggestions then rest on less context. (A plain window-graph file has no
+        zero state to start from and needs `window` words.) Unknown words are a PromptError, as
+        in `generate`.
+        """
+        check_whole("k", k, 1, MAX_SUGGESTIONS)
+        tokens, partial = split_partial(self._text(text, "text"), self._index)
+        if partial and not any(word.startswith(partial) for word in self.vocabulary):
+            raise _unknown_words([partial], self.vocabulary)
+        shortest = 1 if self.metadata.graph == contract.GRAPH_STEP else self.window
+        ids = self._ids(tokens[-self.window :], "text", shortest)
+        with self._decoder() as decoder:
+            for token in ids:
+                logits = decoder.feed(token)
+            return rank(self.vocabulary, log_softmax(logits), partial, k)
+
+    def score(self, text: str) -> TextScore:
+        """The log-probability of each word after the first window, given the window before it,
+        with their total and the perplexity."""
+        tokens = self._tokens(text, "text")
+        ids = self._ids(tokens, "text", self.window + 1)
+        scores = []
+        with self._decoder() as decoder:
+            for position, token in enumerate(ids[:-1]):
+                logits = decoder.feed(token)
+                if position >= self.window - 1:
+                    scores.append(float(log_softmax(logits)[ids[position + 1]]))
+        return text_score(tokens[self.window :], scores)
+
+    def _text(self, text: str, what: str) -> str:
+        if not isinstance(text, str):
+            raise PromptError(f"a {what} must be text, not {type(text).__name__}")
+        return text
+
+    def _tokens(self, text: str, what: str) -> list[str]:
+        return tokenize(self._text(text, what))
+
+    def _ids(self, tokens: list[str], what: str, least: int) -> list[int]:
+        """The ids of `tokens`: PromptError if there are fewer than `least`, or unknown ones."""
+        if len(tokens) < least:
             found = f"has {len(tokens)} word{'s' if len(tokens) != 1 else ''}" if tokens else "is empty"
             raise PromptError(
-                f"the prompt {found}; this model reads {self.window} words at a time, give at least {self.window}"
+                f"the {what} {found}; this model reads {self.window} words at a time, give at least {least}"
             )
         unknown = list(dict.fromkeys(t for t in tokens if t not in self._index))
         if unknown:

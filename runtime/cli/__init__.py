@@ -20,6 +20,14 @@ def new_app() -> typer.Typer:
     return typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
 
+def columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain text table: the first column left-aligned, the others right-aligned, a rule under the header."""
+    table = [tuple(header), *map(tuple, rows)]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in table]
+    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
 def fail(prog: str, message: str, code: int) -> NoReturn:
     one_line = " ".join(message.split())
     print(f"{prog}: error: {one_line}", file=sys.stderr)

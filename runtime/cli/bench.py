@@ -15,7 +15,7 @@ from ..benchmark import MAX_BENCH_WORDS, MIN_BENCH_WORDS, BenchResult, BenchSett
 from ..errors import UsageError
 from ..model import MAX_THREADS, default_model_path
 from ..sampling import MIN_TEMPERATURE
-from . import new_app, run_app
+from . import columns, new_app, run_app
 
 app = new_app()
 _d = BenchSettings()
@@ -65,14 +65,12 @@ def model_labels(paths: list[str]) -> list[str]:
 def table(results: list[BenchResult]) -> str:
     header = ("model", "quant", "load ms", "first word ms", "word p50 µs", "p90 µs", "p99 µs", "words/s", "peak RSS MB")
     labels = model_labels([r.model for r in results])
-    rows = [header] + [
+    rows = [
         (label, r.quantization, f"{r.load_ms:.1f}", f"{r.first_word_ms:.3f}", f"{r.word_p50_us:.1f}",
          f"{r.word_p90_us:.1f}", f"{r.word_p99_us:.1f}", f"{r.words_per_second:,.0f}", f"{r.peak_rss_mb:.0f}")
         for label, r in zip(labels, results)
     ]  # fmt: skip
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
-    return "\n".join(lines[:1] + ["  ".join("-" * w for w in widths)] + lines[1:])
+    return columns(header, rows)
 
 
 def entry() -> None:

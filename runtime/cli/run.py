@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -11,10 +12,12 @@ from typing import Annotated
 import typer
 
 from .. import __version__
-from ..errors import PromptError
+from ..errors import PromptError, UsageError
 from ..model import DEFAULT_THREADS, DEFAULT_WORDS, MAX_THREADS, MAX_WORDS, Model, load
+from ..predict import DEFAULT_SUGGESTIONS, MAX_SUGGESTIONS
+from ..records import generation_record, score_record, suggestion_record
 from ..sampling import MAX_TOP_P, MIN_SEED, MIN_TEMPERATURE, MIN_TOP_K, Sampling
-from . import new_app, run_app
+from . import columns, new_app, run_app
 
 app = new_app()
 _defaults = Sampling()
@@ -38,6 +41,9 @@ def main(
     stream: Annotated[bool, typer.Option("--stream", help="print each word as it is made")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON: prompt, words, model, settings, timings (a line per prompt)")] = False,
     info: Annotated[bool, typer.Option("--info", help="print the model card and exit")] = False,
+    suggest: Annotated[bool, typer.Option("--suggest", help="print the likeliest next words of PROMPT, or completions of its unfinished last word")] = False,
+    suggestions: Annotated[int, typer.Option(min=1, max=MAX_SUGGESTIONS, help="how many words --suggest prints")] = DEFAULT_SUGGESTIONS,
+    score: Annotated[bool, typer.Option("--score", help="print the log-probability of each word of PROMPT after the first window")] = False,
     threads: Annotated[int, typer.Option(min=1, max=MAX_THREADS, help="intra-op threads; 1 is fastest for one sequence on a small CPU")] = DEFAULT_THREADS,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")] = False,
 ) -> None:  # fmt: skip
@@ -45,12 +51,16 @@ def main(
     started = time.perf_counter()
     loaded = load(model, threads)
     load_ms = 1000 * (time.perf_counter() - started)
-    if info:
+    if suggest or score:
+        if suggest and score or prompt is None:
+            raise UsageError("--suggest and --score each need a PROMPT, and one at a time")
+        typer.echo(predictions(loaded, prompt, suggestions if suggest else None, as_json))
+    elif info:
         typer.echo(model_card(loaded))
     elif prompt is None:
         interactive(loaded, words, sampling, as_json, load_ms)
     elif as_json:
-        typer.echo(json.dumps(generate_json(loaded, prompt, words, sampling, load_ms), ensure_ascii=False))
+        typer.echo(generation_json(loaded, prompt, words, sampling, load_ms))
     else:
         made = loaded.stream(prompt, words, sampling)
         print(" ".join(prompt.split()), end="", flush=stream)
@@ -59,23 +69,24 @@ def main(
         print()
 
 
-def generate_json(model: Model, prompt: str, words: int, sampling: Sampling, load_ms: float) -> dict:
-    started = time.perf_counter()
-    made, first_ms = [], None
-    for word in model.stream(prompt, words, sampling):
-        made.append(word)
-        first_ms = first_ms if first_ms is not None else 1000 * (time.perf_counter() - started)
-    total_ms = 1000 * (time.perf_counter() - started)
-    return {
-        "prompt": prompt,
-        "words": made,
-        "text": " ".join(made),
-        "model": str(model.path),
-        "settings": {"words": words, "temperature": sampling.temperature, "top_k": sampling.top_k,
-                     "top_p": sampling.top_p, "seed": sampling.seed, "threads": model.threads},
-        "timings": {"load_ms": round(load_ms, 3), "first_word_ms": round(first_ms or 0.0, 3),
-                    "total_ms": round(total_ms, 3), "words_per_second": round(len(made) / (total_ms / 1000), 1)},
-    }  # fmt: skip
+def predictions(model: Model, text: str, suggestions: int | None, as_json: bool) -> str:
+    """--suggest (with `suggestions` words) or --score, as a table or one JSON object."""
+    if as_json:
+        record = suggestion_record(model, text, suggestions) if suggestions else score_record(model, text)
+        return json.dumps(record, ensure_ascii=False)
+    if suggestions is not None:
+        found = model.suggest(text, suggestions)
+        return columns(("word", "probability"), [(s.word, f"{s.probability:.4f}") for s in found])
+    scored = model.score(text)
+    rows = [(w.word, f"{w.log_probability:.4f}", f"{math.exp(w.log_probability):.4f}") for w in scored.words]
+    summary = f"{len(scored.words)} words: total log-probability {scored.total:.4f}, perplexity {scored.perplexity:.3f}"
+    return columns(("word", "log p", "p"), rows) + "\n" + summary
+
+
+def generation_json(model: Model, prompt: str, words: int, sampling: Sampling, load_ms: float) -> str:
+    record = generation_record(model, prompt, words, sampling)
+    record["timings"] = {"load_ms": round(load_ms, 3), **record["timings"]}
+    return json.dumps(record, ensure_ascii=False)
 
 
 def interactive(model: Model, words: int, sampling: Sampling, as_json: bool, load_ms: float) -> None:
@@ -95,7 +106,7 @@ def interactive(model: Model, words: int, sampling: Sampling, as_json: bool, loa
             continue
         try:
             if as_json:
-                output = json.dumps(generate_json(model, line, words, sampling, load_ms), ensure_ascii=False)
+                output = generation_json(model, line, words, sampling, load_ms)
             else:
                 output = f"{' '.join(line.split())} {model.generate(line, words, sampling)}"
         except PromptError as error:

@@ -1,0 +1,37 @@
+"""The JSON shapes of fable's answers, one place for `fable-run --json` and `fable-serve`."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
+
+from .model import Model
+from .sampling import Sampling
+
+
+def generation_record(model: Model, prompt: str, words: int, sampling: Sampling) -> dict[str, Any]:
+    """Generate, and say what was made, with which settings, how fast."""
+    started = time.perf_counter()
+    made, first_ms = [], None
+    for word in model.stream(prompt, words, sampling):
+        made.append(word)
+        first_ms = first_ms if first_ms is not None else 1000 * (time.perf_counter() - started)
+    total_ms = 1000 * (time.perf_counter() - started)
+    return {
+        "prompt": prompt,
+        "words": made,
+        "text": " ".join(made),
+        "model": str(model.path),
+        "settings": {"words": words, **asdict(sampling), "threads": model.threads},
+        "timings": {"first_word_ms": round(first_ms or 0.0, 3), "total_ms": round(total_ms, 3),
+                    "words_per_second": round(len(made) / (total_ms / 1000), 1) if made else 0.0},
+    }  # fmt: skip
+
+
+def suggestion_record(model: Model, text: str, k: int) -> dict[str, Any]:
+    return {"text": text, "suggestions": [asdict(s) for s in model.suggest(text, k)]}
+
+
+def score_record(model: Model, text: str) -> dict[str, Any]:
+    return {"text": text, **model.score(text).as_dict()}

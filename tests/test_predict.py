@@ -1,0 +1,121 @@
+"""suggest and score on the shipped model, held against next_logits and a softmax computed here."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import fable
+from fable import PromptError, UnknownWordError
+
+from .helpers import SHIPPED, assert_clean_failure, fable_tokens, run_command
+
+
+@pytest.fixture(scope="module")
+def model():
+    return fable.load()
+
+
+def probabilities(model, words: list[str]) -> np.ndarray:
+    """softmax(next_logits) in float64, computed here rather than by the code under test."""
+    logits = model.next_logits([model.vocabulary.index(w) for w in words]).astype(np.float64)
+    e = np.exp(logits - logits.max())
+    return e / e.sum()
+
+
+def test_the_old_mouse_suggests_said_first_and_the_whole_vocabulary_sums_to_1(model):
+    best = model.suggest("the old mouse")
+    assert [s.word for s in best][:1] == ["said"] and best[0].probability > 0.9
+    everything = model.suggest("the old mouse", k=len(model.vocabulary) + 50)
+    assert len(everything) == len(model.vocabulary)
+    assert abs(sum(s.probability for s in everything) - 1) < 1e-5
+    assert [s.probability for s in everything] == sorted((s.probability for s in everything), reverse=True)
+
+
+def test_suggestions_are_the_models_probabilities(model):
+    expected = probabilities(model, ["said", "he", ","])
+    for suggestion in model.suggest("said he , ", 10):
+        assert suggestion.probability == pytest.approx(expected[model.vocabulary.index(suggestion.word)], abs=1e-7)
+
+
+def test_an_unfinished_word_is_completed_by_the_words_that_start_with_it(model):
+    assert [s.word for s in model.suggest("the old mo")] == ["mouse"]
+    expected = probabilities(model, ["said", "he", ","])
+    starting = sorted(
+        (w for w in model.vocabulary if w.startswith("t")), key=lambda w: -expected[model.vocabulary.index(w)]
+    )
+    got = model.suggest("said he , t", 5)
+    assert [s.word for s in got] == starting[:5]
+    assert all(s.word.startswith("t") for s in got)
+
+
+def test_a_finished_known_word_gets_next_words_and_a_trailing_space_means_the_same(model):
+    assert model.suggest("the old mouse") == model.suggest("the old mouse ")
+    assert model.suggest("long ago") == model.suggest("long ago ")
+
+
+def test_text_shorter_than_the_window_is_read_from_the_zero_state(model):
+    # every word the model knows can start a text; the answer is deterministic and a distribution
+    one = model.suggest("who ", k=len(model.vocabulary))
+    assert abs(sum(s.probability for s in one) - 1) < 1e-5
+    assert one == model.suggest("who ", k=len(model.vocabulary))
+
+
+def test_a_window_graph_file_needs_a_whole_window(tmp_path):
+    pytest.importorskip("onnx", reason='building a window graph needs onnx: pip install "fable[train]"')
+    from fable.training.export.exporter import window_baseline
+
+    fp32, _ = window_baseline(SHIPPED / "fable.onnx", tmp_path)
+    window_model = fable.load(fp32)
+    with pytest.raises(PromptError, match="give at least 3"):
+        window_model.suggest("the old ")
+    assert window_model.suggest("the old mouse")[0].word == "said"
+
+
+@pytest.mark.parametrize("text", ["the old zebra ", "the old zebr", "the zebra mo"])
+def test_unknown_words_get_the_same_error_as_generate(model, text):
+    with pytest.raises(UnknownWordError, match="zebr"):
+        model.suggest(text)
+
+
+# int8 quantizes activations per call over the 3 rows in flight, so a word's logits move a little
+# with the other windows decoded beside it (score reads on, next_logits starts afresh).
+@pytest.mark.parametrize("name, tolerance", [("fable.onnx", 1e-6), ("fable.int8.onnx", 1e-4)])
+def test_score_agrees_with_next_logits_and_a_softmax_computed_here(name, tolerance):
+    model = fable.load(SHIPPED / name)
+    tokens = fable_tokens()[40:52]
+    scored = model.score(" ".join(tokens))
+    assert [w.word for w in scored.words] == tokens[3:]
+    for position, word in enumerate(scored.words, 3):
+        expected = np.log(probabilities(model, tokens[position - 3 : position])[model.vocabulary.index(word.word)])
+        assert word.log_probability == pytest.approx(expected, abs=tolerance)
+    assert scored.total == pytest.approx(sum(w.log_probability for w in scored.words))
+    assert scored.perplexity == pytest.approx(np.exp(-scored.total / len(scored.words)))
+
+
+def test_score_needs_more_than_a_window_and_known_words(model):
+    with pytest.raises(PromptError, match="at least 4"):
+        model.score("the old mouse")
+    with pytest.raises(UnknownWordError, match="zebra"):
+        model.score("the old mouse zebra")
+
+
+def test_fable_run_suggest_and_score_print_tables_and_json():
+    table = run_command("fable-run", "--suggest", "the old mo").stdout.splitlines()
+    assert table[0].split() == ["word", "probability"] and table[2].split()[0] == "mouse"
+    record = json.loads(run_command("fable-run", "--suggest", "the old mouse", "--suggestions", "5", "--json").stdout)
+    assert record["suggestions"][0]["word"] == "said" and len(record["suggestions"]) == 5
+    scored = run_command("fable-run", "--score", "long ago , the mice had").stdout.splitlines()
+    assert [line.split()[0] for line in scored[2:-1]] == ["the", "mice", "had"]
+    assert scored[-1].startswith("3 words: total log-probability")
+    record = json.loads(run_command("fable-run", "--score", "long ago , the mice had", "--json").stdout)
+    assert [w["word"] for w in record["words"]] == ["the", "mice", "had"] and record["perplexity"] >= 1
+
+
+def test_fable_run_suggest_and_score_errors_are_one_line():
+    assert_clean_failure(run_command("fable-run", "--suggest"), 2, "need a PROMPT")
+    assert_clean_failure(run_command("fable-run", "--suggest", "--score", "the old mouse"), 2, "one at a time")
+    assert_clean_failure(run_command("fable-run", "--score", "the old zebra mouse"), 2, "'zebra'")
+    assert_clean_failure(run_command("fable-run", "--suggest", "the old", "--suggestions", "0"), 2, "--suggestions")
