@@ -1,0 +1,193 @@
+"""fable-serve as a client meets it: a real server process on 127.0.0.1, real HTTP requests."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+import fable
+from fable import Sampling
+
+from .helpers import start_command
+
+GOLDEN = "said it is easy to propose impossible remedies ."
+MAX_WORDS = 50
+
+
+def start_server(*args: str):
+    process = start_command("fable-serve", "--port", "0", *args)
+    line = process.stdout.readline()  # "fable-serve: fable.int8.onnx on http://127.0.0.1:PORT  (Ctrl-C to stop)"
+    assert " on http://127.0.0.1:" in line, (line, process.poll() is not None and process.communicate())
+    return process, line.split(" on ")[1].split()[0]
+
+
+@pytest.fixture(scope="module")
+def server():
+    process, url = start_server("--max-words", str(MAX_WORDS))
+    yield url
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=30)
+
+
+def request(url: str, path: str, body=None, method: str | None = None) -> tuple[int, dict | str, str]:
+    """Status, decoded body (JSON when it is JSON) and content type."""
+    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url + path, data=data, method=method or ("POST" if data is not None else "GET"))
+    try:
+        with urllib.request.urlopen(req, timeout=60) as response:
+            status, kind, raw = response.status, response.headers["Content-Type"], response.read()
+    except urllib.error.HTTPError as error:
+        status, kind, raw = error.code, error.headers["Content-Type"], error.read()
+    return status, (json.loads(raw) if kind == "application/json" else raw.decode()), kind
+
+
+def test_health_info_and_the_page(server):
+    assert request(server, "/health")[:2] == (200, {"status": "ok"})
+    status, info, _ = request(server, "/info")
+    assert status == 200 and info["vocabulary"][:3] == [",", "the", "."] and info["quantization"] == "int8"
+    assert info["config"]["window"] == 3 and info["provenance"]["corpus_name"] == "fable.txt"
+    status, page, kind = request(server, "/")
+    assert status == 200 and kind.startswith("text/html")
+    assert "<script>" in page and "http://" not in page and "https://" not in page  # nothing fetched from elsewhere
+
+
+def test_generate_is_the_librarys_greedy_and_seeded_words(server):
+    model = fable.load()
+    status, answer, _ = request(server, "/generate", {"prompt": "the old mouse"})
+    assert status == 200 and answer["text"] == model.generate("the old mouse") and answer["text"].startswith(GOLDEN)
+    body = {"prompt": "the old mouse", "words": 12, "temperature": 1.3, "top_k": 5, "seed": 4}
+    assert request(server, "/generate", body)[1]["words"] == list(
+        model.stream("the old mouse", 12, Sampling(1.3, 5, seed=4))
+    )
+
+
+def stream_lines(url: str, body: dict) -> list[dict]:
+    status, text, kind = request(url, "/generate", body | {"stream": True})
+    assert status == 200 and kind == "application/x-ndjson"
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_generate_streams_ndjson_a_word_a_line(server):
+    lines = stream_lines(server, {"prompt": "the old mouse", "words": 9})
+    assert " ".join(line["word"] for line in lines[:-1]) == GOLDEN
+    assert [line["index"] for line in lines[:-1]] == list(range(9)) and all(line["ms"] >= 0 for line in lines[:-1])
+    assert lines[-1]["done"] is True and lines[-1]["words"] == 9
+
+
+def test_suggest_and_score(server):
+    status, answer, _ = request(server, "/suggest", {"text": "the old mo"})
+    assert status == 200 and [s["word"] for s in answer["suggestions"]] == ["mouse"]
+    answer = request(server, "/suggest", {"text": "the old mouse", "k": 2})[1]
+    assert answer["suggestions"][0]["word"] == "said" and answer["suggestions"][0]["probability"] > 0.9
+    assert len(answer["suggestions"]) == 2
+    answer = request(server, "/score", {"text": "long ago , the mice had"})[1]
+    assert answer == fable.load().score("long ago , the mice had").as_dict() | {"text": "long ago , the mice had"}
+
+
+def test_8_concurrent_clients_get_what_sequential_ones_get(server):
+    jobs = [{"prompt": p, "words": 20, "temperature": t, "seed": s}
+            for p in ("the old mouse", "long ago ,", "said he ,", "who is to") for t, s in ((0.0, None), (1.2, 7))]  # fmt: skip
+    sequential = [request(server, "/generate", job)[1]["words"] for job in jobs]
+    streamed = [[line["word"] for line in stream_lines(server, job)[:-1]] for job in jobs]
+    assert streamed == sequential
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(3):
+            assert list(pool.map(lambda job: request(server, "/generate", job)[1]["words"], jobs * 2)) == sequential * 2
+            assert list(pool.map(lambda job: [w["word"] for w in stream_lines(server, job)[:-1]], jobs)) == sequential
+
+
+BAD_REQUESTS = {
+    "unknown path": ("GET", "/nope", None, 404, "no such path"),
+    "wrong method": ("GET", "/generate", None, 405, "GET is not allowed"),
+    "malformed JSON": ("POST", "/generate", b'{"prompt": "the old', 400, "not valid JSON"),
+    "not an object": ("POST", "/score", b"[1, 2]", 400, "JSON object"),
+    "missing prompt": ("POST", "/generate", {"words": 3}, 400, "needs 'prompt'"),
+    "prompt of the wrong type": ("POST", "/generate", {"prompt": 3}, 400, "'prompt' must be text"),
+    "words of the wrong type": ("POST", "/generate", {"prompt": "the old mouse", "words": "9"}, 400, "'words' must be a whole number"),
+    "words as a bool": ("POST", "/generate", {"prompt": "the old mouse", "words": True}, 400, "'words' must be"),
+    "too many words": ("POST", "/generate", {"prompt": "the old mouse", "words": MAX_WORDS + 1}, 400, f"from 1 to {MAX_WORDS}"),
+    "bad sampling": ("POST", "/generate", {"prompt": "the old mouse", "top_p": 0}, 400, "top_p must be"),
+    "stream not a bool": ("POST", "/generate", {"prompt": "the old mouse", "stream": "yes"}, 400, "'stream' must be true or false"),
+    "unknown word": ("POST", "/generate", {"prompt": "the old zebra"}, 400, "unknown word 'zebra'"),
+    "unknown word, streamed": ("POST", "/generate", {"prompt": "the old zebra", "stream": True}, 400, "'zebra'"),
+    "short prompt": ("POST", "/generate", {"prompt": "old mouse"}, 400, "at least 3"),
+    "suggest k zero": ("POST", "/suggest", {"text": "the old", "k": 0}, 400, "k must be"),
+    "score too short": ("POST", "/score", {"text": "the old mouse"}, 400, "at least 4"),
+    "body over 64 KB": ("POST", "/generate", {"prompt": "the old mouse " * 6000}, 413, "more than 65,536"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BAD_REQUESTS)
+def test_a_bad_request_gets_its_status_and_a_json_error(server, case):
+    method, path, body, status, phrase = BAD_REQUESTS[case]
+    got, answer, kind = request(server, path, body, method)
+    assert (got, kind) == (status, "application/json"), answer
+    assert phrase in answer["error"] and "Traceback" not in answer["error"], answer
+
+
+def test_a_body_without_a_length_is_refused(server):
+    host, port = server.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    connection.putrequest("POST", "/generate")
+    connection.putheader("Transfer-Encoding", "chunked")
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 411 and "Content-Length" in json.loads(response.read())["error"]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads the server's CPU time from /proc")
+def test_a_client_that_leaves_mid_stream_stops_its_stream_and_leaves_the_server_serving():
+    process, url = start_server("--max-words", "1000000")
+    host, port = url.removeprefix("http://").split(":")
+    try:
+        for _ in range(3):  # a million words would take minutes: each stream must end when its client leaves
+            with socket.create_connection((host, int(port)), timeout=30) as client:
+                body = json.dumps({"prompt": "the old mouse", "words": 1_000_000, "stream": True}).encode()
+                client.sendall(
+                    b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
+                received = b""
+                while b'"word"' not in received:
+                    received += client.recv(4096)
+        assert request(url, "/generate", {"prompt": "the old mouse", "words": 9})[1]["text"] == GOLDEN
+        before = cpu_seconds(process.pid)
+        time.sleep(1.0)
+        assert cpu_seconds(process.pid) - before < 0.3  # no stream is still being made for nobody
+        assert request(url, "/health")[0] == 200
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+
+
+def test_ctrl_c_stops_the_server_and_frees_its_port():
+    process, url = start_server()
+    assert request(url, "/health")[0] == 200
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130 and err.strip().endswith("fable-serve: interrupted"), err
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url + "/health", timeout=5)
+
+
+def test_a_port_in_use_is_one_clear_line():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        from .helpers import assert_clean_failure, run_command
+
+        result = run_command("fable-serve", "--port", str(taken.getsockname()[1]))
+        assert_clean_failure(result, 2, "cannot listen on 127.0.0.1")
