@@ -54,10 +54,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         for fast, slow, what in COMPARISONS
         if fast in medians and slow in medians
     ]
+    throughput = {  # benchmarks whose round is a batch of requests
+        b.name: b.extra_info["requests"] / b.stats.median
+        for b in bench.benchmarks
+        if b.stats and "requests" in b.extra_info
+    }
     summary = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine(),
         "median_us": {name: 1e6 * value for name, value in sorted(medians.items())},
+        "requests_per_second": throughput,
         "ratios": ratios,
     }
     LATEST.parent.mkdir(parents=True, exist_ok=True)
@@ -74,5 +80,7 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
     write(f"fable latency, medians of this run ({LATEST}):")
     for name, micros in summary["median_us"].items():
         write(f"  {name:45s} {micros:10.1f} µs")
+    for name, rate in summary["requests_per_second"].items():
+        write(f"  {name:45s} {rate:10.1f} requests/s")
     for ratio in summary["ratios"]:
         write(f"  {ratio['what']}: {ratio['ratio']:.2f}x")

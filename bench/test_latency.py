@@ -81,3 +81,12 @@ def test_torch_word(benchmark, shipped, onednn, mode):
         benchmark(step)
     finally:
         torch.backends.mkldnn.enabled = saved
+
+
+@pytest.mark.benchmark(group="suggest")
+@pytest.mark.parametrize("text", ["the old mouse ", "the old mo"], ids=["next word", "completion"])
+@pytest.mark.parametrize("quant", QUANTS)
+def test_suggest(benchmark, shipped, quant, text):
+    """Top-3 suggestions, as a keyboard asks for them at every keystroke (a whole window each)."""
+    model = Model(shipped[quant])
+    benchmark(model.suggest, text, 3)
