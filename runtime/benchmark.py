@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime
 
 from . import __version__
+from .backend import BACKENDS, backend_version
 from .model import MAX_WORDS, Model
 from .sampling import Sampling
 
@@ -27,6 +27,7 @@ MAX_BENCH_WORDS = 1_000_000  # leaves room below MAX_WORDS for the warm-up
 @dataclass(frozen=True)
 class BenchSettings:
     threads: int = 1
+    backend: str | None = None  # None: the default here
     words: int = 2000  # timed words per model, after warm-up
     warmup: int = 200
     loads: int = 5  # model loads timed
@@ -38,6 +39,7 @@ class BenchSettings:
 @dataclass(frozen=True)
 class BenchResult:
     model: str
+    backend: str
     quantization: str
     graph: str
     threads: int
@@ -71,7 +73,7 @@ def machine() -> dict[str, str | int | None]:
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "onnxruntime": onnxruntime.__version__,
+        **{name: backend_version(name) for name in BACKENDS if name != "numpy"},
         "fable": __version__,
         "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
     }
@@ -86,7 +88,7 @@ def bench_model(path: Path, settings: BenchSettings, report: Callable[[str], Non
     load_times = []
     for _ in range(settings.loads):
         started = time.perf_counter()
-        model = Model(path, settings.threads)
+        model = Model(path, settings.threads, settings.backend)
         load_times.append(1000 * (time.perf_counter() - started))
         report(f"load {len(load_times)}/{settings.loads}")
     context = range(model.window)  # the most frequent words, as ids: every vocabulary has them
@@ -116,6 +118,7 @@ def bench_model(path: Path, settings: BenchSettings, report: Callable[[str], Non
     p50, p90, p99 = (float(np.percentile(micros, q)) for q in (50, 90, 99))
     return BenchResult(
         model=str(path),
+        backend=model.backend,
         quantization=model.metadata.quantization,
         graph=model.metadata.graph,
         threads=settings.threads,

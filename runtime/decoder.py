@@ -1,90 +1,76 @@
-"""Decoders: feed words one at a time, get the next-word logits back.
+"""Decoders: feed words one at a time, get the next-word logits back. The same for every backend.
 
-Both keep their inputs and outputs in numpy buffers bound to the session once (IOBinding), so a
-word costs one `run_with_iobinding` call and no allocation. Each decoder belongs to one thread at a
-time; the session underneath may be shared.
+A backend supplies the kernel that does the arithmetic (onnxruntime's session, or numpy); the
+decoder owns the bookkeeping of the windows in flight. Each decoder belongs to one thread at a
+time; the kernel's buffers are its own, the weights and session underneath may be shared.
 """
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
-import onnxruntime as ort
-
-from . import contract
-from .contract import ModelMetadata
 
 
-def _bind(binding: ort.IOBinding, name: str, array: np.ndarray, output: bool = False) -> None:
-    value = ort.OrtValue.ortvalue_from_numpy(array)  # shares the array's memory: writes show through
-    (binding.bind_ortvalue_output if output else binding.bind_ortvalue_input)(name, value)
+class StepKernel(Protocol):
+    """One batched LSTM step of the step graph (docs/design.md, "Fast decoding")."""
+
+    logits: np.ndarray  # [window, vocab]: one row per window in flight, written by `run`
+
+    def run(self, token: int) -> None:
+        """Advance every row's state by `token` and write the logits."""
+
+    def zero_row(self, row: int) -> None:
+        """Put `row` of every state tensor back to the zero state, for the next `run`."""
+
+    def reset(self) -> None:
+        """Every row to the zero state."""
+
+
+class WindowKernel(Protocol):
+    def run(self, ids: np.ndarray) -> np.ndarray:
+        """Logits [vocab] of the word after the window `ids` [window], from the zero state."""
 
 
 class StepDecoder:
-    """One batched LSTM step per word through the step graph (docs/design.md, "Fast decoding")."""
+    """One batched LSTM step per word: after the n-th word (from 1), row n mod window has read the
+    last `window` words; its logits are the answer and it starts the next window from zero."""
 
-    def __init__(self, session: ort.InferenceSession, meta: ModelMetadata):
-        config = meta.config
-        self.window = config.window
-        self._session = session
-        self._tokens = np.zeros((1, config.window), np.int64)
-        self._logits = np.zeros((1, config.window, len(meta.vocabulary)), np.float32)
-        states = contract.state_names(config.layers)
-        # Two sets of state buffers [states, 1, window, hidden]: each step reads one and writes the other.
-        self._states = np.zeros((2, len(states), 1, config.window, config.hidden), np.float32)
-        self._bindings = []
-        for side in (0, 1):
-            binding = session.io_binding()
-            _bind(binding, contract.INPUT_TOKENS, self._tokens)
-            _bind(binding, contract.OUTPUT_LOGITS, self._logits, output=True)
-            for index, name in enumerate(states):
-                _bind(binding, name, self._states[side, index])
-                _bind(binding, contract.next_state_name(name), self._states[1 - side, index], output=True)
-            self._bindings.append(binding)
+    def __init__(self, kernel: StepKernel, window: int):
+        self.window = window
+        self._kernel = kernel
         self._fed = 0
 
     def reset(self) -> None:
-        self._states[:] = 0
+        self._kernel.reset()
         self._fed = 0
 
     def feed(self, token: int) -> np.ndarray:
-        """Logits [vocab] for the window that ends with `token`, valid once `window` words were fed.
-
-        The array is a view that the next feed overwrites.
-        """
-        side = self._fed & 1
-        self._tokens.fill(token)
-        self._session.run_with_iobinding(self._bindings[side])
+        """Logits [vocab] for the window that ends with `token`, valid once `window` words were fed
+        (fewer: the words fed so far, read from the zero state). A view the next feed overwrites."""
+        self._kernel.run(token)
         self._fed += 1
         row = self._fed % self.window
-        self._states[1 - side, :, 0, row] = 0  # the completed window's row starts the next window
-        return self._logits[0, row]
+        self._kernel.zero_row(row)  # the completed window's row starts the next window
+        return self._kernel.logits[row]
 
 
 class WindowDecoder:
-    """The plain decode: the whole window graph per word, from a zero state. Reference and baseline."""
+    """The plain decode: the whole window from the zero state per word. Reference and baseline."""
 
-    def __init__(self, session: ort.InferenceSession, meta: ModelMetadata):
-        self.window = meta.config.window
-        self._session = session
-        self._ids = np.zeros((1, self.window), np.int64)
-        self._logits = np.zeros((1, len(meta.vocabulary)), np.float32)
-        self._binding = session.io_binding()
-        _bind(self._binding, contract.INPUT_WINDOW, self._ids)
-        _bind(self._binding, contract.OUTPUT_LOGITS, self._logits, output=True)
+    def __init__(self, kernel: WindowKernel, window: int):
+        self.window = window
+        self._kernel = kernel
+        self._ids = np.zeros(window, np.int64)
 
     def reset(self) -> None:
         self._ids[:] = 0
 
     def feed(self, token: int) -> np.ndarray:
         """Logits [vocab] for the last `window` words fed (a view the next feed overwrites)."""
-        self._ids[0, :-1] = self._ids[0, 1:]
-        self._ids[0, -1] = token
-        self._session.run_with_iobinding(self._binding)
-        return self._logits[0]
+        self._ids[:-1] = self._ids[1:]
+        self._ids[-1] = token
+        return self._kernel.run(self._ids)
 
 
 Decoder = StepDecoder | WindowDecoder
-
-
-def make_decoder(session: ort.InferenceSession, meta: ModelMetadata) -> Decoder:
-    return (StepDecoder if meta.graph == contract.GRAPH_STEP else WindowDecoder)(session, meta)

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 
 from . import contract
+from .backend import open_backend
 from .contract import ModelMetadata
-from .decoder import Decoder, make_decoder
+from .decoder import Decoder
 from .errors import ModelFileError, PromptError, UnknownWordError, UsageError, check_whole
-from .modelfile import open_model
 from .predict import (
     DEFAULT_SUGGESTIONS,
     MAX_SUGGESTIONS,
@@ -50,11 +50,12 @@ def default_model_path() -> Path:
 class Model:
     """A loaded fable model. Safe to share between threads: each call decodes with its own buffers."""
 
-    def __init__(self, path: str | os.PathLike[str], threads: int = DEFAULT_THREADS):
+    def __init__(self, path: str | os.PathLike[str], threads: int = DEFAULT_THREADS, backend: str | None = None):
         check_whole("threads", threads, 1, MAX_THREADS)
         self.path = Path(path)
         self.threads = threads
-        self._session, self.metadata = open_model(self.path, threads)
+        self._backend = open_backend(self.path, threads, backend)
+        self.metadata = self._backend.metadata
         self.file_bytes = self.path.stat().st_size
         self._index = {word: i for i, word in enumerate(self.metadata.vocabulary)}
         self._idle: list[Decoder] = []
@@ -69,9 +70,18 @@ class Model:
         return self.metadata.config.window
 
     @property
+    def backend(self) -> str:
+        """What runs the model: "onnxruntime" or "numpy"."""
+        return self._backend.name
+
+    @property
     def info(self) -> dict[str, Any]:
-        """The metadata as a dict, with the file's path and size."""
-        return self.metadata.as_dict() | {"path": str(self.path), "file_bytes": self.file_bytes}
+        """The metadata as a dict, with the file's path and size and the backend that runs it."""
+        return self.metadata.as_dict() | {
+            "path": str(self.path),
+            "file_bytes": self.file_bytes,
+            "backend": self.backend,
+        }
 
     def encode(self, prompt: str) -> list[int]:
         """The ids of the prompt's last `window` tokens, or PromptError saying what is wrong."""
@@ -201,7 +211,7 @@ class Model:
         with self._lock:
             decoder = self._idle.pop() if self._idle else None
         if decoder is None:
-            decoder = make_decoder(self._session, self.metadata)
+            decoder = self._backend.decoder()
         decoder.reset()
         try:
             yield decoder
@@ -230,9 +240,12 @@ def _show(word: str, limit: int = 40) -> str:
     return repr(word if len(word) <= limit else word[:limit] + "…")
 
 
-def load(path: str | os.PathLike[str] | None = None, threads: int = DEFAULT_THREADS) -> Model:
-    """Load a model file; no path loads the shipped default (int8)."""
-    return Model(default_model_path() if path is None else path, threads)
+def load(
+    path: str | os.PathLike[str] | None = None, threads: int = DEFAULT_THREADS, backend: str | None = None
+) -> Model:
+    """Load a model file; no path loads the shipped default (int8). `backend`: "onnxruntime" or
+    "numpy"; None takes onnxruntime where it is installed and numpy where it is not."""
+    return Model(default_model_path() if path is None else path, threads, backend)
 
 
 __all__ = ["Model", "ModelMetadata", "load", "default_model_path"]

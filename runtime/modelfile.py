@@ -1,11 +1,11 @@
-"""Opening a model file: checks before, during and after onnxruntime reads it."""
+"""What every backend checks of a model file: before reading it, and its graph against its metadata."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-
-import onnxruntime as ort
+from typing import Protocol
 
 from . import contract
 from .contract import ModelMetadata
@@ -15,21 +15,16 @@ from .errors import ModelFileError
 MAX_MODEL_BYTES = 2 * 1024**3
 
 
-def session_options(threads: int) -> ort.SessionOptions:
-    """One sequence on a small CPU: `threads` intra-op threads, no spinning, no inter-op pool."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Spinning threads burn the cores between words; with one sequence they only steal time.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.log_severity_level = 3  # errors only: warnings about unused initializers are not the user's business
-    return options
+class GraphArg(Protocol):
+    """A graph input or output as a backend reports it (onnxruntime's NodeArg, or onnxfile.ValueInfo)."""
+
+    name: str
+    type: str
+    shape: Sequence[int | str | None]
 
 
-def open_model(path: str | os.PathLike[str], threads: int = 1) -> tuple[ort.InferenceSession, ModelMetadata]:
-    """A session on `path` and its validated metadata, or ModelFileError naming what is wrong."""
+def checked_path(path: str | os.PathLike[str]) -> str:
+    """The path as text, or ModelFileError if it cannot be a model file."""
     path = Path(path)
     name = str(path)
     if not path.exists():
@@ -41,23 +36,13 @@ def open_model(path: str | os.PathLike[str], threads: int = 1) -> tuple[ort.Infe
         raise ModelFileError(f"model file {name} is empty; export it again with fable-export")
     if size > MAX_MODEL_BYTES:
         raise ModelFileError(f"model file {name} is {size:,} bytes, more than any ONNX model can be")
-    try:
-        session = ort.InferenceSession(name, session_options(threads), providers=["CPUExecutionProvider"])
-    except Exception as error:  # onnxruntime raises its own, untyped, multi-line errors for damaged files
-        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
-        raise ModelFileError(f"model file {name} is not a readable ONNX model ({reason}); export it again") from None
-    meta = contract.metadata_from_props(session.get_modelmeta().custom_metadata_map, source=name)
-    check_graph(session, meta, name)
-    return session, meta
+    return name
 
 
-def check_graph(session: ort.InferenceSession, meta: ModelMetadata, name: str) -> None:
+def check_graph(inputs: Sequence[GraphArg], outputs: Sequence[GraphArg], meta: ModelMetadata, name: str) -> None:
     """The graph's inputs and outputs must be what the contract says for this metadata."""
     expected_in, expected_out = contract.graph_io(meta.graph, meta.config, len(meta.vocabulary))
-    for role, expected, actual in (
-        ("input", expected_in, session.get_inputs()),
-        ("output", expected_out, session.get_outputs()),
-    ):
+    for role, expected, actual in (("input", expected_in, inputs), ("output", expected_out, outputs)):
         found = {arg.name: arg for arg in actual}
         if set(found) != {spec.name for spec in expected}:
             raise ModelFileError(

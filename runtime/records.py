@@ -23,7 +23,7 @@ def generation_record(model: Model, prompt: str, words: int, sampling: Sampling)
         "words": made,
         "text": " ".join(made),
         "model": str(model.path),
-        "settings": {"words": words, **asdict(sampling), "threads": model.threads},
+        "settings": {"words": words, **asdict(sampling), "threads": model.threads, "backend": model.backend},
         "timings": {"first_word_ms": round(first_ms or 0.0, 3), "total_ms": round(total_ms, 3),
                     "words_per_second": round(len(made) / (total_ms / 1000), 1) if made else 0.0},
     }  # fmt: skip

@@ -92,14 +92,33 @@ DAMAGE = {
 }
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "numpy"])
 @pytest.mark.parametrize("kind", DAMAGE)
-def test_a_damaged_model_file_is_refused_at_load_with_one_line(tmp_path, kind):
+def test_a_damaged_model_file_is_refused_at_load_with_one_line(tmp_path, kind, backend):
     path = damaged(kind, tmp_path)
     with pytest.raises(ModelFileError) as error:
-        fable.load(path)
+        fable.load(path, backend=backend)
     message = str(error.value)
     assert DAMAGE[kind] in message and "\n" not in message, message
-    assert_clean_failure(run_command("fable-run", "the old mouse", "--model", str(path)), 1, DAMAGE[kind])
+    result = run_command("fable-run", "the old mouse", "--model", str(path), "--backend", backend)
+    assert_clean_failure(result, 1, DAMAGE[kind])
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_random_damage_anywhere_in_the_file_is_one_line_for_the_numpy_reader(tmp_path, seed):
+    """Bytes flipped, cut or inserted at random places: a clear refusal or a working model, never
+    a traceback, and no allocation bigger than the file allows (the reader checks every length)."""
+    rng = np.random.default_rng(seed)
+    data = bytearray(INT8.read_bytes())
+    for _ in range(rng.integers(1, 20)):
+        at = int(rng.integers(0, len(data)))
+        data[at] = int(rng.integers(0, 256))
+    path = tmp_path / "flipped.onnx"
+    path.write_bytes(bytes(data[: int(rng.integers(len(data) // 2, len(data) + 1))]))
+    try:
+        fable.load(path, backend="numpy").generate("the old mouse", 3)
+    except (ModelFileError, fable.PromptError) as error:
+        assert "\n" not in str(error)
 
 
 @pytest.mark.slow
@@ -110,6 +129,7 @@ def test_a_100_mb_vocabulary_is_refused_not_parsed(tmp_path, monkeypatch):
     monkeypatch.setattr(
         contract.json, "loads", lambda text, *a, **k: parsed.append(len(text)) or real_loads(text, *a, **k)
     )
-    with pytest.raises(ModelFileError, match="oversized value"):
-        fable.load(path)
+    for backend in ("onnxruntime", "numpy"):
+        with pytest.raises(ModelFileError, match="oversized value"):
+            fable.load(path, backend=backend)
     assert all(size <= contract.MAX_VALUE_BYTES for size in parsed)  # the vocabulary never reached the parser

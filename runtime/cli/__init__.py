@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import os
 import sys
 from collections.abc import Sequence
@@ -9,7 +10,13 @@ from typing import NoReturn
 
 import typer
 
+from ..backend import BACKENDS
 from ..errors import FableError, SettingError
+
+# --backend's choices; no flag: onnxruntime where it is installed, numpy where it is not.
+Backend = enum.Enum("Backend", {name: name for name in BACKENDS}, type=str)
+BACKEND_HELP = "what runs the model: onnxruntime, or numpy where there is no onnxruntime"
+BACKEND_DEFAULT = "onnxruntime if installed, else numpy"
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130

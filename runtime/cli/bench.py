@@ -15,7 +15,7 @@ from ..benchmark import MAX_BENCH_WORDS, MIN_BENCH_WORDS, BenchResult, BenchSett
 from ..errors import UsageError
 from ..model import MAX_THREADS, default_model_path
 from ..sampling import MIN_TEMPERATURE
-from . import columns, new_app, run_app
+from . import BACKEND_DEFAULT, BACKEND_HELP, Backend, columns, new_app, run_app
 
 app = new_app()
 _d = BenchSettings()
@@ -27,6 +27,7 @@ def main(
     model: Annotated[list[Path] | None, typer.Option("--model", "-m", metavar="FILE", help="a .onnx file; repeat for several", show_default="the shipped fp32 and int8")] = None,
     shipped: Annotated[bool, typer.Option("--shipped", help="time the shipped fp32 and int8 files too, after the --model ones")] = False,
     threads: Annotated[int, typer.Option(min=1, max=MAX_THREADS, help="intra-op threads")] = _d.threads,
+    backend: Annotated[Backend | None, typer.Option(help=BACKEND_HELP, show_default=BACKEND_DEFAULT)] = None,
     words: Annotated[int, typer.Option(min=MIN_BENCH_WORDS, max=MAX_BENCH_WORDS, help="words timed per model, after warm-up")] = _d.words,
     temperature: Annotated[float, typer.Option(min=MIN_TEMPERATURE, help="sampling temperature while timing; 0 is greedy")] = _d.temperature,
     json_path: Annotated[Path | None, typer.Option("--json", help="also write the results, with the machine's description, here", show_default="no file")] = None,
@@ -35,7 +36,9 @@ def main(
         raise UsageError(f"--json {json_path} is a folder or in a missing one; give a file path in an existing folder")
     shipped_paths = [default_model_path().parent / name for name in SHIPPED]
     paths = [*(model or []), *(shipped_paths if shipped or not model else [])]
-    settings = BenchSettings(threads=threads, words=words, temperature=temperature)
+    settings = BenchSettings(
+        threads=threads, backend=backend.value if backend else None, words=words, temperature=temperature
+    )
     results = []
     for number, path in enumerate(paths, 1):
 
@@ -63,10 +66,21 @@ def model_labels(paths: list[str]) -> list[str]:
 
 
 def table(results: list[BenchResult]) -> str:
-    header = ("model", "quant", "load ms", "first word ms", "word p50 µs", "p90 µs", "p99 µs", "words/s", "peak RSS MB")
+    header = (
+        "model",
+        "backend",
+        "quant",
+        "load ms",
+        "first word ms",
+        "word p50 µs",
+        "p90 µs",
+        "p99 µs",
+        "words/s",
+        "peak RSS MB",
+    )
     labels = model_labels([r.model for r in results])
     rows = [
-        (label, r.quantization, f"{r.load_ms:.1f}", f"{r.first_word_ms:.3f}", f"{r.word_p50_us:.1f}",
+        (label, r.backend, r.quantization, f"{r.load_ms:.1f}", f"{r.first_word_ms:.3f}", f"{r.word_p50_us:.1f}",
          f"{r.word_p90_us:.1f}", f"{r.word_p99_us:.1f}", f"{r.words_per_second:,.0f}", f"{r.peak_rss_mb:.0f}")
         for label, r in zip(labels, results)
     ]  # fmt: skip

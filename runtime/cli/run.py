@@ -17,7 +17,7 @@ from ..model import DEFAULT_THREADS, DEFAULT_WORDS, MAX_THREADS, MAX_WORDS, Mode
 from ..predict import DEFAULT_SUGGESTIONS, MAX_SUGGESTIONS
 from ..records import generation_record, score_record, suggestion_record
 from ..sampling import MAX_TOP_P, MIN_SEED, MIN_TEMPERATURE, MIN_TOP_K, Sampling
-from . import columns, new_app, run_app
+from . import BACKEND_DEFAULT, BACKEND_HELP, Backend, columns, new_app, run_app
 
 app = new_app()
 _defaults = Sampling()
@@ -45,11 +45,12 @@ def main(
     suggestions: Annotated[int, typer.Option(min=1, max=MAX_SUGGESTIONS, help="how many words --suggest prints")] = DEFAULT_SUGGESTIONS,
     score: Annotated[bool, typer.Option("--score", help="print the log-probability of each word of PROMPT after the first window")] = False,
     threads: Annotated[int, typer.Option(min=1, max=MAX_THREADS, help="intra-op threads; 1 is fastest for one sequence on a small CPU")] = DEFAULT_THREADS,
+    backend: Annotated[Backend | None, typer.Option(help=BACKEND_HELP, show_default=BACKEND_DEFAULT)] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")] = False,
 ) -> None:  # fmt: skip
     sampling = Sampling(temperature, top_k, top_p, seed)
     started = time.perf_counter()
-    loaded = load(model, threads)
+    loaded = load(model, threads, backend.value if backend else None)
     load_ms = 1000 * (time.perf_counter() - started)
     if suggest or score:
         if suggest and score or prompt is None:
@@ -126,6 +127,7 @@ def model_card(model: Model) -> str:
         ("layers", f"{config.layers} LSTM x {config.hidden} hidden units"),
         ("input", encoding),
         ("quantization", meta.quantization),
+        ("backend", f"{model.backend}, {model.threads} thread{'s' if model.threads != 1 else ''}"),
         ("graph", f"{meta.graph} ({'one batched step per word' if meta.graph == 'step' else 'whole window per word'})"),
         ("accuracy", f"{100 * prov.accuracy:.1f}% of next words over the training windows"),
         ("trained on", f"{prov.corpus_name} (sha256 {prov.corpus_sha256[:16]}...)"),

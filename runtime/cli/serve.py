@@ -9,7 +9,7 @@ import typer
 
 from ..model import DEFAULT_THREADS, MAX_THREADS, MAX_WORDS, load
 from ..server import FableServer, ServerSettings
-from . import new_app, run_app
+from . import BACKEND_DEFAULT, BACKEND_HELP, Backend, new_app, run_app
 
 app = new_app()
 _d = ServerSettings()
@@ -22,8 +22,9 @@ def main(
     port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on; 0 picks a free one")] = _d.port,
     max_words: Annotated[int, typer.Option(min=1, max=MAX_WORDS, help="the most words one /generate may ask for")] = _d.max_words,
     threads: Annotated[int, typer.Option(min=1, max=MAX_THREADS, help="intra-op threads of the model's session")] = DEFAULT_THREADS,
+    backend: Annotated[Backend | None, typer.Option(help=BACKEND_HELP, show_default=BACKEND_DEFAULT)] = None,
 ) -> None:  # fmt: skip
-    loaded = load(model, threads)
+    loaded = load(model, threads, backend.value if backend else None)
     try:
         server = FableServer(loaded, ServerSettings(host=host, port=port, max_words=max_words))
     except OSError as error:
@@ -31,7 +32,7 @@ def main(
             f"cannot listen on {host}:{port} ({error.strerror})", param_hint="'--host'/'--port'"
         ) from None
     with server:
-        typer.echo(f"fable-serve: {loaded.path.name} on {server.url}  (Ctrl-C to stop)")
+        typer.echo(f"fable-serve: {loaded.path.name} ({loaded.backend}) on {server.url}  (Ctrl-C to stop)")
         server.serve_forever()
 
 

@@ -1,0 +1,107 @@
+"""The onnxruntime backend: a session on the model file, and kernels that run it through
+numpy buffers bound once (IOBinding), so a word costs one `run_with_iobinding` and no allocation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from . import contract
+from .contract import ModelMetadata
+from .decoder import Decoder, StepDecoder, WindowDecoder
+from .errors import ModelFileError
+from .modelfile import check_graph, checked_path
+
+NAME = "onnxruntime"
+VERSION = ort.__version__
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    """One sequence on a small CPU: `threads` intra-op threads, no spinning, no inter-op pool."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Spinning threads burn the cores between words; with one sequence they only steal time.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3  # errors only: warnings about unused initializers are not the user's business
+    return options
+
+
+class OrtBackend:
+    name = NAME
+
+    def __init__(self, path: Path, threads: int):
+        name = checked_path(path)
+        try:
+            self.session = ort.InferenceSession(name, session_options(threads), providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own, untyped, multi-line errors for damaged files
+            reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+            raise ModelFileError(
+                f"model file {name} is not a readable ONNX model ({reason}); export it again"
+            ) from None
+        self.metadata = contract.metadata_from_props(self.session.get_modelmeta().custom_metadata_map, source=name)
+        check_graph(self.session.get_inputs(), self.session.get_outputs(), self.metadata, name)
+
+    def decoder(self) -> Decoder:
+        window = self.metadata.config.window
+        if self.metadata.graph == contract.GRAPH_STEP:
+            return StepDecoder(OrtStepKernel(self.session, self.metadata), window)
+        return WindowDecoder(OrtWindowKernel(self.session, self.metadata), window)
+
+
+def _bind(binding: ort.IOBinding, name: str, array: np.ndarray, output: bool = False) -> None:
+    value = ort.OrtValue.ortvalue_from_numpy(array)  # shares the array's memory: writes show through
+    (binding.bind_ortvalue_output if output else binding.bind_ortvalue_input)(name, value)
+
+
+class OrtStepKernel:
+    def __init__(self, session: ort.InferenceSession, meta: ModelMetadata):
+        config = meta.config
+        self._session = session
+        self._tokens = np.zeros((1, config.window), np.int64)
+        self._logits = np.zeros((1, config.window, len(meta.vocabulary)), np.float32)
+        self.logits = self._logits[0]
+        states = contract.state_names(config.layers)
+        # Two sets of state buffers [states, 1, window, hidden]: each step reads one and writes the other.
+        self._states = np.zeros((2, len(states), 1, config.window, config.hidden), np.float32)
+        self._bindings = []
+        for side in (0, 1):
+            binding = session.io_binding()
+            _bind(binding, contract.INPUT_TOKENS, self._tokens)
+            _bind(binding, contract.OUTPUT_LOGITS, self._logits, output=True)
+            for index, name in enumerate(states):
+                _bind(binding, name, self._states[side, index])
+                _bind(binding, contract.next_state_name(name), self._states[1 - side, index], output=True)
+            self._bindings.append(binding)
+        self._side = 0  # the set the next step reads
+
+    def run(self, token: int) -> None:
+        self._tokens.fill(token)
+        self._session.run_with_iobinding(self._bindings[self._side])
+        self._side = 1 - self._side
+
+    def zero_row(self, row: int) -> None:
+        self._states[self._side, :, 0, row] = 0
+
+    def reset(self) -> None:
+        self._states[:] = 0
+        self._side = 0
+
+
+class OrtWindowKernel:
+    def __init__(self, session: ort.InferenceSession, meta: ModelMetadata):
+        self._session = session
+        self._ids = np.zeros((1, meta.config.window), np.int64)
+        self._logits = np.zeros((1, len(meta.vocabulary)), np.float32)
+        self._binding = session.io_binding()
+        _bind(self._binding, contract.INPUT_WINDOW, self._ids)
+        _bind(self._binding, contract.OUTPUT_LOGITS, self._logits, output=True)
+
+    def run(self, ids: np.ndarray) -> np.ndarray:
+        self._ids[0] = ids
+        self._session.run_with_iobinding(self._binding)
+        return self._logits[0]
