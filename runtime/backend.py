@@ -16,7 +16,7 @@ from .decoder import Decoder
 from .errors import UsageError
 
 BACKENDS = ("onnxruntime", "numpy")
-MODULES = {"onnxruntime": ".ort_backend", "numpy": ".numpy_backend"}
+_ENGINES = {"onnxruntime": (".ort_backend", "OrtBackend"), "numpy": (".numpy_backend", "NumpyBackend")}
 
 
 class Backend(Protocol):
@@ -40,12 +40,12 @@ def open_backend(path: Path, threads: int, backend: str | None = None) -> Backen
     name = default_backend() if backend is None else backend
     if name not in BACKENDS:
         raise UsageError(f"backend must be {' or '.join(BACKENDS)}, not {name!r}")
+    module, engine = _ENGINES[name]
     try:
-        module = importlib.import_module(MODULES[name], __package__)
+        opened = importlib.import_module(module, __package__)
     except ImportError:
         raise UsageError(f"the {name} backend needs {name}, which is not installed; use the numpy backend") from None
-    engine = module.NumpyBackend if name == "numpy" else module.OrtBackend
-    return engine(path, threads)
+    return getattr(opened, engine)(path, threads)
 
 
 def backend_version(name: str) -> str | None:

@@ -26,9 +26,6 @@ from .errors import ModelFileError
 from .modelfile import check_graph, checked_path
 from .onnxfile import Node, OnnxFile, read_onnx
 
-NAME = "numpy"
-VERSION = np.__version__
-
 
 @dataclass(frozen=True)
 class Layer:
@@ -48,7 +45,7 @@ class StepWeights:
 
 
 class NumpyBackend:
-    name = NAME
+    name = "numpy"
 
     def __init__(self, path: Path, threads: int):
         name = checked_path(path)  # threads: numpy's BLAS decides its own (OPENBLAS_NUM_THREADS)

@@ -14,9 +14,6 @@ from .decoder import Decoder, StepDecoder, WindowDecoder
 from .errors import ModelFileError
 from .modelfile import check_graph, checked_path
 
-NAME = "onnxruntime"
-VERSION = ort.__version__
-
 
 def session_options(threads: int) -> ort.SessionOptions:
     """One sequence on a small CPU: `threads` intra-op threads, no spinning, no inter-op pool."""
@@ -32,7 +29,7 @@ def session_options(threads: int) -> ort.SessionOptions:
 
 
 class OrtBackend:
-    name = NAME
+    name = "onnxruntime"
 
     def __init__(self, path: Path, threads: int):
         name = checked_path(path)
