@@ -99,9 +99,11 @@ def interactive(model: Model, words: int, sampling: Sampling, as_json: bool, loa
     while True:
         try:
             line = input(f"{model.window} words: " if asking else "")
-        except EOFError:
+        except (EOFError, KeyboardInterrupt) as stop:
             if asking:
-                print()
+                print()  # the prompt's line ends before the goodbye, or the error, is printed
+            if isinstance(stop, KeyboardInterrupt):
+                raise
             return
         if not line.strip():
             continue
