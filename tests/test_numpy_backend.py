@@ -41,8 +41,9 @@ def test_fp32_gives_onnxruntimes_words_on_every_fable_window_and_logits_within_1
 
 
 def test_int8_dequantized_at_load_gives_onnxruntimes_words_on_99_percent_of_windows():
-    _, same = compare(SHIPPED / "fable.int8.onnx")
+    difference, same = compare(SHIPPED / "fable.int8.onnx")
     assert same.mean() >= 0.99, f"{same.sum()} of {len(same)}"
+    assert difference < 1e-2  # 5.8e-3 measured: now and then an input rounds to the next uint8 level
 
 
 @pytest.mark.parametrize("layers, window", [(1, 3), (2, 5)], ids=["1 layer", "window 5"])
