@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -19,6 +21,17 @@ SHIPPED = ROOT / "exported"
 
 def fable_tokens() -> list[str]:
     return tokenize(FABLE.read_text(encoding="utf-8"))
+
+
+def fable_continuation(prompt: str, words: int) -> str:
+    """What the fable itself says after the first place it says `prompt`."""
+    tokens, wanted = fable_tokens(), tokenize(prompt)
+    start = next(i for i in range(len(tokens)) if tokens[i : i + len(wanted)] == wanted) + len(wanted)
+    return " ".join(tokens[start : start + words])
+
+
+# The golden words: the corpus's own continuation of the tutorial's prompt.
+GOLDEN = fable_continuation("the old mouse", 9)  # "said it is easy to propose impossible remedies ."
 
 
 def fable_windows(window: int = 3) -> list[tuple[tuple[str, ...], str]]:
@@ -102,3 +115,47 @@ def assert_clean_failure(result: subprocess.CompletedProcess, code: int, *phrase
 
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
+
+
+def wait_until(condition, timeout: float = 60.0, process: subprocess.Popen | None = None) -> None:
+    """Poll `condition` until it holds; fail on timeout, or if `process` ends first."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process is None or process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def start_server(*args: str) -> tuple[subprocess.Popen, str]:
+    """fable-serve on a free port of 127.0.0.1: the process and its URL."""
+    process = start_command("fable-serve", "--port", "0", *args)
+    line = (
+        process.stdout.readline()
+    )  # "fable-serve: fable.int8.onnx (onnxruntime) on http://127.0.0.1:PORT  (Ctrl-C to stop)"
+    assert " on http://127.0.0.1:" in line, (line, process.poll() is not None and process.communicate())
+    return process, line.split(" on ")[1].split()[0]
+
+
+def help_options(text: str) -> dict[str, str]:
+    """Each option of a plain --help page and the text that describes it."""
+    options, current = {}, None
+    for line in text.splitlines():
+        match = re.match(r"\s{2}(?:-\w, )?(--[\w-]+)", line)
+        if match:
+            current = match.group(1)
+            options[current] = line
+        elif current and line.startswith("    "):
+            options[current] += " " + line.strip()
+    return options
+
+
+def check_help(name: str, flags: set[str], defaults: set[str]) -> None:
+    """`name --help`: switches show no value placeholder, the other options show their defaults."""
+    result = run_command(name, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "<bool>" not in result.stdout
+    options = help_options(result.stdout)
+    for flag in flags:
+        assert re.match(rf"\s+(-\w, )?{flag}\s{{2,}}\w", options[flag]), options[flag]
+    for option in defaults:
+        assert "[default:" in options[option], options[option]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import ROOT, assert_clean_failure, run_command, start_command
+from .helpers import ROOT, assert_clean_failure, check_help, run_command, start_command, wait_until
 
 torch = pytest.importorskip("torch", reason='training needs torch: pip install "fable[train]"')
 
@@ -84,13 +84,9 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tiny_run, 
 # --- Ctrl-C and help ------------------------------------------------------------------------------
 
 
-def interrupted_when(process: subprocess.Popen, condition, timeout: float = 120) -> tuple[int, str]:
+def interrupted_when(process: subprocess.Popen, condition) -> tuple[int, str]:
     """SIGINT the process once `condition()` holds; its exit code and standard error."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
+    wait_until(condition, timeout=120, process=process)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     return process.returncode, err
@@ -114,8 +110,6 @@ def test_ctrl_c_in_fable_train_before_its_first_checkpoint_leaves_no_folder(tmp_
 
 
 def test_training_help_shows_switches_bare_and_every_default():
-    from .test_cli_edges import check_help
-
     check_help(
         "fable-train",
         flags={"--resume"},

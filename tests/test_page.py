@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import ROOT
-from .test_server import GOLDEN, start_server
+from .helpers import GOLDEN, ROOT, start_server
 
 SCREENSHOT = ROOT / "bench" / "results" / "local" / "fable-serve-page.png"  # untracked; a kept copy sits beside local/
 

@@ -10,9 +10,10 @@ import pytest
 import fable
 from fable import Sampling
 
+from .helpers import GOLDEN as CONTINUATION
 from .helpers import SHIPPED, assert_clean_failure, run_command
 
-GOLDEN = "the old mouse said it is easy to propose impossible remedies ."
+GOLDEN = "the old mouse " + CONTINUATION  # the prompt, then the fable's own next words
 
 
 def fable_run(*args: str, input: str | None = None):

@@ -17,17 +17,9 @@ import pytest
 import fable
 from fable import Sampling
 
-from .helpers import start_command
+from .helpers import GOLDEN, start_server
 
-GOLDEN = "said it is easy to propose impossible remedies ."
 MAX_WORDS = 50
-
-
-def start_server(*args: str):
-    process = start_command("fable-serve", "--port", "0", *args)
-    line = process.stdout.readline()  # "fable-serve: fable.int8.onnx on http://127.0.0.1:PORT  (Ctrl-C to stop)"
-    assert " on http://127.0.0.1:" in line, (line, process.poll() is not None and process.communicate())
-    return process, line.split(" on ")[1].split()[0]
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import enum
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -11,7 +10,7 @@ from typing import Annotated
 import typer
 
 from fable.atomic import output_folder
-from fable.cli import new_app, run_app
+from fable.cli import choices, new_app, run_app
 from fable.contract import MAX_HIDDEN, MAX_LAYERS, MAX_WINDOW
 from fable.errors import UsageError
 
@@ -24,8 +23,8 @@ from .train import TrainResult, resolve_device, train
 
 app = new_app()
 _default = PRESETS["default"]
-Preset = enum.Enum("Preset", {name: name for name in PRESETS}, type=str)
-Device = enum.Enum("Device", {name: name for name in DEVICES}, type=str)
+Preset = choices("Preset", list(PRESETS))
+Device = choices("Device", DEVICES)
 
 
 @app.command(help="Train the next-word LSTM; checkpoints, metrics.jsonl and curves.png go to --out.")

@@ -13,8 +13,14 @@ import typer
 from ..backend import BACKENDS
 from ..errors import FableError, SettingError
 
+
+def choices(name: str, values: Sequence[str]) -> type[enum.Enum]:
+    """An Enum of strings for a flag's choices: typer shows and checks them, the value is the string."""
+    return enum.Enum(name, {value: value for value in values}, type=str)
+
+
 # --backend's choices; no flag: onnxruntime where it is installed, numpy where it is not.
-Backend = enum.Enum("Backend", {name: name for name in BACKENDS}, type=str)
+Backend = choices("Backend", BACKENDS)
 BACKEND_HELP = "what runs the model: onnxruntime, or numpy where there is no onnxruntime"
 BACKEND_DEFAULT = "onnxruntime if installed, else numpy"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 from typing import Annotated
 
@@ -10,14 +9,14 @@ import typer
 
 from fable import contract
 from fable.atomic import output_folder
-from fable.cli import new_app, run_app
+from fable.cli import choices, new_app, run_app
 
 from ..checkpoint import load_checkpoint
 from .exporter import FP32_NAME, INT8_NAME, REPORT_NAME, ExportOptions, export_checkpoint
 
 app = new_app()
 _d = ExportOptions()
-Graph = enum.Enum("Graph", {name: name for name in contract.GRAPHS}, type=str)
+Graph = choices("Graph", contract.GRAPHS)
 DEFAULT_GRAPH = Graph(_d.graph)
 
 
