@@ -48,24 +48,29 @@ def page():
         process.communicate(timeout=30)
 
 
+def suggested(page) -> list[str]:
+    """The words on the suggestion buttons, read in one script: the page replaces the buttons as
+    answers arrive, so reading them one element at a time can meet a stale element."""
+    return page.execute_script("return [...document.querySelectorAll('.suggestion')].map(b => b.dataset.word)")
+
+
 def test_typing_suggests_and_generate_streams_the_golden_continuation(page):
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wait = WebDriverWait(page, 30)
+    wait = WebDriverWait(page, 30, ignored_exceptions=[StaleElementReferenceException])
     box = page.find_element(By.ID, "text")
     box.send_keys("the old mo")
-    wait.until(
-        lambda p: "mouse" in [b.get_attribute("data-word") for b in p.find_elements(By.CSS_SELECTOR, ".suggestion")]
-    )
+    wait.until(lambda p: "mouse" in suggested(p))
 
-    page.find_element(By.CSS_SELECTOR, ".suggestion[data-word='mouse']").click()  # takes it: "the old mouse "
+    def take_mouse(p) -> bool:  # a late answer may replace the button between finding and clicking it
+        p.find_element(By.CSS_SELECTOR, ".suggestion[data-word='mouse']").click()
+        return True
+
+    wait.until(take_mouse)  # takes it: "the old mouse "
     assert box.get_attribute("value") == "the old mouse "
-    wait.until(
-        lambda p: (
-            [b.get_attribute("data-word") for b in p.find_elements(By.CSS_SELECTOR, ".suggestion")][:1] == ["said"]
-        )
-    )
+    wait.until(lambda p: suggested(p)[:1] == ["said"])
 
     page.find_element(By.ID, "generate").click()
     wait.until(lambda p: p.find_element(By.ID, "output").get_attribute("data-done") == "true")
