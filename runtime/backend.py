@@ -22,8 +22,9 @@ _ENGINES = {"onnxruntime": (".ort_backend", "OrtBackend"), "numpy": (".numpy_bac
 class Backend(Protocol):
     name: str
     metadata: ModelMetadata
+    batches: bool  # whether one decoder can run several sequences at once
 
-    def decoder(self) -> Decoder: ...
+    def decoder(self, batch: int = 1) -> Decoder: ...
 
 
 def default_backend() -> str:
@@ -35,7 +36,7 @@ def default_backend() -> str:
     return "onnxruntime"
 
 
-def open_backend(path: Path, threads: int, backend: str | None = None) -> Backend:
+def open_backend(path: Path, threads: int, spin: bool, backend: str | None = None) -> Backend:
     """Open `path` with `backend` (None: the default here)."""
     name = default_backend() if backend is None else backend
     if name not in BACKENDS:
@@ -45,7 +46,7 @@ def open_backend(path: Path, threads: int, backend: str | None = None) -> Backen
         opened = importlib.import_module(module, __package__)
     except ImportError:
         raise UsageError(f"the {name} backend needs {name}, which is not installed; use the numpy backend") from None
-    return getattr(opened, engine)(path, threads)
+    return getattr(opened, engine)(path, threads, spin)
 
 
 def backend_version(name: str) -> str | None:

@@ -16,8 +16,11 @@ from typing import Any
 from .errors import ModelFileError
 from .tokenizer import TOKENIZER_VERSION
 
-# Bump when a file of the new shape could not be read by older runtimes.
-FORMAT_VERSION = 1
+# Bump when a file of the new shape could not be read by older runtimes. Version 2: the step graph
+# takes a batch of sequences and is built of plain products (so its int8 and int4 files round
+# every row on its own; see docs/design.md, "Batches"). This runtime still reads version 1 files.
+FORMAT_VERSION = 2
+BATCHED_SINCE = 2  # step graphs of older files have a batch of exactly one sequence
 
 PREFIX = "fable."
 KEY_FORMAT_VERSION = PREFIX + "format_version"
@@ -39,13 +42,13 @@ GRAPH_STEP = "step"
 GRAPH_WINDOW = "window"
 GRAPHS = (GRAPH_STEP, GRAPH_WINDOW)
 
-INPUT_TOKENS = "tokens"  # step: int64 [1, window], the newest word id in every column
+INPUT_TOKENS = "tokens"  # step: int64 [batch, window], each sequence's newest word id in every column
 INPUT_WINDOW = "window"  # window: int64 [batch, window]
-OUTPUT_LOGITS = "logits"  # step: float32 [1, window, vocab], one row per window; window: [batch, vocab]
+OUTPUT_LOGITS = "logits"  # step: float32 [batch, window, vocab], a row per window; window: [batch, vocab]
 
 
 def state_names(layers: int) -> list[str]:
-    """The step graph's state inputs, each float32 [1, window, hidden]: h then c of each layer."""
+    """The step graph's state inputs, each float32 [batch, window, hidden]: h then c of each layer."""
     return [f"state_{kind}{layer}" for layer in range(layers) for kind in ("h", "c")]
 
 
@@ -54,7 +57,36 @@ def next_state_name(state: str) -> str:
     return "next_" + state
 
 
-QUANTIZATIONS = ("fp32", "int8")
+QUANTIZATIONS = ("fp32", "int8", "int4")
+
+# What one export writes into its folder: a file per quantization (int4 on request), and the
+# report that proves them. The runtime reads the report to know which files passed their guards.
+FILE_NAMES = {"fp32": "fable.onnx", "int8": "fable.int8.onnx", "int4": "fable.int4.onnx"}
+REPORT_NAME = "report.json"
+
+# The weights of a version-2 step graph, as initializers of these names, so that a backend that
+# computes the step itself (numpy) finds them without following the graph. Each LSTM layer is one
+# product: [x, h] [rows, in + hidden] @ cell weight [in + hidden, 4 * hidden], gates i, o, f, c
+# (with the index encoding, layer 0's cell weight is [hidden, 4 * hidden], beside INDEX_WEIGHT).
+EMBEDDING = "embedding"  # [vocab, embedding_dim]; int8 files: uint8 codes on the activation scale
+HEAD_WEIGHT, HEAD_BIAS = "head.weight", "head.bias"  # [hidden, vocab], [vocab]
+WEIGHT_SCALE = ".scale"  # suffix: int8, a scale per output column [N]; int4, per block [N * blocks]
+# int8 files round every product's input to uint8 on one fixed scale (|h| < 1 always), so a row's
+# result never depends on the other rows of the batch.
+ACTIVATION_SCALE, ACTIVATION_ZERO_POINT = "activation.scale", "activation.zero_point"
+
+
+INDEX_WEIGHT = "cell0.index_weight"  # [1, 4 * hidden]: the index encoding's input product, fp32 in every file
+
+
+def cell_weight(layer: int) -> str:
+    return f"cell{layer}.weight"
+
+
+def cell_bias(layer: int) -> str:
+    return f"cell{layer}.bias"  # [4 * hidden], the input and recurrent biases summed
+
+
 ENCODINGS = ("embedding", "index")
 
 # Bounds checked before any value is parsed, so a hostile file cannot make us parse 100 MB of JSON.
@@ -116,15 +148,18 @@ class TensorSpec:
     shape: tuple[int | None, ...]  # None: any size
 
 
-def graph_io(graph: str, config: ModelConfig, vocab_size: int) -> tuple[list[TensorSpec], list[TensorSpec]]:
+def graph_io(
+    graph: str, config: ModelConfig, vocab_size: int, format_version: int = FORMAT_VERSION
+) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """The inputs and outputs a graph of this kind must have, in order."""
     w = config.window
     if graph == GRAPH_STEP:
         states = state_names(config.layers)
-        state_shape = (1, w, config.hidden)
-        inputs = [TensorSpec(INPUT_TOKENS, "tensor(int64)", (1, w))]
+        batch = None if format_version >= BATCHED_SINCE else 1
+        state_shape = (batch, w, config.hidden)
+        inputs = [TensorSpec(INPUT_TOKENS, "tensor(int64)", (batch, w))]
         inputs += [TensorSpec(name, "tensor(float)", state_shape) for name in states]
-        outputs = [TensorSpec(OUTPUT_LOGITS, "tensor(float)", (1, w, vocab_size))]
+        outputs = [TensorSpec(OUTPUT_LOGITS, "tensor(float)", (batch, w, vocab_size))]
         outputs += [TensorSpec(next_state_name(name), "tensor(float)", state_shape) for name in states]
         return inputs, outputs
     if graph == GRAPH_WINDOW:

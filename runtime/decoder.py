@@ -11,17 +11,25 @@ from typing import Protocol
 
 import numpy as np
 
+from . import contract
+from .contract import ModelMetadata
+
+
+def batches(meta: ModelMetadata) -> bool:
+    """Whether the file's graph decodes a batch of sequences at once: step graphs from format 2."""
+    return meta.graph == contract.GRAPH_STEP and meta.format_version >= contract.BATCHED_SINCE
+
 
 class StepKernel(Protocol):
-    """One batched LSTM step of the step graph (docs/design.md, "Fast decoding")."""
+    """One LSTM step of the step graph for a batch of sequences (docs/design.md, "Fast decoding")."""
 
-    logits: np.ndarray  # [window, vocab]: one row per window in flight, written by `run`
+    logits: np.ndarray  # [batch, window, vocab]: a row per window in flight, written by `run`
 
-    def run(self, token: int) -> None:
-        """Advance every row's state by `token` and write the logits."""
+    def run(self, tokens: int | np.ndarray) -> None:
+        """Advance every row's state by the newest word (one id, or [batch, 1]) and write the logits."""
 
     def zero_row(self, row: int) -> None:
-        """Put `row` of every state tensor back to the zero state, for the next `run`."""
+        """Put `row` of every sequence's state back to the zero state, for the next `run`."""
 
     def reset(self) -> None:
         """Every row to the zero state."""
@@ -48,11 +56,15 @@ class StepDecoder:
     def feed(self, token: int) -> np.ndarray:
         """Logits [vocab] for the window that ends with `token`, valid once `window` words were fed
         (fewer: the words fed so far, read from the zero state). A view the next feed overwrites."""
-        self._kernel.run(token)
+        return self.feed_batch(token)[0]
+
+    def feed_batch(self, tokens: int | np.ndarray) -> np.ndarray:
+        """`feed` for every sequence of the batch at once: tokens [batch, 1] → logits [batch, vocab]."""
+        self._kernel.run(tokens)
         self._fed += 1
         row = self._fed % self.window
         self._kernel.zero_row(row)  # the completed window's row starts the next window
-        return self._kernel.logits[row]
+        return self._kernel.logits[:, row]
 
 
 class WindowDecoder:

@@ -14,10 +14,11 @@ from typing import Any
 import numpy as np
 
 from . import contract
-from .backend import open_backend
+from .backend import default_backend, open_backend
 from .contract import ModelMetadata
 from .decoder import Decoder
 from .errors import ModelFileError, PromptError, UnknownWordError, UsageError, check_whole
+from .modelfile import checked_path
 from .predict import (
     DEFAULT_SUGGESTIONS,
     MAX_SUGGESTIONS,
@@ -30,12 +31,17 @@ from .predict import (
 )
 from .sampling import GREEDY, Sampler, Sampling, make_sampler
 from .tokenizer import tokenize
+from .tuning import Tuned, lookup
 
 DEFAULT_MODEL = "fable.int8.onnx"  # in `fable.exported`: the shipped default
 DEFAULT_WORDS = 32  # as many as the tutorial generated
 MAX_WORDS = 10_000_000
-DEFAULT_THREADS = 1  # one sequence on a small CPU: see docs/design.md, "The runtime"
+# Safe on a machine nobody measured: one thread, no spinning. fable-bench --tune finds better
+# settings for a device and load() uses them (docs/design.md, "Tuning").
+DEFAULT_THREADS = 1
+DEFAULT_SPIN = False
 MAX_THREADS = 256
+MAX_BATCH = 64  # sequences decoded at once; larger batches go in turns (weight reuse is flat by then)
 
 
 def default_model_path() -> Path:
@@ -48,17 +54,30 @@ def default_model_path() -> Path:
 
 
 class Model:
-    """A loaded fable model. Safe to share between threads: each call decodes with its own buffers."""
+    """A loaded fable model. Safe to share between threads: each call decodes with its own buffers.
 
-    def __init__(self, path: str | os.PathLike[str], threads: int = DEFAULT_THREADS, backend: str | None = None):
+    `Model(...)` runs with exactly the settings given; `load()` also applies what
+    `fable-bench --tune` measured on this machine."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        threads: int = DEFAULT_THREADS,
+        backend: str | None = None,
+        spin: bool = DEFAULT_SPIN,
+    ):
         check_whole("threads", threads, 1, MAX_THREADS)
+        if not isinstance(spin, bool):
+            raise UsageError(f"spin must be True or False, not {spin!r}")
         self.path = Path(path)
         self.threads = threads
-        self._backend = open_backend(self.path, threads, backend)
+        self.spin = spin
+        self.settings = "given"  # why these threads and spinning: load() says more
+        self._backend = open_backend(self.path, threads, spin, backend)
         self.metadata = self._backend.metadata
         self.file_bytes = self.path.stat().st_size
         self._index = {word: i for i, word in enumerate(self.metadata.vocabulary)}
-        self._idle: list[Decoder] = []
+        self._idle: dict[int, list[Decoder]] = {}  # by batch size
         self._lock = threading.Lock()
 
     @property
@@ -76,11 +95,14 @@ class Model:
 
     @property
     def info(self) -> dict[str, Any]:
-        """The metadata as a dict, with the file's path and size and the backend that runs it."""
+        """The metadata as a dict, with the file's path and size, and what runs it and why."""
         return self.metadata.as_dict() | {
             "path": str(self.path),
             "file_bytes": self.file_bytes,
             "backend": self.backend,
+            "threads": self.threads,
+            "spin": self.spin,
+            "settings": self.settings,
         }
 
     def encode(self, prompt: str) -> list[int]:
@@ -194,30 +216,79 @@ class Model:
     def generate_batch(
         self, prompts: Sequence[str], words: int = DEFAULT_WORDS, sampling: Sampling = GREEDY
     ) -> list[str]:
-        """`generate` for each prompt, with the same settings; every prompt is checked before any runs."""
+        """`generate` for each prompt, with the same settings, all decoded together: one run of the
+        model per word for the whole batch. Each prompt samples from its own stream, so the words
+        are those of `generate` one prompt at a time. Every prompt is checked before any runs."""
+        made: list[list[str]] = [[] for _ in prompts]
+        for index, word in self.stream_batch(prompts, words, sampling):
+            made[index].append(word)
+        return [" ".join(words) for words in made]
+
+    def stream_batch(
+        self, prompts: Sequence[str], words: int = DEFAULT_WORDS, sampling: Sampling = GREEDY
+    ) -> Iterator[tuple[int, str]]:
+        """(prompt index, word) as the batch makes them: every prompt's first word, then every
+        prompt's second, and so on (files of format 1 have no batches: one prompt after another)."""
         if isinstance(prompts, str):
-            raise PromptError("generate_batch takes a list of prompts; for one prompt use generate")
+            raise PromptError("a batch is a list of prompts; for one prompt use generate or stream")
+        contexts = []
         for number, prompt in enumerate(prompts, 1):
             try:
-                self.encode(prompt)
+                contexts.append(self.encode(prompt))
             except UnknownWordError as error:
                 raise UnknownWordError(f"prompt {number}: {error}", error.words, error.suggestions) from None
             except PromptError as error:
                 raise PromptError(f"prompt {number}: {error}") from None
-        return [self.generate(p, words, sampling) for p in prompts]
+        vocabulary = self.vocabulary
+        return ((index, vocabulary[i]) for index, i in self.stream_batch_ids(contexts, words, sampling))
+
+    def stream_batch_ids(
+        self, contexts: Sequence[Sequence[int]], words: int = DEFAULT_WORDS, sampling: Sampling = GREEDY
+    ) -> Iterator[tuple[int, int]]:
+        """`stream_batch` on word ids: (context index, word id); arguments are checked before it starts."""
+        checked = []
+        for number, context in enumerate(contexts, 1):
+            try:
+                checked.append(self._check_ids(context))
+            except PromptError as error:
+                raise PromptError(f"context {number}: {error}") from None
+        check_whole("words", words, 0, MAX_WORDS)
+        if not isinstance(sampling, Sampling):
+            raise UsageError(f"sampling must be a fable.Sampling, not {type(sampling).__name__}")
+        return self._stream_batch(checked, words, sampling)
+
+    def _stream_batch(self, contexts: list[list[int]], words: int, sampling: Sampling) -> Iterator[tuple[int, int]]:
+        if not self._backend.batches:
+            for index, context in enumerate(contexts):
+                yield from ((index, i) for i in self._stream(context, words, make_sampler(sampling)))
+            return
+        for first in range(0, len(contexts), MAX_BATCH):
+            turn = np.array(contexts[first : first + MAX_BATCH], np.int64)  # [batch, window]
+            samplers = [make_sampler(sampling) for _ in turn]
+            with self._decoder(len(turn)) as decoder:
+                for column in range(self.window):
+                    logits = decoder.feed_batch(turn[:, column : column + 1])
+                tokens = np.zeros((len(turn), 1), np.int64)
+                for made in range(words):
+                    for row, sample in enumerate(samplers):
+                        tokens[row, 0] = sample(logits[row])
+                        yield first + row, int(tokens[row, 0])
+                    if made + 1 < words:
+                        logits = decoder.feed_batch(tokens)
 
     @contextlib.contextmanager
-    def _decoder(self) -> Iterator[Decoder]:
+    def _decoder(self, batch: int = 1) -> Iterator[Decoder]:
         with self._lock:
-            decoder = self._idle.pop() if self._idle else None
+            idle = self._idle.setdefault(batch, [])
+            decoder = idle.pop() if idle else None
         if decoder is None:
-            decoder = self._backend.decoder()
+            decoder = self._backend.decoder(batch)
         decoder.reset()
         try:
             yield decoder
         finally:
             with self._lock:
-                self._idle.append(decoder)
+                self._idle[batch].append(decoder)
 
 
 def _unknown_words(unknown: list[str], vocabulary: Sequence[str]) -> UnknownWordError:
@@ -241,11 +312,43 @@ def _show(word: str, limit: int = 40) -> str:
 
 
 def load(
-    path: str | os.PathLike[str] | None = None, threads: int = DEFAULT_THREADS, backend: str | None = None
+    path: str | os.PathLike[str] | None = None,
+    threads: int | None = None,
+    backend: str | None = None,
+    spin: bool | None = None,
 ) -> Model:
     """Load a model file; no path loads the shipped default (int8). `backend`: "onnxruntime" or
-    "numpy"; None takes onnxruntime where it is installed and numpy where it is not."""
-    return Model(default_model_path() if path is None else path, threads, backend)
+    "numpy"; None takes onnxruntime where it is installed and numpy where it is not.
+
+    Where `fable-bench --tune` measured this file on this machine, its threads and spinning apply
+    unless given here, and without a `path` its fastest vouched-for variant of the default runs
+    (the model's `settings` says which and why). Untuned: 1 thread, no spinning."""
+    asked = default_model_path() if path is None else Path(path)
+    tuned = None
+    wanted = default_backend() if backend is None else backend
+    if wanted == "onnxruntime" and (threads is None or spin is None or path is None):
+        checked_path(asked)
+        tuned = lookup(asked, choose_file=path is None)
+    model = Model(
+        tuned.file if tuned else asked,
+        threads if threads is not None else tuned.setting.threads if tuned else DEFAULT_THREADS,
+        backend,
+        spin if spin is not None else tuned.setting.spin if tuned else DEFAULT_SPIN,
+    )
+    model.settings = _why(tuned, threads is not None, spin is not None, asked)
+    return model
+
+
+def _why(tuned: Tuned | None, threads_given: bool, spin_given: bool, asked: Path) -> str:
+    """One line on where the threads, the spinning and the file came from."""
+    given = [name for name, was in (("threads", threads_given), ("spinning", spin_given)) if was]
+    parts = [f"{' and '.join(given)} given"] if given else []
+    if tuned is not None:
+        swapped = f", which runs {tuned.file.name} in place of {asked.name}" if tuned.file != asked else ""
+        parts.append(f"tuned by fable-bench --tune at {tuned.tuned_at} ({tuned.cache}){swapped}")
+    elif len(given) < 2:
+        parts.append("defaults where not given: this file was not tuned on this machine (fable-bench --tune)")
+    return "; ".join(parts)
 
 
 __all__ = ["Model", "ModelMetadata", "load", "default_model_path"]

@@ -41,7 +41,7 @@ def checked_path(path: str | os.PathLike[str]) -> str:
 
 def check_graph(inputs: Sequence[GraphArg], outputs: Sequence[GraphArg], meta: ModelMetadata, name: str) -> None:
     """The graph's inputs and outputs must be what the contract says for this metadata."""
-    expected_in, expected_out = contract.graph_io(meta.graph, meta.config, len(meta.vocabulary))
+    expected_in, expected_out = contract.graph_io(meta.graph, meta.config, len(meta.vocabulary), meta.format_version)
     for role, expected, actual in (("input", expected_in, inputs), ("output", expected_out, outputs)):
         found = {arg.name: arg for arg in actual}
         if set(found) != {spec.name for spec in expected}:

@@ -10,20 +10,21 @@ import onnxruntime as ort
 
 from . import contract
 from .contract import ModelMetadata
-from .decoder import Decoder, StepDecoder, WindowDecoder
+from .decoder import Decoder, StepDecoder, WindowDecoder, batches
 from .errors import ModelFileError
 from .modelfile import check_graph, checked_path
 
 
-def session_options(threads: int) -> ort.SessionOptions:
-    """One sequence on a small CPU: `threads` intra-op threads, no spinning, no inter-op pool."""
+def session_options(threads: int, spin: bool) -> ort.SessionOptions:
+    """`threads` intra-op threads, spinning between runs or not, no inter-op pool."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Spinning threads burn the cores between words; with one sequence they only steal time.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Spinning workers answer the next product sooner, and burn their cores between words:
+    # a win on some machines, a loss on others; fable-bench --tune measures which (docs/design.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
     options.log_severity_level = 3  # errors only: warnings about unused initializers are not the user's business
     return options
 
@@ -31,10 +32,11 @@ def session_options(threads: int) -> ort.SessionOptions:
 class OrtBackend:
     name = "onnxruntime"
 
-    def __init__(self, path: Path, threads: int):
+    def __init__(self, path: Path, threads: int, spin: bool):
         name = checked_path(path)
         try:
-            self.session = ort.InferenceSession(name, session_options(threads), providers=["CPUExecutionProvider"])
+            options = session_options(threads, spin)
+            self.session = ort.InferenceSession(name, options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own, untyped, multi-line errors for damaged files
             reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
             raise ModelFileError(
@@ -42,11 +44,12 @@ class OrtBackend:
             ) from None
         self.metadata = contract.metadata_from_props(self.session.get_modelmeta().custom_metadata_map, source=name)
         check_graph(self.session.get_inputs(), self.session.get_outputs(), self.metadata, name)
+        self.batches = batches(self.metadata)
 
-    def decoder(self) -> Decoder:
+    def decoder(self, batch: int = 1) -> Decoder:
         window = self.metadata.config.window
         if self.metadata.graph == contract.GRAPH_STEP:
-            return StepDecoder(OrtStepKernel(self.session, self.metadata), window)
+            return StepDecoder(OrtStepKernel(self.session, self.metadata, batch), window)
         return WindowDecoder(OrtWindowKernel(self.session, self.metadata), window)
 
 
@@ -56,33 +59,32 @@ def _bind(binding: ort.IOBinding, name: str, array: np.ndarray, output: bool = F
 
 
 class OrtStepKernel:
-    def __init__(self, session: ort.InferenceSession, meta: ModelMetadata):
+    def __init__(self, session: ort.InferenceSession, meta: ModelMetadata, batch: int):
         config = meta.config
         self._session = session
-        self._tokens = np.zeros((1, config.window), np.int64)
-        self._logits = np.zeros((1, config.window, len(meta.vocabulary)), np.float32)
-        self.logits = self._logits[0]
+        self._tokens = np.zeros((batch, config.window), np.int64)
+        self.logits = np.zeros((batch, config.window, len(meta.vocabulary)), np.float32)
         states = contract.state_names(config.layers)
-        # Two sets of state buffers [states, 1, window, hidden]: each step reads one and writes the other.
-        self._states = np.zeros((2, len(states), 1, config.window, config.hidden), np.float32)
+        # Two sets of state buffers [states, batch, window, hidden]: each step reads one, writes the other.
+        self._states = np.zeros((2, len(states), batch, config.window, config.hidden), np.float32)
         self._bindings = []
         for side in (0, 1):
             binding = session.io_binding()
             _bind(binding, contract.INPUT_TOKENS, self._tokens)
-            _bind(binding, contract.OUTPUT_LOGITS, self._logits, output=True)
+            _bind(binding, contract.OUTPUT_LOGITS, self.logits, output=True)
             for index, name in enumerate(states):
                 _bind(binding, name, self._states[side, index])
                 _bind(binding, contract.next_state_name(name), self._states[1 - side, index], output=True)
             self._bindings.append(binding)
         self._side = 0  # the set the next step reads
 
-    def run(self, token: int) -> None:
-        self._tokens.fill(token)
+    def run(self, tokens: int | np.ndarray) -> None:
+        self._tokens[...] = tokens  # one id, or [batch, 1]: each sequence's id in all its columns
         self._session.run_with_iobinding(self._bindings[self._side])
         self._side = 1 - self._side
 
     def zero_row(self, row: int) -> None:
-        self._states[self._side, :, 0, row] = 0
+        self._states[self._side, :, :, row] = 0
 
     def reset(self) -> None:
         self._states[:] = 0

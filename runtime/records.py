@@ -23,10 +23,15 @@ def generation_record(model: Model, prompt: str, words: int, sampling: Sampling)
         "words": made,
         "text": " ".join(made),
         "model": str(model.path),
-        "settings": {"words": words, **asdict(sampling), "threads": model.threads, "backend": model.backend},
+        "settings": {"words": words, **asdict(sampling), **run_settings(model)},
         "timings": {"first_word_ms": round(first_ms or 0.0, 3), "total_ms": round(total_ms, 3),
                     "words_per_second": round(len(made) / (total_ms / 1000), 1) if made else 0.0},
     }  # fmt: skip
+
+
+def run_settings(model: Model) -> dict[str, Any]:
+    """What runs the model, and why those settings (given, tuned on this machine, or the defaults)."""
+    return {"backend": model.backend, "threads": model.threads, "spin": model.spin, "why": model.settings}
 
 
 def suggestion_record(model: Model, text: str, k: int) -> dict[str, Any]:

@@ -110,7 +110,7 @@ class Handler(BaseHTTPRequestHandler):
         self._json(HTTPStatus.OK, {"status": "ok"})
 
     def _info(self) -> None:
-        self._json(HTTPStatus.OK, self.server.model.info | {"threads": self.server.model.threads})
+        self._json(HTTPStatus.OK, self.server.model.info)
 
     def _generate(self) -> None:
         body = self._body()

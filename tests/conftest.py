@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 
 from .helpers import tiny_config
+
+# A tune cache of this machine's user must not change what the tests measure: the whole session,
+# subprocesses included, reads an empty cache of its own. Tests of the cache point it elsewhere.
+os.environ["FABLE_CACHE_DIR"] = tempfile.mkdtemp(prefix="fable-test-cache-")
 
 
 @pytest.fixture(scope="session")

@@ -103,5 +103,5 @@ def test_fable_bench_tells_apart_files_of_the_same_name_and_adds_the_shipped_one
     assert result.returncode == 0, result.stderr
     names = [line.split()[0] for line in result.stdout.splitlines()[2:]]
     assert names[:2] == ["a/fable.int8.onnx", "b/fable.int8.onnx"]
-    assert [Path(n).name for n in names[2:]] == ["fable.onnx", "fable.int8.onnx"]
-    assert len(set(names)) == 4
+    assert [Path(n).name for n in names[2:]] == ["fable.onnx", "fable.int8.onnx", "fable.int4.onnx"]
+    assert len(set(names)) == 5

@@ -68,6 +68,8 @@ def damaged(kind: str, folder: Path) -> Path:
         with_props(INT8, path, tokenizer_version="99")
     elif kind == "window disagrees with the graph":
         with_props(INT8, path, window="4")
+    elif kind == "format 1 on a batched graph":  # format 1 step graphs take one sequence, not a batch
+        with_props(INT8, path, format_version="1")
     elif kind == "missing metadata":
         with_props(INT8, path, graph=None)
     return path
@@ -87,7 +89,8 @@ DAMAGE = {
     "malformed model JSON": "malformed JSON in fable.model",
     "newer format": f"model format {contract.FORMAT_VERSION + 1}, newer than this fable reads",
     "newer tokenizer": "tokenizer version 99",
-    "window disagrees with the graph": "needs tensor(int64) [1, 4]",
+    "window disagrees with the graph": "needs tensor(int64) ['any', 4]",
+    "format 1 on a batched graph": "needs tensor(int64) [1, 3]",
     "missing metadata": "no value in fable.graph",
 }
 

@@ -23,14 +23,17 @@ from fable.training.checkpoint import CHECKPOINT_NAME
 from fable.training.evaluate import logits_of
 from fable.training.export.exporter import (
     FP32_NAME,
+    INT4_NAME,
     INT8_NAME,
     REPORT_NAME,
     ExportOptions,
     export_checkpoint,
     metadata_for,
+    quantized_file,
 )
-from fable.training.export.quantize import ExportGuardError, check_quantized, quantize_int8
+from fable.training.export.quantize import ExportGuardError, check_quantized, int4_blocks, quantize_window_int8
 from fable.training.train import train
+from fable.tuning import file_sha256
 
 from .helpers import ROOT, assert_clean_failure, run_command, snapshot, tiny_config
 
@@ -42,13 +45,13 @@ LENIENT = ExportOptions(min_int8_agreement=0.9, max_int8_accuracy_drop=5.0)
 def exported(tiny_run, tmp_path_factory):
     checkpoint, _ = tiny_run
     out = tmp_path_factory.mktemp("exported")
-    result = export_checkpoint(checkpoint, CHECKPOINT_NAME, out, LENIENT)
+    result = export_checkpoint(checkpoint, CHECKPOINT_NAME, out, dataclasses.replace(LENIENT, int4=True))
     return checkpoint, out, result
 
 
-def test_both_files_are_complete_fable_models(exported):
+def test_every_file_is_a_complete_fable_model(exported):
     checkpoint, out, _ = exported
-    for name, quantization in ((FP32_NAME, "fp32"), (INT8_NAME, "int8")):
+    for name, quantization in ((FP32_NAME, "fp32"), (INT8_NAME, "int8"), (INT4_NAME, "int4")):
         onnx.checker.check_model(str(out / name), full_check=True)
         model = fable.load(out / name)
         assert model.metadata == metadata_for(checkpoint, "step", quantization)
@@ -56,18 +59,33 @@ def test_both_files_are_complete_fable_models(exported):
         assert model.metadata.provenance.corpus_sha256 == checkpoint.corpus_sha256
 
 
-def test_the_int8_file_really_is_int8(exported):
+def test_the_int8_and_int4_files_really_hold_their_weights_in_8_and_4_bits(exported):
     _, out, _ = exported
-    model = onnx.load(out / INT8_NAME)
-    ops = {node.op_type for node in model.graph.node}
-    assert "LSTM" not in ops and "DynamicQuantizeLSTM" in ops
-    int8_elements = sum(
-        numpy_helper.to_array(i).size for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8
-    )
-    lstm_elements = sum(
-        numpy_helper.to_array(i).size for i in onnx.load(out / FP32_NAME).graph.initializer if i.name.startswith("lstm")
-    )
-    assert int8_elements > 0.95 * lstm_elements  # the LSTM weights (and the head) went to int8
+    floats = {i.name: numpy_helper.to_array(i) for i in onnx.load(out / FP32_NAME).graph.initializer}
+    products = {name: array.size for name, array in floats.items() if name.endswith(".weight")}
+    assert len(products) == 3
+    for name, op, dtype, per_byte in ((INT8_NAME, "MatMulIntegerToFloat", onnx.TensorProto.INT8, 1),
+                                      (INT4_NAME, "MatMulNBits", onnx.TensorProto.UINT8, 2)):  # fmt: skip
+        model = onnx.load(out / name)
+        assert [n.op_type for n in model.graph.node].count(op) == 3  # two LSTM layers and the head
+        assert "MatMul" not in {n.op_type for n in model.graph.node}
+        stored = {i.name: i for i in model.graph.initializer}
+        for weight, elements in products.items():
+            assert stored[weight].data_type == dtype, (name, weight)
+            assert per_byte * numpy_helper.to_array(stored[weight]).size >= elements
+
+
+def test_int4_codes_unpack_to_the_weights_within_half_a_step_of_their_block():
+    from fable.numpy_weights import _int4_weight
+
+    rng = np.random.default_rng(0)
+    weight = rng.normal(size=(200, 24)).astype(np.float32)  # K not a multiple of the block: padded
+    for block in (32, 128):
+        packed, scales = int4_blocks(weight, block)
+        assert packed.shape == (24, -(-200 // block), block // 2)
+        restored = _int4_weight(packed, scales, 200)
+        step = np.repeat(scales.reshape(24, -1), block, axis=1)[:, :200].T  # each value's block scale
+        assert np.all(np.abs(restored - weight) <= step / 2 + 1e-6)
 
 
 def test_metadata_round_trips(exported):
@@ -91,11 +109,12 @@ def test_fp32_logits_equal_pytorch_within_1e4_on_every_window(exported):
 def test_the_report_holds_measured_figures(exported):
     checkpoint, out, result = exported
     report = json.loads((out / REPORT_NAME).read_text())
-    fp32, int8 = report["files"][FP32_NAME], report["files"][INT8_NAME]
-    assert fp32["bytes"] == (out / FP32_NAME).stat().st_size and int8["bytes"] == (out / INT8_NAME).stat().st_size
-    assert int8["bytes"] < fp32["bytes"] / 2
+    fp32, int8, int4 = (report["files"][name] for name in (FP32_NAME, INT8_NAME, INT4_NAME))
+    for name, figures in report["files"].items():
+        assert figures["bytes"] == (out / name).stat().st_size and figures["sha256"] == file_sha256(out / name)
+    assert max(int8["bytes"], int4["bytes"]) < fp32["bytes"] / 2  # (a tiny model: int4 pads its blocks)
     assert report["windows_measured"] == report["windows_total"] == 201
-    assert fp32["correct"] == result.fp32.correct and 0 < fp32["max_abs_logit_diff"] < 1e-4
+    assert fp32["correct"] == result.files[0].correct and 0 < fp32["max_abs_logit_diff"] < 1e-4
     assert int8["accuracy_drop_points"] == pytest.approx(100 * (fp32["accuracy"] - int8["accuracy"]))
     assert {"next_word_agreement", "continuation_agreement", "accuracy"} <= set(int8)
     assert report["corpus"]["sha256"] == checkpoint.corpus_sha256
@@ -124,34 +143,42 @@ def test_other_recipes_export_too(fable_corpus, tmp_path, config):
 # --- guards: each bad case built on purpose ---------------------------------------------------
 
 
-def leave_lstm_in_fp32(fp32, int8):
+def leave_lstm_in_fp32(weights, meta, fp32, quantized):
+    """The window graph's quantizer, told to leave the LSTMs alone."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(fp32, int8, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
+    quantize_dynamic(fp32, quantized, op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8)
 
 
-def quantize_then_damage_head(fp32, int8):
-    """A quantizer that gets the numbers wrong: int8 then disagrees with PyTorch."""
-    quantize_int8(fp32, int8)
-    model = onnx.load(int8)
+def keep_float_products(weights, meta, fp32, quantized):
+    """A 'quantizer' that copies the fp32 step graph: every product still float."""
+    quantized.write_bytes(fp32.read_bytes())
+
+
+def quantize_then_damage_head(weights, meta, fp32, quantized):
+    """A quantizer that gets the numbers wrong: the file then disagrees with PyTorch."""
+    quantized_file(weights, meta, fp32, quantized, 128)
+    model = onnx.load(quantized)
     for init in model.graph.initializer:
-        if init.name == "head.bias":
+        if init.name == contract.HEAD_BIAS:
             bias = numpy_helper.to_array(init).copy()
             bias[: len(bias) // 2] += 50.0
             init.CopyFrom(numpy_helper.from_array(bias, init.name))
-    onnx.save(model, int8)
+    onnx.save(model, quantized)
 
 
-def quantize_then_break_graph(fp32, int8):
-    quantize_int8(fp32, int8)
-    model = onnx.load(int8)
+def quantize_then_break_graph(weights, meta, fp32, quantized):
+    quantized_file(weights, meta, fp32, quantized, 128)
+    model = onnx.load(quantized)
     model.graph.node[0].input[0] = "no_such_tensor"
-    onnx.save(model, int8)
+    onnx.save(model, quantized)
 
 
+WINDOW = dataclasses.replace(LENIENT, graph="window")
 GUARDS = {
-    "float LSTM left": (dict(quantize=leave_lstm_in_fp32), LENIENT, "float LSTM"),
-    "big float matrix": ({}, dataclasses.replace(LENIENT, max_float_elements=1000), "--max-float-elements"),
+    "float LSTM left": (dict(quantize=leave_lstm_in_fp32), WINDOW, "float LSTM"),
+    "float products left": (dict(quantize=keep_float_products), dataclasses.replace(LENIENT, max_float_elements=1000), "--max-float-elements"),
+    "big float matrix": ({}, dataclasses.replace(LENIENT, max_float_elements=100), "--max-float-elements"),
     "onnx.checker": (dict(quantize=quantize_then_break_graph), LENIENT, "onnx.checker"),
     "fp32 parity": ({}, dataclasses.replace(LENIENT, max_fp32_logit_diff=0.0), "--max-fp32-logit-diff"),
     "int8 agreement": (dict(quantize=quantize_then_damage_head), dataclasses.replace(LENIENT, max_int8_accuracy_drop=100), "--min-int8-agreement"),
@@ -172,11 +199,14 @@ def test_a_tripped_guard_refuses_the_export_and_keeps_the_previous_files(exporte
 
 
 def test_the_float_lstm_guard_reads_the_graph(exported, tmp_path):
-    _, out, _ = exported
-    leave_lstm_in_fp32(out / FP32_NAME, tmp_path / "half.onnx")
+    checkpoint, out, _ = exported
+    export_checkpoint(checkpoint, CHECKPOINT_NAME, tmp_path / "window", WINDOW)
+    leave_lstm_in_fp32(None, None, tmp_path / "window" / FP32_NAME, tmp_path / "half.onnx")
     with pytest.raises(ExportGuardError, match="2 float LSTM"):
         check_quantized(onnx.load(tmp_path / "half.onnx"), 512 * 512)
-    check_quantized(onnx.load(out / INT8_NAME), 512 * 512)  # the real one passes
+    quantize_window_int8(tmp_path / "window" / FP32_NAME, tmp_path / "whole.onnx")
+    for passing in (tmp_path / "whole.onnx", out / INT8_NAME, out / INT4_NAME):  # the real ones pass
+        check_quantized(onnx.load(passing), 512 * 512)
 
 
 def test_a_guard_names_its_figure_value_and_option_on_the_command_line(tiny_run, tmp_path):
@@ -291,3 +321,15 @@ def test_without_out_the_files_go_beside_the_checkpoint_never_over_the_shipped_o
     assert result.returncode == 0, result.stderr
     assert {FP32_NAME, INT8_NAME, REPORT_NAME} <= set(snapshot(tmp_path / "exported"))
     assert snapshot(ROOT / "exported") == shipped
+
+
+@pytest.mark.slow
+def test_the_default_recipe_exports_int8_and_int4_within_the_default_guards(default_run, tmp_path):
+    """The fable's real model, every guard at its default: int8 and int4 keep its 199/201."""
+    checkpoint, _ = default_run
+    result = export_checkpoint(checkpoint, CHECKPOINT_NAME, tmp_path, ExportOptions(int4=True))
+    for report in result.files:
+        assert report.correct == 199 and report.windows == 201, report
+        assert report.next_word_agreement >= ExportOptions().min_int8_agreement
+    int4 = fable.Model(tmp_path / INT4_NAME)
+    assert int4.generate("the old mouse", 9) == "said it is easy to propose impossible remedies ."

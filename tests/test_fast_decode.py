@@ -13,7 +13,7 @@ onnx = pytest.importorskip("onnx", reason='needs the train extra: pip install "f
 import fable
 from fable import contract
 from fable.tokenizer import make_windows
-from fable.training.export.exporter import BUILDERS, metadata_for, window_baseline, with_metadata
+from fable.training.export.exporter import build_graph, metadata_for, window_baseline
 from fable.training.export.weights import weights_from_torch
 from fable.training.train import train
 
@@ -29,7 +29,7 @@ def greedy_runs(model: fable.Model, contexts: np.ndarray) -> np.ndarray:
 def build(checkpoint, graph: str, path) -> fable.Model:
     weights = weights_from_torch(checkpoint.build_model())
     meta = metadata_for(checkpoint, graph, "fp32")
-    onnx.save(with_metadata(BUILDERS[graph](weights, meta.config), meta), path)
+    onnx.save(build_graph(weights, meta), path)
     return fable.load(path)
 
 

@@ -24,6 +24,10 @@ Backend = choices("Backend", BACKENDS)
 BACKEND_HELP = "what runs the model: onnxruntime, or numpy where there is no onnxruntime"
 BACKEND_DEFAULT = "onnxruntime if installed, else numpy"
 
+# --threads and --spin of the commands that load a model: no flag takes what `fable-bench --tune`
+# chose for the file on this machine, or the safe defaults.
+TUNED_DEFAULT = "what fable-bench --tune chose here, else 1 thread, no spinning"
+
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 

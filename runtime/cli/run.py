@@ -13,11 +13,11 @@ import typer
 
 from .. import __version__
 from ..errors import PromptError, UsageError
-from ..model import DEFAULT_THREADS, DEFAULT_WORDS, MAX_THREADS, MAX_WORDS, Model, load
+from ..model import DEFAULT_WORDS, MAX_THREADS, MAX_WORDS, Model, load
 from ..predict import DEFAULT_SUGGESTIONS, MAX_SUGGESTIONS
 from ..records import generation_record, score_record, suggestion_record
 from ..sampling import MAX_TOP_P, MIN_SEED, MIN_TEMPERATURE, MIN_TOP_K, Sampling
-from . import BACKEND_DEFAULT, BACKEND_HELP, Backend, columns, new_app, run_app
+from . import BACKEND_DEFAULT, BACKEND_HELP, TUNED_DEFAULT, Backend, columns, new_app, run_app
 
 app = new_app()
 _defaults = Sampling()
@@ -44,13 +44,14 @@ def main(
     suggest: Annotated[bool, typer.Option("--suggest", help="print the likeliest next words of PROMPT, or completions of its unfinished last word")] = False,
     suggestions: Annotated[int, typer.Option(min=1, max=MAX_SUGGESTIONS, help="how many words --suggest prints")] = DEFAULT_SUGGESTIONS,
     score: Annotated[bool, typer.Option("--score", help="print the log-probability of each word of PROMPT after the first window")] = False,
-    threads: Annotated[int, typer.Option(min=1, max=MAX_THREADS, help="intra-op threads; 1 is fastest for one sequence on a small CPU")] = DEFAULT_THREADS,
+    threads: Annotated[int | None, typer.Option(min=1, max=MAX_THREADS, help="intra-op threads", show_default=TUNED_DEFAULT)] = None,
+    spin: Annotated[bool | None, typer.Option("--spin/--no-spin", help="let onnxruntime's threads spin between words", show_default=TUNED_DEFAULT)] = None,
     backend: Annotated[Backend | None, typer.Option(help=BACKEND_HELP, show_default=BACKEND_DEFAULT)] = None,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")] = False,
 ) -> None:  # fmt: skip
     sampling = Sampling(temperature, top_k, top_p, seed)
     started = time.perf_counter()
-    loaded = load(model, threads, backend.value if backend else None)
+    loaded = load(model, threads, backend.value if backend else None, spin)
     load_ms = 1000 * (time.perf_counter() - started)
     if suggest or score:
         if suggest and score or prompt is None:
@@ -129,7 +130,12 @@ def model_card(model: Model) -> str:
         ("layers", f"{config.layers} LSTM x {config.hidden} hidden units"),
         ("input", encoding),
         ("quantization", meta.quantization),
-        ("backend", f"{model.backend}, {model.threads} thread{'s' if model.threads != 1 else ''}"),
+        (
+            "backend",
+            f"{model.backend}, {model.threads} thread{'s' if model.threads != 1 else ''}, "
+            f"spinning {'on' if model.spin else 'off'}",
+        ),
+        ("settings", model.settings),
         ("graph", f"{meta.graph} ({'one batched step per word' if meta.graph == 'step' else 'whole window per word'})"),
         ("accuracy", f"{100 * prov.accuracy:.1f}% of next words over the training windows"),
         ("trained on", f"{prov.corpus_name} (sha256 {prov.corpus_sha256[:16]}...)"),

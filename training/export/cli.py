@@ -12,27 +12,36 @@ from fable.atomic import output_folder
 from fable.cli import choices, new_app, run_app
 
 from ..checkpoint import load_checkpoint
-from .exporter import FP32_NAME, INT8_NAME, REPORT_NAME, ExportOptions, export_checkpoint
+from .exporter import FP32_NAME, INT4_NAME, INT8_NAME, REPORT_NAME, ExportOptions, export_checkpoint
+from .quantize import INT4_BLOCK_SIZES
 
 app = new_app()
 _d = ExportOptions()
 Graph = choices("Graph", contract.GRAPHS)
 DEFAULT_GRAPH = Graph(_d.graph)
+BlockSize = choices("BlockSize", [str(size) for size in INT4_BLOCK_SIZES])
+DEFAULT_BLOCK_SIZE = BlockSize(str(_d.int4_block_size))
 
 
-@app.command(help=f"Write OUT/{FP32_NAME}, OUT/{INT8_NAME} and OUT/{REPORT_NAME}, only if every guard passes.")
+@app.command(
+    help=f"Write OUT/{FP32_NAME}, OUT/{INT8_NAME} (with --int4, OUT/{INT4_NAME}) and OUT/{REPORT_NAME}, only if every guard passes."
+)
 def main(
     checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pt written by fable-train", show_default=False)],
     out: Annotated[Path | None, typer.Option(help="folder for the model files and the report", show_default="exported/ beside the checkpoint")] = None,
     graph: Annotated[Graph, typer.Option(help="step (fast decode, what the runtime ships) or window (plain)")] = DEFAULT_GRAPH,
+    int4: Annotated[bool, typer.Option("--int4", help=f"also write {INT4_NAME}: 4-bit weights (onnxruntime's MatMulNBits), held to the int8 guards")] = _d.int4,
+    int4_block_size: Annotated[BlockSize, typer.Option(help="weights per int4 scale, along each column")] = DEFAULT_BLOCK_SIZE,
     max_fp32_logit_diff: Annotated[float, typer.Option(min=0.0, help="largest |fp32 logit - torch| allowed")] = _d.max_fp32_logit_diff,
-    min_int8_agreement: Annotated[float, typer.Option(min=0.0, max=1.0, help="least share of windows whose int8 next word is torch's")] = _d.min_int8_agreement,
-    max_int8_accuracy_drop: Annotated[float, typer.Option(min=0.0, help="most accuracy points int8 may lose against fp32")] = _d.max_int8_accuracy_drop,
+    min_int8_agreement: Annotated[float, typer.Option(min=0.0, max=1.0, help="least share of windows whose int8 (and int4) next word is torch's")] = _d.min_int8_agreement,
+    max_int8_accuracy_drop: Annotated[float, typer.Option(min=0.0, help="most accuracy points int8 (and int4) may lose against fp32")] = _d.max_int8_accuracy_drop,
     max_float_elements: Annotated[int, typer.Option(min=1, help="no float weight this large may stay in the int8 file")] = _d.max_float_elements,
     max_windows: Annotated[int, typer.Option(min=1, help="measure at most this many windows (an even sample)")] = _d.max_windows,
 ) -> None:  # fmt: skip
     options = ExportOptions(
         graph=graph.value,
+        int4=int4,
+        int4_block_size=int(int4_block_size.value),
         max_fp32_logit_diff=max_fp32_logit_diff,
         min_int8_agreement=min_int8_agreement,
         max_int8_accuracy_drop=max_int8_accuracy_drop,
@@ -44,7 +53,8 @@ def main(
     with output_folder(out):
         result = export_checkpoint(loaded, str(checkpoint), out, options)
     typer.echo(result.table)
-    typer.echo(f"wrote {out / FP32_NAME}, {out / INT8_NAME} and {out / REPORT_NAME}")
+    written = [out / f.file for f in result.files] + [out / REPORT_NAME]
+    typer.echo(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")
 
 
 def entry() -> None:

@@ -1,10 +1,10 @@
-"""fable-export's work: checkpoint → fp32 and int8 model files → proof → files in place.
+"""fable-export's work: checkpoint → fp32, int8 (and int4) model files → proof → files in place.
 
 Everything is written to temporary files beside the targets and checked there; only when every
 guard passes do the temporary files replace the targets, each by one rename, in this order:
-fable.onnx, fable.int8.onnx, report.json. A failed guard, an error or a kill leaves the previous
-files as they were; a kill between renames can leave new model files beside the old report, never
-a new report beside an old model.
+fable.onnx, fable.int8.onnx, fable.int4.onnx, report.json. A failed guard, an error or a kill
+leaves the previous files as they were; a kill between renames can leave new model files beside
+the old report, never a new report beside an old model.
 """
 
 from __future__ import annotations
@@ -18,17 +18,15 @@ import onnx
 
 from fable import __version__, contract
 from fable.atomic import atomic_paths
-from fable.contract import ModelMetadata, Provenance
+from fable.contract import FILE_NAMES, REPORT_NAME, ModelMetadata, Provenance
 
 from ..checkpoint import Checkpoint
 from .graphs import build_step_graph, build_window_graph, weights_from_onnx
-from .quantize import ExportGuardError, check_quantized, quantize_int8
+from .quantize import DEFAULT_INT4_BLOCK, ExportGuardError, check_quantized, quantize_window_int8
 from .report import FileReport, format_table, measure_file, select_windows, torch_reference
 from .weights import Weights, weights_from_torch
 
-FP32_NAME = "fable.onnx"
-INT8_NAME = "fable.int8.onnx"
-REPORT_NAME = "report.json"
+FP32_NAME, INT8_NAME, INT4_NAME = FILE_NAMES["fp32"], FILE_NAMES["int8"], FILE_NAMES["int4"]
 
 
 @dataclass(frozen=True)
@@ -36,23 +34,29 @@ class ExportOptions:
     """What the export must prove before it replaces any file. Every threshold is a CLI option."""
 
     graph: str = contract.GRAPH_STEP
+    int4: bool = False  # also write fable.int4.onnx (step graph only)
+    int4_block_size: int = DEFAULT_INT4_BLOCK
     max_fp32_logit_diff: float = 1e-4
-    min_int8_agreement: float = 0.99  # share of windows whose greedy next word is PyTorch's
-    max_int8_accuracy_drop: float = 0.5  # points of accuracy lost against fp32
+    min_int8_agreement: float = 0.99  # share of windows whose greedy next word is PyTorch's (int8 and int4)
+    max_int8_accuracy_drop: float = 0.5  # points of accuracy lost against fp32 (int8 and int4)
     max_float_elements: int = 512 * 512  # no float matrix this big may survive quantization
     continuation_words: int = 32
     max_windows: int = 5000  # a larger corpus is measured on an even sample of its windows
 
+    @property
+    def quantizations(self) -> tuple[str, ...]:
+        return ("fp32", "int8", "int4") if self.int4 else ("fp32", "int8")
+
 
 @dataclass(frozen=True)
 class ExportResult:
-    fp32: FileReport
-    int8: FileReport
+    files: list[FileReport]  # fp32 first
     table: str
     report: dict
 
 
-BUILDERS = {contract.GRAPH_STEP: build_step_graph, contract.GRAPH_WINDOW: build_window_graph}
+# Writes the quantized file of meta.quantization at `path`: (weights, meta, fp32 file, path).
+Quantizer = Callable[[Weights, ModelMetadata, Path, Path], None]
 
 
 def metadata_for(checkpoint: Checkpoint, graph: str, quantization: str) -> ModelMetadata:
@@ -80,23 +84,51 @@ def with_metadata(model: onnx.ModelProto, meta: ModelMetadata) -> onnx.ModelProt
     return model
 
 
+def build_graph(weights: Weights, meta: ModelMetadata, int4_block_size: int = DEFAULT_INT4_BLOCK) -> onnx.ModelProto:
+    """The graph of `meta.graph` in `meta.quantization`, with its metadata (window graphs: fp32 only)."""
+    if meta.graph == contract.GRAPH_STEP:
+        model = build_step_graph(weights, meta.config, meta.quantization, int4_block_size)
+    elif meta.quantization == "fp32":
+        model = build_window_graph(weights, meta.config)
+    else:
+        raise ValueError("the window graph is quantized from its fp32 file by quantize_window_int8")
+    return with_metadata(model, meta)
+
+
+def quantized_file(weights: Weights, meta: ModelMetadata, fp32_path: Path, path: Path, int4_block_size: int) -> None:
+    """The default Quantizer: step graphs are built quantized, the window graph is quantized from fp32."""
+    if meta.graph == contract.GRAPH_STEP:
+        onnx.save(build_graph(weights, meta, int4_block_size), path)
+    else:
+        quantize_window_int8(fp32_path, path)
+
+
 def build_files(
     weights: Weights,
     meta: ModelMetadata,
-    fp32_path: Path,
-    int8_path: Path,
+    paths: dict[str, Path],
     max_float_elements: int,
-    quantize: Callable[[Path, Path], None] = quantize_int8,
+    quantize: Quantizer | None = None,
+    int4_block_size: int = DEFAULT_INT4_BLOCK,
 ) -> None:
-    """Write the fp32 and int8 files of `meta.graph` and check their structure (not their numbers)."""
-    model = with_metadata(BUILDERS[meta.graph](weights, meta.config), replace(meta, quantization="fp32"))
-    onnx.save(model, fp32_path)
+    """Write a file per quantization in `paths` (fp32 first) and check their structure (not their numbers)."""
+    if quantize is None:
+
+        def quantize(weights: Weights, meta: ModelMetadata, fp32_path: Path, path: Path) -> None:
+            quantized_file(weights, meta, fp32_path, path, int4_block_size)
+
+    fp32_path = paths["fp32"]
+    onnx.save(build_graph(weights, replace(meta, quantization="fp32")), fp32_path)
     _check(fp32_path)
-    quantize(fp32_path, int8_path)
-    quantized = with_metadata(onnx.load(int8_path), replace(meta, quantization="int8"))
-    check_quantized(quantized, max_float_elements)
-    onnx.save(quantized, int8_path)
-    _check(int8_path)
+    for quantization, path in paths.items():
+        if quantization == "fp32":
+            continue
+        quantized_meta = replace(meta, quantization=quantization)
+        quantize(weights, quantized_meta, fp32_path, path)
+        quantized = with_metadata(onnx.load(path), quantized_meta)
+        check_quantized(quantized, max_float_elements)
+        onnx.save(quantized, path)
+        _check(path)
 
 
 def export_checkpoint(
@@ -104,20 +136,25 @@ def export_checkpoint(
     checkpoint_name: str,
     out: Path,
     options: ExportOptions = ExportOptions(),
-    quantize: Callable[[Path, Path], None] = quantize_int8,
+    quantize: Quantizer | None = None,
 ) -> ExportResult:
     """Export, prove, and only then put the files in `out`."""
+    if options.int4 and options.graph != contract.GRAPH_STEP:
+        raise ExportGuardError("int4 files are made of the step graph only; drop --int4 or --graph window")
     out.mkdir(parents=True, exist_ok=True)
     torch_model = checkpoint.build_model()
     meta = metadata_for(checkpoint, options.graph, "fp32")
     contexts, labels, total = select_windows(checkpoint.ids, meta.config.window, options.max_windows)
     reference = torch_reference(torch_model, contexts, labels, options.continuation_words)
-    with atomic_paths(out / FP32_NAME, out / INT8_NAME, out / REPORT_NAME) as (fp32_tmp, int8_tmp, report_tmp):
-        build_files(weights_from_torch(torch_model), meta, fp32_tmp, int8_tmp, options.max_float_elements, quantize)
-        fp32 = measure_file(fp32_tmp, reference, FP32_NAME)
-        int8 = measure_file(int8_tmp, reference, INT8_NAME)
-        int8 = replace(int8, accuracy_drop_points=100 * (fp32.accuracy - int8.accuracy))
-        _guard_numbers(fp32, int8, options)
+    names = [FILE_NAMES[q] for q in options.quantizations]
+    with atomic_paths(*(out / name for name in names), out / REPORT_NAME) as temporary:
+        paths = dict(zip(options.quantizations, temporary))
+        weights = weights_from_torch(torch_model)
+        build_files(weights, meta, paths, options.max_float_elements, quantize, options.int4_block_size)
+        files = [measure_file(paths[q], reference, FILE_NAMES[q]) for q in options.quantizations]
+        fp32 = files[0]
+        files = [fp32] + [replace(f, accuracy_drop_points=100 * (fp32.accuracy - f.accuracy)) for f in files[1:]]
+        _guard_numbers(files, options)
         report = {
             "producer": f"fable {__version__}",
             "checkpoint": checkpoint_name,
@@ -125,12 +162,12 @@ def export_checkpoint(
             "windows_measured": len(labels),
             "windows_total": total,
             "torch": {"correct": reference.correct, "accuracy": reference.correct / len(labels)},
-            "files": {r.file: r.as_dict() for r in (fp32, int8)},
+            "files": {r.file: r.as_dict() for r in files},
             "guards": asdict(options),
         }
-        report_tmp.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        temporary[-1].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         # Leaving the block renames each temporary file over its target, in the order opened.
-    return ExportResult(fp32, int8, format_table([fp32, int8], reference, total), report)
+    return ExportResult(files, format_table(files, reference, total), report)
 
 
 def window_baseline(fp32_step_file: Path, out_dir: Path) -> tuple[Path, Path]:
@@ -138,10 +175,11 @@ def window_baseline(fp32_step_file: Path, out_dir: Path) -> tuple[Path, Path]:
     built by this exporter: the baseline the fast decode is measured against."""
     model = onnx.load(fp32_step_file)
     meta = contract.metadata_from_props({p.key: p.value for p in model.metadata_props}, str(fp32_step_file))
-    paths = out_dir / "window.onnx", out_dir / "window.int8.onnx"
+    paths = {"fp32": out_dir / "window.onnx", "int8": out_dir / "window.int8.onnx"}
     limit = ExportOptions().max_float_elements
-    build_files(weights_from_onnx(model), replace(meta, graph=contract.GRAPH_WINDOW), *paths, limit)
-    return paths
+    window_meta = replace(meta, graph=contract.GRAPH_WINDOW, format_version=contract.FORMAT_VERSION)
+    build_files(weights_from_onnx(model, meta.config), window_meta, paths, limit)
+    return paths["fp32"], paths["int8"]
 
 
 def _check(path: Path) -> None:
@@ -151,15 +189,19 @@ def _check(path: Path) -> None:
         raise ExportGuardError(f"guard: onnx.checker refuses {path.name}: {str(error).splitlines()[0]}") from None
 
 
-def _guard_numbers(fp32: FileReport, int8: FileReport, options: ExportOptions) -> None:
+def _guard_numbers(files: list[FileReport], options: ExportOptions) -> None:
+    fp32 = files[0]
     checks = [
         (fp32.max_abs_logit_diff > options.max_fp32_logit_diff, "fp32 largest |logit - torch|",
          f"{fp32.max_abs_logit_diff:.3g}", f"above --max-fp32-logit-diff {options.max_fp32_logit_diff:g}"),
-        (int8.next_word_agreement < options.min_int8_agreement, "int8 greedy next-word agreement with torch",
-         f"{100 * int8.next_word_agreement:.2f}%", f"below --min-int8-agreement {options.min_int8_agreement:g}"),
-        (int8.accuracy_drop_points > options.max_int8_accuracy_drop, "int8 accuracy drop against fp32",
-         f"{int8.accuracy_drop_points:.2f} points", f"above --max-int8-accuracy-drop {options.max_int8_accuracy_drop:g}"),
     ]  # fmt: skip
+    for f in files[1:]:
+        checks += [
+            (f.next_word_agreement < options.min_int8_agreement, f"{f.quantization} greedy next-word agreement with torch",
+             f"{100 * f.next_word_agreement:.2f}%", f"below --min-int8-agreement {options.min_int8_agreement:g}"),
+            (f.accuracy_drop_points > options.max_int8_accuracy_drop, f"{f.quantization} accuracy drop against fp32",
+             f"{f.accuracy_drop_points:.2f} points", f"above --max-int8-accuracy-drop {options.max_int8_accuracy_drop:g}"),
+        ]  # fmt: skip
     for tripped, figure, value, limit in checks:
         if tripped:
             raise ExportGuardError(f"guard: {figure} is {value}, {limit}; previous files kept")

@@ -10,6 +10,7 @@ import numpy as np
 import fable
 from fable.sampling import Sampling
 from fable.tokenizer import make_windows
+from fable.tuning import file_sha256
 
 from ..evaluate import greedy_continuations, logits_of
 from ..model import WordLSTM
@@ -33,6 +34,7 @@ class FileReport:
     quantization: str
     graph: str
     bytes: int
+    sha256: str  # what the runtime checks before it trusts these figures for a file (fable-bench --tune)
     correct: int
     windows: int
     accuracy: float
@@ -67,7 +69,7 @@ def torch_reference(model: WordLSTM, contexts: np.ndarray, labels: np.ndarray, w
 def measure_file(path: Path, reference: TorchReference, name: str) -> FileReport:
     """Decode every reference window as a prompt with the runtime, exactly as an app would; `name`
     is what the file will be called (it is measured under a temporary name)."""
-    model = fable.load(path)
+    model = fable.Model(path)  # exactly as given: no tuned settings of this machine
     words = reference.continuations.shape[1]
     logits = np.stack([model.next_logits(context) for context in reference.contexts])
     continuations = np.array([list(model.stream_ids(context, words, Sampling())) for context in reference.contexts])
@@ -78,6 +80,7 @@ def measure_file(path: Path, reference: TorchReference, name: str) -> FileReport
         quantization=model.metadata.quantization,
         graph=model.metadata.graph,
         bytes=path.stat().st_size,
+        sha256=file_sha256(path),
         correct=correct,
         windows=windows,
         accuracy=correct / windows,

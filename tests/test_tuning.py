@@ -1,0 +1,181 @@
+"""fable-bench --tune and its per-user cache: what load() and fable-run take from it, and when not."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+
+pytest.importorskip("onnxruntime", reason="--tune times onnxruntime's settings")
+
+import fable
+from fable import tuning
+from fable.contract import FILE_NAMES, REPORT_NAME
+from fable.tuning import Setting, cache_path, export_variants, file_sha256, lookup, remember
+
+from .helpers import GOLDEN, SHIPPED, assert_clean_failure, run_command
+
+INT8, FP32, INT4 = (FILE_NAMES[q] for q in ("int8", "fp32", "int4"))
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    folder = tmp_path / "cache"
+    monkeypatch.setenv(tuning.CACHE_ENV, str(folder))
+    return folder / tuning.CACHE_NAME
+
+
+@pytest.fixture
+def export(tmp_path):
+    """A copy of the shipped export (files and report), so that tests may change it."""
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for name in (*FILE_NAMES.values(), REPORT_NAME):
+        shutil.copy(SHIPPED / name, folder / name)
+    return folder
+
+
+def tune_in(folder, choice: str, **settings: Setting) -> None:
+    """An entry as fable-bench --tune leaves it: for int8, run `choice`; each file's best setting."""
+    best = {folder / FILE_NAMES[q]: setting for q, setting in settings.items()}
+    remember(folder / INT8, folder / choice, best, "2026-11-27T09:00:00")
+
+
+FAST, SLOW = Setting(2, True, 90.0), Setting(1, False, 170.0)
+
+
+def test_the_default_model_runs_the_tuned_variant_with_its_setting(cache, export, monkeypatch):
+    monkeypatch.setattr(fable.model, "default_model_path", lambda: export / INT8)
+    tune_in(export, INT4, int8=SLOW, int4=FAST)
+    model = fable.load()
+    assert (model.path, model.threads, model.spin) == (export / INT4, 2, True)
+    assert "tuned by fable-bench --tune at 2026-11-27T09:00:00" in model.settings and INT4 in model.settings
+    assert model.generate("the old mouse", 9) == GOLDEN
+
+
+def test_a_named_file_keeps_its_name_and_takes_its_own_tuned_setting(cache, export):
+    tune_in(export, INT4, int8=SLOW, int4=FAST)
+    model = fable.load(export / INT8)  # --model always wins: the file named runs
+    assert (model.path, model.threads, model.spin) == (export / INT8, 1, False)
+    assert (fable.load(export / INT4).threads, fable.load(export / INT4).spin) == (2, True)
+
+
+def test_explicit_settings_override_the_cache(cache, export):
+    tune_in(export, INT8, int8=FAST)
+    assert (fable.load(export / INT8, threads=1).threads, fable.load(export / INT8, threads=1).spin) == (1, True)
+    model = fable.load(export / INT8, threads=1, spin=False)
+    assert (model.threads, model.spin, model.settings) == (1, False, "threads and spinning given")
+    result = run_command("fable-run", "--model", str(export / INT8), "--threads", "1", "--no-spin", "--info",
+                         env={tuning.CACHE_ENV: str(cache.parent)})  # fmt: skip
+    assert "onnxruntime, 1 thread, spinning off" in result.stdout and "threads and spinning given" in result.stdout
+    assert fable.Model(export / INT8).threads == 1  # Model() is always exactly what it is given
+
+
+@pytest.mark.parametrize("change", ["file", "onnxruntime", "cpu", "cores"])
+def test_the_cache_is_ignored_when_the_file_or_the_machine_differs(cache, export, change, monkeypatch):
+    tune_in(export, INT8, int8=FAST)
+    assert lookup(export / INT8, choose_file=True) is not None
+    if change == "file":
+        (export / INT8).write_bytes((export / INT4).read_bytes())  # another model under the tuned name
+    else:
+        key = tuning.machine_key()
+        changed = {"onnxruntime": "0.0.1", "cpu": "Another CPU", "cores": 1000}[change]
+        monkeypatch.setattr(tuning, "machine_key", lambda: key | {change: changed})
+    assert lookup(export / INT8, choose_file=True) is None
+    model = fable.load(export / INT8)
+    assert (model.threads, model.spin) == (1, False) and "not tuned on this machine" in model.settings
+
+
+def test_a_chosen_variant_that_changed_since_the_tune_is_not_run(cache, export):
+    tune_in(export, INT4, int8=SLOW, int4=FAST)
+    (export / INT4).write_bytes((export / FP32).read_bytes())  # replaced behind the cache's back
+    tuned = lookup(export / INT8, choose_file=True)
+    assert tuned.file == export / INT8 and tuned.setting == SLOW
+
+
+@pytest.mark.parametrize("damage", ["not json", "wrong shape", "bad entry", "a folder"])
+def test_a_damaged_cache_is_ignored_with_a_one_line_notice(cache, export, damage):
+    tune_in(export, INT8, int8=FAST)
+    if damage == "not json":
+        cache.write_text("{ half", encoding="utf-8")
+    elif damage == "wrong shape":
+        cache.write_text(json.dumps({"format": 1, "entries": "x"}), encoding="utf-8")
+    elif damage == "bad entry":
+        data = json.loads(cache.read_text())
+        data["entries"][0]["files"][0]["threads"] = "many"
+        data["entries"][0]["choice"]["threads"] = -1
+        cache.write_text(json.dumps(data), encoding="utf-8")
+    else:
+        cache.unlink()
+        cache.mkdir()
+    result = run_command("fable-run", "--model", str(export / INT8), "the old mouse", "-n", "9",
+                         env={tuning.CACHE_ENV: str(cache.parent)})  # fmt: skip
+    assert result.returncode == 0 and result.stdout.strip() == f"the old mouse {GOLDEN}"
+    notice = result.stderr.strip().splitlines()
+    assert len(notice) == 1 and "ignoring the tune cache" in notice[0] and "Traceback" not in result.stderr
+
+
+def test_the_cache_is_written_atomically(cache, export, monkeypatch):
+    tune_in(export, INT8, int8=FAST)
+    before = cache.read_bytes()
+
+    def crash(*_):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", crash)  # the write fails at its last step
+    with pytest.raises(OSError):
+        tune_in(export, INT4, int8=SLOW, int4=FAST)
+    assert cache.read_bytes() == before and sorted(p.name for p in cache.parent.iterdir()) == [cache.name]
+
+
+def test_a_new_tune_replaces_this_machines_entry_for_the_file_and_keeps_the_others(cache, export):
+    tune_in(export, INT8, int8=FAST)
+    remember(export / INT4, export / INT4, {export / INT4: SLOW}, "then")
+    tune_in(export, INT4, int8=SLOW, int4=FAST)
+    entries = json.loads(cache.read_text())["entries"]
+    assert sorted(e["model"] for e in entries) == sorted(str(export / name) for name in (INT4, INT8))
+
+
+def test_only_files_that_the_report_vouches_for_may_run_in_place_of_another(export):
+    assert export_variants(export / INT8) == [(export / INT8, True), (export / FP32, True), (export / INT4, True)]
+    report = json.loads((export / REPORT_NAME).read_text())
+    report["files"][INT4]["next_word_agreement"] = 0.5  # below the report's own guard
+    report["files"][FP32]["sha256"] = "0" * 64  # figures of another file
+    (export / REPORT_NAME).write_text(json.dumps(report))
+    assert dict(export_variants(export / INT8)) == {export / INT8: True, export / FP32: False, export / INT4: False}
+    (export / REPORT_NAME).unlink()
+    assert dict(export_variants(export / INT4)) == {export / INT4: True, export / FP32: False, export / INT8: False}
+
+
+def test_fable_bench_tune_times_every_setting_and_fable_run_uses_the_choice(cache, export):
+    result = run_command("fable-bench", "--tune", "--model", str(export / INT8), "--words", "30",
+                         env={tuning.CACHE_ENV: str(cache.parent)})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()[2:] if line.startswith("fable.")]
+    cores = os.cpu_count()
+    assert len(rows) == 3 * cores * 2  # every file x threads 1..cores x spinning off and on
+    assert {(r[0], r[2], r[3]) for r in rows} == {
+        (name, str(t), spin) for name in (INT8, FP32, INT4) for t in range(1, cores + 1) for spin in ("off", "on")
+    }
+    assert sum("chosen" in line for line in result.stdout.splitlines()) == 1
+    entry = json.loads(cache.read_text())["entries"][0]
+    assert entry["model_sha256"] == file_sha256(export / INT8) and entry["machine"] == tuning.machine_key()
+    info = run_command("fable-run", "--model", str(export / INT8), "--info", env={tuning.CACHE_ENV: str(cache.parent)})
+    own = next(f for f in entry["files"] if f["file"] == str(export / INT8))
+    assert f"onnxruntime, {own['threads']} thread" in info.stdout and "tuned by fable-bench --tune" in info.stdout
+
+
+def test_tune_refuses_bad_input_in_one_line(cache, tmp_path):
+    assert_clean_failure(run_command("fable-bench", "--tune", "-m", str(SHIPPED / INT8), "-m", str(SHIPPED / FP32)),
+                         2, "--tune takes one --model")  # fmt: skip
+    assert_clean_failure(run_command("fable-bench", "--tune", "-m", str(tmp_path / "none.onnx")), 1, "does not exist")
+    assert_clean_failure(run_command("fable-bench", "--tune", "--batch", "1,2"), 2, "give one of them")
+
+
+def test_the_cache_lives_in_the_platforms_cache_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv(tuning.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    if os.name == "posix" and tuning.sys.platform != "darwin":
+        assert cache_path() == tmp_path / "fable" / "tune.json"
