@@ -7,13 +7,16 @@ Every figure is the median of its benchmark; ratios compare benchmarks of the sa
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
 import pytest
 
 import fable
-from fable.benchmark import machine
+from fable.benchmark import machine, tune
+from fable.contract import FILE_NAMES
+from fable.tuning import CACHE_ENV
 
 # Each run's summary goes here, untracked (see .gitignore); results worth keeping are copied to
 # bench/results/ under a name that says which machine made them.
@@ -25,13 +28,41 @@ COMPARISONS = [
     ("test_word[fp32-sampled-step]", "test_word[fp32-sampled-window]", "fp32 fast decode vs plain window graph"),
     ("test_word[int8-sampled-step]", "test_torch_word[onednn-sampled]", "int8 fast decode vs torch, oneDNN on"),
     ("test_word[int8-sampled-step]", "test_torch_word[no-onednn-sampled]", "int8 fast decode vs torch, oneDNN off"),
+    ("test_tuned_word", "test_word[int8-sampled-step]", "after fable-bench --tune vs default settings (int8 file)"),
+    ("test_word[int4-sampled-step]", "test_word[int8-sampled-step]", "int4 vs int8, default settings"),
+    *(
+        (
+            f"test_eight_prompts[{q}-batch]",
+            f"test_eight_prompts[{q}-one-by-one]",
+            f"{q}: 8 prompts batched vs one by one",
+        )
+        for q in ("int8", "fp32", "int4")
+    ),
 ]
 
 
 @pytest.fixture(scope="session")
 def shipped() -> dict[str, Path]:
     folder = fable.default_model_path().parent
-    return {"fp32": folder / "fable.onnx", "int8": folder / "fable.int8.onnx"}
+    return {quantization: folder / name for quantization, name in FILE_NAMES.items()}
+
+
+@pytest.fixture(scope="session")
+def tune_cache(tmp_path_factory) -> Path:
+    """fable-bench --tune of the shipped default on this machine, into a cache folder of this run
+    only: the tests that want it point FABLE_CACHE_DIR there, no other test sees it."""
+    pytest.importorskip("onnxruntime", reason="--tune times onnxruntime's settings")
+    cache = tmp_path_factory.mktemp("tune-cache")
+    saved = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(cache)
+    try:
+        tune(fable.default_model_path())
+    finally:
+        if saved is None:
+            os.environ.pop(CACHE_ENV)
+        else:
+            os.environ[CACHE_ENV] = saved
+    return cache
 
 
 @pytest.fixture(scope="session")
@@ -59,8 +90,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         for b in bench.benchmarks
         if b.stats and "requests" in b.extra_info
     }
+    settings = {b.name: b.extra_info["setting"] for b in bench.benchmarks if "setting" in b.extra_info}
     summary = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "settings": settings,
         "machine": machine(),
         "median_us": {name: 1e6 * value for name, value in sorted(medians.items())},
         "requests_per_second": throughput,
@@ -82,5 +115,7 @@ def pytest_terminal_summary(terminalreporter, config) -> None:
         write(f"  {name:45s} {micros:10.1f} µs")
     for name, rate in summary["requests_per_second"].items():
         write(f"  {name:45s} {rate:10.1f} requests/s")
+    for name, setting in summary["settings"].items():
+        write(f"  {name}: {setting}")
     for ratio in summary["ratios"]:
         write(f"  {ratio['what']}: {ratio['ratio']:.2f}x")

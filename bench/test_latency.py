@@ -11,12 +11,13 @@ from collections import deque
 
 import pytest
 
-from fable import Model
+from fable import Model, load
 from fable.benchmark import word_stepper
 from fable.sampling import Sampling, make_sampler
+from fable.tuning import CACHE_ENV
 
 PROMPT = "the old mouse"
-QUANTS = ["fp32", "int8"]
+QUANTS = ["fp32", "int8", "int4"]
 MODES = {"greedy": Sampling(), "sampled": Sampling(temperature=1.0, seed=0)}
 PER_WORD = {"group": "per word", "min_rounds": 2000, "max_time": 2.0, "warmup": True}
 
@@ -46,6 +47,8 @@ def test_generate_32(benchmark, shipped, quant):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("quant", QUANTS)
 def test_word(benchmark, shipped, window_files, quant, mode, graph):
+    if graph == "window" and quant not in window_files:
+        pytest.skip("the window graph has no int4 file")
     path = shipped[quant] if graph == "step" else window_files[quant]
     model = Model(path)
     assert model.metadata.graph == graph
@@ -64,7 +67,8 @@ def test_torch_word(benchmark, shipped, onednn, mode):
     from fable.training.export.weights import torch_from_weights
 
     model = Model(shipped["fp32"])
-    net = torch_from_weights(weights_from_onnx(onnx.load(shipped["fp32"])), model.metadata.config)
+    config = model.metadata.config
+    net = torch_from_weights(weights_from_onnx(onnx.load(shipped["fp32"]), config), config)
     sample = make_sampler(MODES[mode])
     window = deque(range(model.window), maxlen=model.window)
 
@@ -90,3 +94,32 @@ def test_suggest(benchmark, shipped, quant, text):
     """Top-3 suggestions, as a keyboard asks for them at every keystroke (a whole window each)."""
     model = Model(shipped[quant])
     benchmark(model.suggest, text, 3)
+
+
+@pytest.mark.benchmark(**PER_WORD)
+def test_tuned_word(benchmark, tune_cache, monkeypatch):
+    """One more sampled word through fable.load(), after fable-bench --tune chose this machine's
+    settings: compared with test_word[int8-sampled-step], the same file at the defaults."""
+    monkeypatch.setenv(CACHE_ENV, str(tune_cache))
+    model = load()  # the shipped default, as fable-run loads it
+    assert "tuned by fable-bench --tune" in model.settings
+    benchmark.extra_info["setting"] = f"{model.path.name}, {model.threads} threads, spin {model.spin}"
+    benchmark(word_stepper(model, MODES["sampled"]))
+
+
+BATCH = 8
+
+
+@pytest.mark.benchmark(group="8 prompts x 32 words")
+@pytest.mark.parametrize("how", ["batch", "one-by-one"])
+@pytest.mark.parametrize("quant", QUANTS)
+def test_eight_prompts(benchmark, shipped, quant, how):
+    """generate_batch of 8 prompts against 8 generate calls, default settings; the same words."""
+    model = Model(shipped[quant])
+    prompts = [" ".join(model.vocabulary[3 * i : 3 * i + 3]) for i in range(BATCH)]  # 8 different contexts
+    sampling = MODES["sampled"]
+    assert model.generate_batch(prompts, 32, sampling) == [model.generate(p, 32, sampling) for p in prompts]
+    if how == "batch":
+        benchmark(model.generate_batch, prompts, 32, sampling)
+    else:
+        benchmark(lambda: [model.generate(p, 32, sampling) for p in prompts])

@@ -176,9 +176,7 @@ class Model:
     ) -> Iterator[int]:
         """Word ids after the last `window` ids of `context`; arguments are checked before it starts."""
         context = self._check_ids(context)
-        check_whole("words", words, 0, MAX_WORDS)
-        if not isinstance(sampling, Sampling):
-            raise UsageError(f"sampling must be a fable.Sampling, not {type(sampling).__name__}")
+        _check_run(words, sampling)
         return self._stream(context, words, make_sampler(sampling))
 
     def next_logits(self, context: Sequence[int]) -> np.ndarray:
@@ -252,9 +250,7 @@ class Model:
                 checked.append(self._check_ids(context))
             except PromptError as error:
                 raise PromptError(f"context {number}: {error}") from None
-        check_whole("words", words, 0, MAX_WORDS)
-        if not isinstance(sampling, Sampling):
-            raise UsageError(f"sampling must be a fable.Sampling, not {type(sampling).__name__}")
+        _check_run(words, sampling)
         return self._stream_batch(checked, words, sampling)
 
     def _stream_batch(self, contexts: list[list[int]], words: int, sampling: Sampling) -> Iterator[tuple[int, int]]:
@@ -289,6 +285,12 @@ class Model:
         finally:
             with self._lock:
                 self._idle[batch].append(decoder)
+
+
+def _check_run(words: int, sampling: Sampling) -> None:
+    check_whole("words", words, 0, MAX_WORDS)
+    if not isinstance(sampling, Sampling):
+        raise UsageError(f"sampling must be a fable.Sampling, not {type(sampling).__name__}")
 
 
 def _unknown_words(unknown: list[str], vocabulary: Sequence[str]) -> UnknownWordError:

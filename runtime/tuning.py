@@ -22,6 +22,7 @@ from typing import Any
 from . import contract
 from .atomic import write_text
 from .backend import backend_version
+from .errors import FableError
 
 CACHE_ENV = "FABLE_CACHE_DIR"  # where the cache lives, instead of the platform's cache folder
 CACHE_NAME = "tune.json"
@@ -130,6 +131,25 @@ def _unchanged(path: Path, sha: str) -> bool:
     return path.is_file() and file_sha256(path) == sha
 
 
+def check_writable() -> Path:
+    """The cache's path, once its folder exists and can be written: a tune that takes minutes
+    should not find out at its end that it cannot keep its answer."""
+    cache = cache_path()
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(cache.parent, os.W_OK):
+            raise PermissionError(13, "not writable")
+    except OSError as error:
+        raise _unwritable(cache, error) from None
+    return cache
+
+
+def _unwritable(cache: Path, error: OSError) -> FableError:
+    return FableError(
+        f"cannot write the tune cache {cache} ({error.strerror or error}); set {CACHE_ENV} to a writable folder"
+    )
+
+
 def remember(model: Path, choice: Path, best: dict[Path, Setting], tuned_at: str) -> Path:
     """Record a tune of `model`: `choice` runs in its place, each file with its best setting.
     Replaces this machine's entry for the same model; written atomically."""
@@ -146,8 +166,11 @@ def remember(model: Path, choice: Path, best: dict[Path, Setting], tuned_at: str
         "files": files,
     }
     kept = [e for e in _entries(cache) if not (e.get("machine") == machine and e.get("model_sha256") == sha)]
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    write_text(cache, json.dumps({"format": CACHE_FORMAT, "entries": [*kept, entry]}, indent=2) + "\n")
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_text(cache, json.dumps({"format": CACHE_FORMAT, "entries": [*kept, entry]}, indent=2) + "\n")
+    except OSError as error:
+        raise _unwritable(cache, error) from None
     return cache
 
 

@@ -125,7 +125,7 @@ def test_the_cache_is_written_atomically(cache, export, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", crash)  # the write fails at its last step
-    with pytest.raises(OSError):
+    with pytest.raises(fable.FableError, match="cannot write the tune cache .*disk full.*FABLE_CACHE_DIR"):
         tune_in(export, INT4, int8=SLOW, int4=FAST)
     assert cache.read_bytes() == before and sorted(p.name for p in cache.parent.iterdir()) == [cache.name]
 
@@ -168,6 +168,10 @@ def test_fable_bench_tune_times_every_setting_and_fable_run_uses_the_choice(cach
 
 
 def test_tune_refuses_bad_input_in_one_line(cache, tmp_path):
+    (tmp_path / "file").write_text("")
+    unwritable = {tuning.CACHE_ENV: str(tmp_path / "file" / "cache")}  # a folder below a file
+    result = run_command("fable-bench", "--tune", "--words", "10", "-m", str(SHIPPED / INT8), env=unwritable)
+    assert_clean_failure(result, 1, "cannot write the tune cache", "FABLE_CACHE_DIR")
     assert_clean_failure(run_command("fable-bench", "--tune", "-m", str(SHIPPED / INT8), "-m", str(SHIPPED / FP32)),
                          2, "--tune takes one --model")  # fmt: skip
     assert_clean_failure(run_command("fable-bench", "--tune", "-m", str(tmp_path / "none.onnx")), 1, "does not exist")
@@ -179,3 +183,32 @@ def test_the_cache_lives_in_the_platforms_cache_folder(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     if os.name == "posix" and tuning.sys.platform != "darwin":
         assert cache_path() == tmp_path / "fable" / "tune.json"
+
+
+def test_fable_serve_keeps_its_own_settings_whatever_the_tune_chose(cache, export, monkeypatch):
+    """The tune measures one stream on idle cores; a server's request threads share those cores."""
+    import signal
+    import urllib.request
+
+    from .helpers import start_server
+
+    monkeypatch.setattr(fable.model, "default_model_path", lambda: export / INT8)
+    tune_in(export, INT8, int8=FAST)
+    process, url = start_server("--model", str(export / INT8))
+    try:
+        info = json.loads(urllib.request.urlopen(url + "/info", timeout=30).read())
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.communicate(timeout=30)
+    assert (info["threads"], info["spin"]) == (1, False) and "fable-serve's own" in info["settings"]
+
+
+def test_fable_run_json_says_which_settings_ran_and_why(cache, export):
+    tune_in(export, INT8, int8=FAST)
+    env = {tuning.CACHE_ENV: str(cache.parent)}
+    tuned = json.loads(run_command("fable-run", "-m", str(export / INT8), "--json", "the old mouse", env=env).stdout)
+    assert (tuned["settings"]["threads"], tuned["settings"]["spin"]) == (2, True)
+    assert "tuned by fable-bench --tune" in tuned["settings"]["why"]
+    given = run_command("fable-run", "-m", str(export / INT8), "--json", "--threads", "1", "the old mouse", env=env)
+    settings = json.loads(given.stdout)["settings"]
+    assert (settings["threads"], settings["spin"]) == (1, True) and settings["why"].startswith("threads given")

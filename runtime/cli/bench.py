@@ -28,6 +28,7 @@ from ..benchmark import (
 from ..errors import UsageError
 from ..model import MAX_BATCH, MAX_THREADS, Model, default_model_path
 from ..sampling import MIN_TEMPERATURE
+from ..tuning import check_writable
 from . import BACKEND_DEFAULT, BACKEND_HELP, Backend, columns, new_app, run_app
 
 app = new_app()
@@ -115,7 +116,8 @@ def tuned(models: list[Path] | None, words: int, temperature: float) -> dict:
     if models and len(models) > 1:
         raise UsageError("--tune takes one --model: the file you run (its export's other files are timed too)")
     path = models[0] if models else default_model_path()
-    Model(path)  # a damaged or missing file is one clear line before minutes of timing
+    Model(path)  # a damaged or missing file, or a cache that cannot be written: one line before minutes of timing
+    check_writable()
     result = tune(path, words, temperature=temperature, report=progress(1, 1, "tune"))
     clear_progress()
     typer.echo(tune_table(result))
@@ -130,8 +132,8 @@ def tuned(models: list[Path] | None, words: int, temperature: float) -> dict:
 
 def tune_table(result: TuneResult) -> str:
     fastest = {(r.file, r.threads, r.spin) for r in result.best.values()}
-    header = ("file", "quant", "threads", "spin", "word p50 µs", "vs first", "")
-    first = result.rows[0].word_us  # the named file, 1 thread, no spinning: the safe default
+    header = ("file", "quant", "threads", "spin", "word p50 µs", "vs default", "note")
+    first = result.rows[0].word_us  # the named file, 1 thread, no spinning: the defaults
     rows = []
     for r in result.rows:
         mark = "chosen" if r == result.choice else "fastest for file" if (r.file, r.threads, r.spin) in fastest else ""

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from ..model import MAX_THREADS, MAX_WORDS, load
+from ..model import DEFAULT_SPIN, DEFAULT_THREADS, MAX_THREADS, MAX_WORDS, Model, default_model_path
 from ..server import FableServer, ServerSettings
-from . import BACKEND_DEFAULT, BACKEND_HELP, TUNED_DEFAULT, Backend, new_app, run_app
+from . import BACKEND_DEFAULT, BACKEND_HELP, Backend, new_app, run_app
 
 app = new_app()
 _d = ServerSettings()
@@ -21,11 +21,14 @@ def main(
     host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 serves other machines too")] = _d.host,
     port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on; 0 picks a free one")] = _d.port,
     max_words: Annotated[int, typer.Option(min=1, max=MAX_WORDS, help="the most words one /generate may ask for")] = _d.max_words,
-    threads: Annotated[int | None, typer.Option(min=1, max=MAX_THREADS, help="intra-op threads of the model's session", show_default=TUNED_DEFAULT)] = None,
-    spin: Annotated[bool | None, typer.Option("--spin/--no-spin", help="let onnxruntime's threads spin between words", show_default=TUNED_DEFAULT)] = None,
+    threads: Annotated[int, typer.Option(min=1, max=MAX_THREADS, help="intra-op threads of the model's session")] = DEFAULT_THREADS,
+    spin: Annotated[bool, typer.Option("--spin/--no-spin", help="let onnxruntime's threads spin between words")] = DEFAULT_SPIN,
     backend: Annotated[Backend | None, typer.Option(help=BACKEND_HELP, show_default=BACKEND_DEFAULT)] = None,
 ) -> None:  # fmt: skip
-    loaded = load(model, threads, backend.value if backend else None, spin)
+    # Not the single-stream settings of fable-bench --tune: spinning workers compete with the
+    # server's request threads for the cores (docs/design.md, "Tuning").
+    loaded = Model(model or default_model_path(), threads, backend.value if backend else None, spin)
+    loaded.settings = "fable-serve's own: --threads and --spin, not fable-bench --tune's single-stream choice"
     try:
         server = FableServer(loaded, ServerSettings(host=host, port=port, max_words=max_words))
     except OSError as error:
