@@ -124,6 +124,7 @@ class Provenance:
     accuracy: float  # next-word accuracy over all windows at the end of training
     device: str
     seed: int
+    ceiling: float | None = None  # the best accuracy any model with this window can reach; None in older files
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,7 @@ def metadata_from_props(props: Mapping[str, str], source: str = "model file") ->
             accuracy=reader.field_float(KEY_PROVENANCE, provenance, "accuracy"),
             device=reader.field_str(KEY_PROVENANCE, provenance, "device"),
             seed=reader.field_int(KEY_PROVENANCE, provenance, "seed", None, None),
+            ceiling=reader.field_float(KEY_PROVENANCE, provenance, "ceiling") if "ceiling" in provenance else None,
         ),
         producer=reader.text(KEY_PRODUCER),
         tokenizer_version=tokenizer_version,

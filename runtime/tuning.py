@@ -176,13 +176,13 @@ def remember(model: Path, choice: Path, best: dict[Path, Setting], tuned_at: str
 
 def export_variants(path: Path) -> list[tuple[Path, bool]]:
     """`path` first, then the other files of its export (fp32, int8, int4 beside it), each with
-    whether it may run in `path`'s place: its export's report.json holds its sha256 and figures
-    within the report's own guards. `path` itself is always a candidate: the user chose it."""
+    whether it may run in `path`'s place: its export's report.json passed, and holds its sha256 and
+    figures within the report's own guards. `path` itself is always a candidate: the user chose it."""
     folder = path.resolve().parent
     variants = [(path, True)]
     try:
         report = json.loads((folder / contract.REPORT_NAME).read_text(encoding="utf-8"))
-        files, guards = report["files"], report["guards"]
+        files, guards = (report["files"], report["guards"]) if report.get("passed", True) else ({}, {})
     except (OSError, ValueError, KeyError, TypeError):  # no report, or not one of ours: nothing vouched for
         files, guards = {}, {}
     for name in contract.FILE_NAMES.values():
@@ -200,8 +200,9 @@ def _vouched(figures: object, guards: dict[str, Any], path: Path) -> bool:
             return False
         if figures["quantization"] == "fp32":
             return figures["max_abs_logit_diff"] <= guards["max_fp32_logit_diff"]
+        agreement = figures.get("clear_agreement", figures["next_word_agreement"])  # the first without near-ties
         return (
-            figures["next_word_agreement"] >= guards["min_int8_agreement"]
+            agreement >= guards["min_int8_agreement"]
             and figures["accuracy_drop_points"] <= guards["max_int8_accuracy_drop"]
         )
     except (KeyError, TypeError):

@@ -186,6 +186,9 @@ GUARDS = {
 }  # fmt: skip
 
 
+FIGURES = {"fp32 parity", "int8 agreement", "int8 accuracy drop"}  # guards on measured figures
+
+
 @pytest.mark.parametrize("case", GUARDS)
 def test_a_tripped_guard_refuses_the_export_and_keeps_the_previous_files(exported, tmp_path, case):
     checkpoint, previous, _ = exported
@@ -193,9 +196,33 @@ def test_a_tripped_guard_refuses_the_export_and_keeps_the_previous_files(exporte
     shutil.copytree(previous, out)
     before = snapshot(out)
     kwargs, options, phrase = GUARDS[case]
-    with pytest.raises(ExportGuardError, match=phrase):
+    with pytest.raises(ExportGuardError, match=phrase) as refused:
         export_checkpoint(checkpoint, CHECKPOINT_NAME, out, options, **kwargs)
-    assert snapshot(out) == before  # no temporary file left behind either
+    after = snapshot(out)  # no temporary file left behind either
+    assert set(after) == set(before)
+    assert all(after[name] == before[name] for name in before if name != REPORT_NAME)  # the models kept
+    if case not in FIGURES:  # refused before anything was measured: nothing to report
+        assert after[REPORT_NAME] == before[REPORT_NAME] and refused.value.table is None
+        return
+    report = json.loads(after[REPORT_NAME])  # the refused files' figures, marked failed
+    assert report["passed"] is False and phrase in report["failures"][0]
+    assert "parity over 201 windows" in refused.value.table
+    assert set(report["files"]) == {FP32_NAME, INT8_NAME}
+    assert report["guards"]["min_int8_agreement"] == options.min_int8_agreement
+
+
+def test_agreement_leaves_out_near_ties_and_says_in_the_options_units(exported, tmp_path):
+    """A file that flips only near-ties passes; the guard's message gives the share as a fraction,
+    as the option takes it."""
+    checkpoint, _, _ = exported
+    result = export_checkpoint(checkpoint, CHECKPOINT_NAME, tmp_path / "a", dataclasses.replace(LENIENT, int4=True))
+    for report in result.files:
+        assert report.clear_windows < 201 and report.clear_agreement >= report.next_word_agreement - 1e-9
+    strict = dataclasses.replace(LENIENT, min_int8_agreement=1.0, near_tie_margin=0.0)
+    flips = [r for r in result.files[1:] if r.next_word_agreement < 1.0]
+    if flips:  # a tiny model is unsure enough that some file flips a window
+        with pytest.raises(ExportGuardError, match=r"is 0\.\d{4}, below --min-int8-agreement 1;"):
+            export_checkpoint(checkpoint, CHECKPOINT_NAME, tmp_path / "b", dataclasses.replace(strict, int4=True))
 
 
 def test_the_float_lstm_guard_reads_the_graph(exported, tmp_path):
@@ -214,8 +241,12 @@ def test_a_guard_names_its_figure_value_and_option_on_the_command_line(tiny_run,
     result = run_command(
         "fable-export", str(run / CHECKPOINT_NAME), "--out", str(tmp_path), "--max-fp32-logit-diff", "0"
     )
-    assert_clean_failure(result, 1, "fp32 largest |logit - torch|", "--max-fp32-logit-diff 0", "previous files kept")
-    assert snapshot(tmp_path) == {}
+    assert_clean_failure(
+        result, 1, "fp32 largest |logit - torch|", "--max-fp32-logit-diff 0", "previous model files kept"
+    )
+    assert "parity over 201 windows" in result.stdout  # the whole table, before the error
+    assert set(snapshot(tmp_path)) == {REPORT_NAME}  # the figures, and no model file
+    assert json.loads((tmp_path / REPORT_NAME).read_text())["passed"] is False
 
 
 # --- interruptions and bad input --------------------------------------------------------------

@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch", reason='needs the train extra: pip install 
 from fable.cli import run_app
 from fable.training.checkpoint import CHECKPOINT_NAME
 from fable.training.cli import app
+from fable.training.metrics import read_metrics
 
 from .helpers import run_command, snapshot
 
@@ -156,7 +157,8 @@ def test_a_run_on_your_own_text_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr
     assert {"checkpoint.pt", "metrics.jsonl", "curves.png"} <= set(snapshot(out))
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "next-word accuracy over all windows" in result.stdout and "on cpu" in result.stdout
+    assert "of windows, ceiling 100.0%" in result.stdout and "on cpu" in result.stdout  # no context repeats
+    assert all(row["ceiling"] == 1.0 for row in read_metrics(out / "metrics.jsonl"))
     assert "Traceback" not in result.stderr
     resumed = run_command(
         "fable-train", "--resume", "--corpus", str(text), "--steps", "40", "--out", str(out), "--no-progress"

@@ -20,6 +20,7 @@ from fable.contract import ModelConfig
 from fable.errors import UsageError
 
 from .config import TrainConfig
+from .corpus import ceiling
 from .model import WordLSTM
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -45,6 +46,11 @@ class Checkpoint:
     model_state: dict[str, torch.Tensor]
     optimizer_state: dict[str, Any]
     rng_state: dict[str, Any]  # torch's and the data sampler's generators, and the sampler's position
+
+    @property
+    def ceiling(self) -> float:
+        """The best accuracy any model with this window can reach on the checkpoint's corpus."""
+        return ceiling(self.ids, self.config.model.window).accuracy
 
     def build_model(self) -> WordLSTM:
         model = WordLSTM(self.config.model, len(self.vocabulary))

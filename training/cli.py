@@ -111,7 +111,9 @@ def _summary(result: TrainResult, out: Path) -> str:
     return "\n".join([
         f"done: step {ck.step} of {ck.config.steps} on {ck.device} in {result.wall_seconds:.1f} s "
         f"(run total {ck.elapsed:.1f} s)",
-        f"  next-word accuracy over all windows: {ev.correct}/{ev.windows} = {100 * ev.accuracy:.1f}%",
+        f"  next-word accuracy: {ev.correct}/{ev.windows} = {100 * ev.accuracy:.1f}% of windows, "
+        f"ceiling {100 * result.ceiling.accuracy:.1f}% ({100 * ev.correct / result.ceiling.correct:.1f}% of it; "
+        f"no model reading {ck.config.model.window} words gets more than {result.ceiling.correct} right)",
         f"  loss {ev.loss:.4f}, perplexity {ev.perplexity:.3f}",
         f"  checkpoint {out / CHECKPOINT_NAME}",
         f"  metrics    {out / 'metrics.jsonl'}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 from dataclasses import dataclass
 from importlib import resources
@@ -27,6 +28,29 @@ class Corpus:
     def windows(self, window: int) -> tuple[np.ndarray, np.ndarray]:
         """contexts [N, window] and next-word labels [N]."""
         return make_windows(self.ids, window)
+
+
+@dataclass(frozen=True)
+class Ceiling:
+    """The most windows any model that reads `window` words can get right on a corpus."""
+
+    correct: int
+    windows: int
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.windows
+
+
+def ceiling(ids: np.ndarray, window: int) -> Ceiling:
+    """A model sees only the context, so a context followed by different words in different places
+    is right at most as often as its most frequent next word: the sum of those counts is the most
+    any model with this window can get right, however long it trains."""
+    contexts, labels = make_windows(ids, window)
+    followers: dict[tuple[int, ...], collections.Counter] = collections.defaultdict(collections.Counter)
+    for context, label in zip(map(tuple, contexts.tolist()), labels.tolist()):
+        followers[context][label] += 1
+    return Ceiling(sum(max(counts.values()) for counts in followers.values()), len(labels))
 
 
 def fable_path() -> Path:

@@ -61,6 +61,9 @@ def plot_curves(metrics_path: Path, out: Path) -> None:
     loss_axes.set(xlabel="step", ylabel="cross-entropy", yscale="log", title="loss")
     accuracy_axes.plot(steps, [100 * row["accuracy"] for row in rows], label="all windows")
     accuracy_axes.plot(steps, [100 * row["train_accuracy"] for row in rows], label="training steps", alpha=0.6)
+    if rows and "ceiling" in rows[-1]:  # the best any model with this window can do on this corpus
+        ceiling = 100 * rows[-1]["ceiling"]
+        accuracy_axes.axhline(ceiling, color="grey", linestyle="--", label=f"ceiling {ceiling:.1f}%")
     accuracy_axes.set(xlabel="step", ylabel="%", ylim=(0, 100), title="next-word accuracy")
     for axes in (loss_axes, accuracy_axes):
         axes.grid(alpha=0.3)

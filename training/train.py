@@ -14,7 +14,7 @@ from fable.errors import FableError, UsageError
 
 from .checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from .config import TrainConfig
-from .corpus import Corpus
+from .corpus import Ceiling, Corpus, ceiling
 from .data import TutorialWalk, WindowBatches
 from .evaluate import Evaluation, evaluate
 from .metrics import MetricsLog
@@ -31,6 +31,7 @@ class TrainResult:
     checkpoint: Checkpoint
     evaluation: Evaluation
     wall_seconds: float  # this invocation only
+    ceiling: Ceiling  # the most windows any model with this window can get right on the corpus
 
 
 def resolve_device(requested: str) -> str:
@@ -97,6 +98,7 @@ def _train(
     else:
         batches = WindowBatches(corpus.ids, config.model.window, config.batch_size, device, data_rng)
     contexts, labels = (torch.from_numpy(a).to(device) for a in corpus.windows(config.model.window))
+    best = ceiling(corpus.ids, config.model.window)
 
     step, elapsed_before, last = 0, 0.0, None
     if resume is not None:
@@ -147,7 +149,8 @@ def _train(
                 last = evaluate(model, contexts, labels)
                 train_loss, train_accuracy = running_loss / running_count, running_correct / running_count
                 metrics.write(step=step, loss=last.loss, accuracy=last.accuracy, correct=last.correct,
-                              windows=last.windows, perplexity=last.perplexity, train_loss=train_loss,
+                              windows=last.windows, ceiling=best.accuracy, of_ceiling=last.correct / best.correct,
+                              perplexity=last.perplexity, train_loss=train_loss,
                               train_accuracy=train_accuracy, lr=learning_rate(config, step), elapsed=clock())  # fmt: skip
                 if config.sampling == "tutorial":
                     progress.write(_tutorial_line(step, train_loss, train_accuracy, x, y, logits, corpus.vocabulary))
@@ -164,7 +167,7 @@ def _train(
     if saved is None:  # a resumed run that was already complete
         saved = checkpoint(last)
     final = last or evaluate(model, contexts, labels)
-    return TrainResult(checkpoint=saved, evaluation=final, wall_seconds=time.perf_counter() - started)
+    return TrainResult(saved, final, time.perf_counter() - started, best)
 
 
 def _interrupted(out: Path, step: int | None) -> str:

@@ -137,7 +137,11 @@ def model_card(model: Model) -> str:
         ),
         ("settings", model.settings),
         ("graph", f"{meta.graph} ({'one batched step per word' if meta.graph == 'step' else 'whole window per word'})"),
-        ("accuracy", f"{100 * prov.accuracy:.1f}% of next words over the training windows"),
+        (
+            "accuracy",
+            f"{100 * prov.accuracy:.1f}% of next words over the training windows"
+            + (f", of a ceiling of {100 * prov.ceiling:.1f}%" if prov.ceiling is not None else ""),
+        ),
         ("trained on", f"{prov.corpus_name} (sha256 {prov.corpus_sha256[:16]}...)"),
         ("training", f"{prov.preset} preset, {prov.steps:,} steps on {prov.device}, seed {prov.seed}"),
         ("made by", f"{meta.producer}, model format {meta.format_version}, tokenizer {meta.tokenizer_version}"),

@@ -13,7 +13,7 @@ from fable.cli import choices, new_app, run_app
 
 from ..checkpoint import load_checkpoint
 from .exporter import FP32_NAME, INT4_NAME, INT8_NAME, REPORT_NAME, ExportOptions, export_checkpoint
-from .quantize import INT4_BLOCK_SIZES
+from .quantize import INT4_BLOCK_SIZES, ExportGuardError
 
 app = new_app()
 _d = ExportOptions()
@@ -33,7 +33,8 @@ def main(
     int4: Annotated[bool, typer.Option("--int4", help=f"also write {INT4_NAME}: 4-bit weights (onnxruntime's MatMulNBits), held to the int8 guards")] = _d.int4,
     int4_block_size: Annotated[BlockSize, typer.Option(help="weights per int4 scale, along each column")] = DEFAULT_BLOCK_SIZE,
     max_fp32_logit_diff: Annotated[float, typer.Option(min=0.0, help="largest |fp32 logit - torch| allowed")] = _d.max_fp32_logit_diff,
-    min_int8_agreement: Annotated[float, typer.Option(min=0.0, max=1.0, help="least share of windows whose int8 (and int4) next word is torch's")] = _d.min_int8_agreement,
+    min_int8_agreement: Annotated[float, typer.Option(min=0.0, max=1.0, help="least share (a fraction) of the windows away from near-ties whose int8 (and int4) next word is torch's")] = _d.min_int8_agreement,
+    near_tie_margin: Annotated[float, typer.Option(min=0.0, help="torch's top two logits closer than this are a near-tie, left out of that share")] = _d.near_tie_margin,
     max_int8_accuracy_drop: Annotated[float, typer.Option(min=0.0, help="most accuracy points int8 (and int4) may lose against fp32")] = _d.max_int8_accuracy_drop,
     max_float_elements: Annotated[int, typer.Option(min=1, help="no float weight this large may stay in the int8 file")] = _d.max_float_elements,
     max_windows: Annotated[int, typer.Option(min=1, help="measure at most this many windows (an even sample)")] = _d.max_windows,
@@ -44,6 +45,7 @@ def main(
         int4_block_size=int(int4_block_size.value),
         max_fp32_logit_diff=max_fp32_logit_diff,
         min_int8_agreement=min_int8_agreement,
+        near_tie_margin=near_tie_margin,
         max_int8_accuracy_drop=max_int8_accuracy_drop,
         max_float_elements=max_float_elements,
         max_windows=max_windows,
@@ -51,7 +53,12 @@ def main(
     loaded = load_checkpoint(checkpoint)
     out = out or checkpoint.parent / "exported"
     with output_folder(out):
-        result = export_checkpoint(loaded, str(checkpoint), out, options)
+        try:
+            result = export_checkpoint(loaded, str(checkpoint), out, options)
+        except ExportGuardError as refused:
+            if refused.table:  # the figures that failed, before the one-line error
+                typer.echo(refused.table)
+            raise
     typer.echo(result.table)
     written = [out / f.file for f in result.files] + [out / REPORT_NAME]
     typer.echo(f"wrote {', '.join(map(str, written[:-1]))} and {written[-1]}")

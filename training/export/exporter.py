@@ -17,7 +17,7 @@ from pathlib import Path
 import onnx
 
 from fable import __version__, contract
-from fable.atomic import atomic_paths
+from fable.atomic import atomic_paths, write_text
 from fable.contract import FILE_NAMES, REPORT_NAME, ModelMetadata, Provenance
 
 from ..checkpoint import Checkpoint
@@ -37,7 +37,11 @@ class ExportOptions:
     int4: bool = False  # also write fable.int4.onnx (step graph only)
     int4_block_size: int = DEFAULT_INT4_BLOCK
     max_fp32_logit_diff: float = 1e-4
-    min_int8_agreement: float = 0.99  # share of windows whose greedy next word is PyTorch's (int8 and int4)
+    # Share of the windows not near a tie (PyTorch's top two logits more than `near_tie_margin`
+    # apart) whose int8 (and int4) greedy next word is PyTorch's. At a near-tie the two words are
+    # about as likely, and a quantized model choosing the other loses the user nothing.
+    min_int8_agreement: float = 0.99
+    near_tie_margin: float = 0.5  # logits: the top word at most e^0.5 = 1.65 times as likely as the next
     max_int8_accuracy_drop: float = 0.5  # points of accuracy lost against fp32 (int8 and int4)
     max_float_elements: int = 512 * 512  # no float matrix this big may survive quantization
     continuation_words: int = 32
@@ -73,6 +77,7 @@ def metadata_for(checkpoint: Checkpoint, graph: str, quantization: str) -> Model
             accuracy=checkpoint.accuracy,
             device=checkpoint.device,
             seed=checkpoint.config.seed,
+            ceiling=checkpoint.ceiling,
         ),
         producer=f"fable {__version__}",
     )
@@ -138,7 +143,8 @@ def export_checkpoint(
     options: ExportOptions = ExportOptions(),
     quantize: Quantizer | None = None,
 ) -> ExportResult:
-    """Export, prove, and only then put the files in `out`."""
+    """Export, prove, and only then put the files in `out`. A file whose figures fail a guard
+    leaves the previous model files in place, and a report.json marked failed with its figures."""
     if options.int4 and options.graph != contract.GRAPH_STEP:
         raise ExportGuardError("int4 files are made of the step graph only; drop --int4 or --graph window")
     out.mkdir(parents=True, exist_ok=True)
@@ -147,27 +153,45 @@ def export_checkpoint(
     contexts, labels, total = select_windows(checkpoint.ids, meta.config.window, options.max_windows)
     reference = torch_reference(torch_model, contexts, labels, options.continuation_words)
     names = [FILE_NAMES[q] for q in options.quantizations]
-    with atomic_paths(*(out / name for name in names), out / REPORT_NAME) as temporary:
-        paths = dict(zip(options.quantizations, temporary))
-        weights = weights_from_torch(torch_model)
-        build_files(weights, meta, paths, options.max_float_elements, quantize, options.int4_block_size)
-        files = [measure_file(paths[q], reference, FILE_NAMES[q]) for q in options.quantizations]
-        fp32 = files[0]
-        files = [fp32] + [replace(f, accuracy_drop_points=100 * (fp32.accuracy - f.accuracy)) for f in files[1:]]
-        _guard_numbers(files, options)
-        report = {
-            "producer": f"fable {__version__}",
-            "checkpoint": checkpoint_name,
-            "corpus": {"name": checkpoint.corpus_name, "sha256": checkpoint.corpus_sha256},
-            "windows_measured": len(labels),
-            "windows_total": total,
-            "torch": {"correct": reference.correct, "accuracy": reference.correct / len(labels)},
-            "files": {r.file: r.as_dict() for r in files},
-            "guards": asdict(options),
-        }
-        temporary[-1].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        # Leaving the block renames each temporary file over its target, in the order opened.
-    return ExportResult(files, format_table(files, reference, total), report)
+    try:
+        with atomic_paths(*(out / name for name in names), out / REPORT_NAME) as temporary:
+            paths = dict(zip(options.quantizations, temporary))
+            weights = weights_from_torch(torch_model)
+            build_files(weights, meta, paths, options.max_float_elements, quantize, options.int4_block_size)
+            margin = options.near_tie_margin
+            measured = [measure_file(paths[q], reference, FILE_NAMES[q], margin) for q in options.quantizations]
+            fp32 = measured[0]
+            files = [fp32] + [replace(f, accuracy_drop_points=100 * (fp32.accuracy - f.accuracy)) for f in measured[1:]]
+            table = format_table(files, reference, total)
+            failures = _failed_guards(files, options)
+            report = {
+                "producer": f"fable {__version__}",
+                "checkpoint": checkpoint_name,
+                "corpus": {"name": checkpoint.corpus_name, "sha256": checkpoint.corpus_sha256},
+                "windows_measured": len(labels),
+                "windows_total": total,
+                "torch": {"correct": reference.correct, "accuracy": reference.correct / len(labels)},
+                "files": {r.file: r.as_dict() for r in files},
+                "guards": asdict(options),
+                "passed": not failures,
+                "failures": failures,
+            }
+            if failures:  # leaving by an exception removes the temporary files, the targets untouched
+                raise _Refused(report, table)
+            temporary[-1].write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+            # Leaving the block renames each temporary file over its target, in the order opened.
+    except _Refused as refused:
+        write_text(out / REPORT_NAME, json.dumps(refused.report, indent=2) + "\n")  # the refused files' figures
+        raise ExportGuardError(
+            f"guard: {refused.report['failures'][0]}; previous model files kept, the figures are in {out / REPORT_NAME}",
+            refused.table,
+        ) from None
+    return ExportResult(files, table, report)
+
+
+class _Refused(Exception):
+    def __init__(self, report: dict, table: str):
+        self.report, self.table = report, table
 
 
 def window_baseline(fp32_step_file: Path, out_dir: Path) -> tuple[Path, Path]:
@@ -189,19 +213,22 @@ def _check(path: Path) -> None:
         raise ExportGuardError(f"guard: onnx.checker refuses {path.name}: {str(error).splitlines()[0]}") from None
 
 
-def _guard_numbers(files: list[FileReport], options: ExportOptions) -> None:
+def _failed_guards(files: list[FileReport], options: ExportOptions) -> list[str]:
+    """Each guard the figures fail, as a line naming the figure, its value and the option, in the
+    option's own units."""
     fp32 = files[0]
     checks = [
-        (fp32.max_abs_logit_diff > options.max_fp32_logit_diff, "fp32 largest |logit - torch|",
-         f"{fp32.max_abs_logit_diff:.3g}", f"above --max-fp32-logit-diff {options.max_fp32_logit_diff:g}"),
+        (fp32.max_abs_logit_diff > options.max_fp32_logit_diff,
+         f"fp32 largest |logit - torch| is {fp32.max_abs_logit_diff:.3g}, above --max-fp32-logit-diff {options.max_fp32_logit_diff:g}"),
     ]  # fmt: skip
     for f in files[1:]:
         checks += [
-            (f.next_word_agreement < options.min_int8_agreement, f"{f.quantization} greedy next-word agreement with torch",
-             f"{100 * f.next_word_agreement:.2f}%", f"below --min-int8-agreement {options.min_int8_agreement:g}"),
-            (f.accuracy_drop_points > options.max_int8_accuracy_drop, f"{f.quantization} accuracy drop against fp32",
-             f"{f.accuracy_drop_points:.2f} points", f"above --max-int8-accuracy-drop {options.max_int8_accuracy_drop:g}"),
+            (f.clear_agreement < options.min_int8_agreement,
+             f"{f.quantization} greedy next-word agreement with torch away from near-ties (top two logits more than "
+             f"{options.near_tie_margin:g} apart, {f.clear_windows:,} windows) is {f.clear_agreement:.4f}, "
+             f"below --min-int8-agreement {options.min_int8_agreement:g}"),
+            (f.accuracy_drop_points > options.max_int8_accuracy_drop,
+             f"{f.quantization} accuracy drop against fp32 is {f.accuracy_drop_points:.2f} points, "
+             f"above --max-int8-accuracy-drop {options.max_int8_accuracy_drop:g}"),
         ]  # fmt: skip
-    for tripped, figure, value, limit in checks:
-        if tripped:
-            raise ExportGuardError(f"guard: {figure} is {value}, {limit}; previous files kept")
+    return [line for tripped, line in checks if tripped]

@@ -68,7 +68,12 @@ def int4_blocks(weight: np.ndarray, block_size: int) -> tuple[np.ndarray, np.nda
 
 
 class ExportGuardError(FableError):
-    """An exported file failed a check; the previous files are left in place (exit 1)."""
+    """An exported file failed a check; the previous files are left in place (exit 1). `table`:
+    the parity table of the refused files, when the refusal came from their figures."""
+
+    def __init__(self, message: str, table: str | None = None):
+        super().__init__(message)
+        self.table = table
 
 
 def quantize_window_int8(fp32_path: Path, int8_path: Path) -> None:

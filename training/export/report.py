@@ -40,6 +40,8 @@ class FileReport:
     accuracy: float
     max_abs_logit_diff: float  # against PyTorch, over all windows measured
     next_word_agreement: float  # share of windows whose greedy next word is PyTorch's
+    clear_agreement: float  # the same, over the windows where PyTorch's top two logits are not near a tie
+    clear_windows: int  # how many windows that is
     continuation_agreement: float  # share of windows whose greedy continuation is PyTorch's, word for word
     accuracy_drop_points: float | None = None  # int8 only: fp32 accuracy minus this one's, in points
 
@@ -66,7 +68,14 @@ def torch_reference(model: WordLSTM, contexts: np.ndarray, labels: np.ndarray, w
     )
 
 
-def measure_file(path: Path, reference: TorchReference, name: str) -> FileReport:
+def clear_windows(logits: np.ndarray, margin: float) -> np.ndarray:
+    """Which windows' top two logits [N, vocab] are more than `margin` apart: a quantized model
+    that picks the other word there has lost something, not flipped a coin PyTorch nearly flipped."""
+    top_two = np.sort(logits, axis=1)[:, -2:]
+    return top_two[:, 1] - top_two[:, 0] > margin
+
+
+def measure_file(path: Path, reference: TorchReference, name: str, near_tie_margin: float) -> FileReport:
     """Decode every reference window as a prompt with the runtime, exactly as an app would; `name`
     is what the file will be called (it is measured under a temporary name)."""
     model = fable.Model(path)  # exactly as given: no tuned settings of this machine
@@ -75,6 +84,8 @@ def measure_file(path: Path, reference: TorchReference, name: str) -> FileReport
     continuations = np.array([list(model.stream_ids(context, words, Sampling())) for context in reference.contexts])
     correct = int((logits.argmax(axis=1) == reference.labels).sum())
     windows = len(reference.labels)
+    agrees = logits.argmax(axis=1) == reference.logits.argmax(axis=1)
+    clear = clear_windows(reference.logits, near_tie_margin)
     return FileReport(
         file=name,
         quantization=model.metadata.quantization,
@@ -85,7 +96,9 @@ def measure_file(path: Path, reference: TorchReference, name: str) -> FileReport
         windows=windows,
         accuracy=correct / windows,
         max_abs_logit_diff=float(np.abs(logits - reference.logits).max()),
-        next_word_agreement=float((logits.argmax(axis=1) == reference.logits.argmax(axis=1)).mean()),
+        next_word_agreement=float(agrees.mean()),
+        clear_agreement=float(agrees[clear].mean()) if clear.any() else 1.0,
+        clear_windows=int(clear.sum()),
         continuation_agreement=float((continuations == reference.continuations).all(axis=1).mean()),
     )
 
@@ -93,13 +106,15 @@ def measure_file(path: Path, reference: TorchReference, name: str) -> FileReport
 def format_table(reports: list[FileReport], reference: TorchReference, total_windows: int) -> str:
     windows = len(reference.labels)
     sampled = "" if windows == total_windows else f" (an even sample of {windows:,} of {total_windows:,})"
-    rows = [("file", "size", "accuracy", "max |Δlogit|", "next word = torch", "32 words = torch", "drop")]
-    rows.append(("torch (checkpoint)", "", f"{reference.correct}/{windows}", "", "", "", ""))
+    rows = [("file", "size", "accuracy", "max |Δlogit|", "next word = torch", "away from ties", "32 words = torch",
+             "drop")]  # fmt: skip
+    rows.append(("torch (checkpoint)", "", f"{reference.correct}/{windows}", "", "", "", "", ""))
     for r in reports:
         drop = "" if r.accuracy_drop_points is None else f"{r.accuracy_drop_points:+.2f} pt"
         rows.append((r.file, f"{r.bytes / 1e6:.2f} MB", f"{r.correct}/{r.windows} ({100 * r.accuracy:.1f}%)",
                      f"{r.max_abs_logit_diff:.2e}", f"{100 * r.next_word_agreement:.1f}%",
-                     f"{100 * r.continuation_agreement:.1f}%", drop))  # fmt: skip
+                     f"{100 * r.clear_agreement:.1f}% of {r.clear_windows:,}", f"{100 * r.continuation_agreement:.1f}%",
+                     drop))  # fmt: skip
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
