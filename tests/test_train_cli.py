@@ -165,3 +165,25 @@ def test_a_run_on_your_own_text_end_to_end(tmp_path):
     )
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming at step 30" in resumed.stdout and "step 40 of 40" in resumed.stdout
+
+
+def test_evaluations_read_a_sample_along_the_way_and_every_window_at_the_end(capsys, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, err = fable_train(capsys, "--steps", "30", "--hidden", "32", "--eval-every", "10",
+                                    "--eval-windows", "50", "--threads", "1", "--out", str(out), "--no-progress")  # fmt: skip
+    assert code == 0, err
+    rows = read_metrics(out / "metrics.jsonl")
+    assert [(r["step"], r["windows"], r["sampled"]) for r in rows] == [(10, 50, True), (20, 50, True), (30, 201, False)]
+    assert rows[-1]["eval_seconds"] > 0 and "evaluating took" in stdout
+    assert f"{rows[-1]['correct']}/201" in stdout  # the summary's accuracy is over every window
+
+
+def test_resume_may_change_how_often_it_evaluates_and_saves(capsys, tmp_path):
+    out = tmp_path / "run"
+    assert fable_train(capsys, "--steps", "20", "--hidden", "32", "--eval-every", "10", "--out", str(out),
+                       "--no-progress")[0] == 0  # fmt: skip
+    code, stdout, err = fable_train(capsys, "--resume", "--steps", "32", "--eval-every", "4", "--checkpoint-every",
+                                    "8", "--out", str(out), "--no-progress")  # fmt: skip
+    assert code == 0, err
+    assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [10, 20, 24, 28, 32]
+    assert torch.load(out / CHECKPOINT_NAME, weights_only=True)["config"]["eval_every"] == 4

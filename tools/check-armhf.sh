@@ -59,7 +59,7 @@ in_chroot '
   echo "$(uname -m), Python $(python3 -c "import platform; print(platform.python_version())"), numpy $(python3 -c "import numpy; print(numpy.__version__)") from Debian; no onnxruntime"'
 armhf=$(in_chroot 'cd /tmp && /opt/fable-venv/bin/fable-run "the old mouse"')
 say "armhf:  $armhf"
-in_chroot 'cd /tmp && /opt/fable-venv/bin/fable-run --info | grep -E "backend|file"'
+in_chroot 'cd /tmp && /opt/fable-venv/bin/fable-run --info | grep -E "^(backend|file) "'
 in_chroot 'cd /tmp && /opt/fable-venv/bin/fable-bench --words 200'
 
 host_run=$(command -v fable-run || ls "$root/.venv/bin/fable-run" 2>/dev/null || true)

@@ -15,7 +15,7 @@ from fable.contract import MAX_HIDDEN, MAX_LAYERS, MAX_WINDOW
 from fable.errors import UsageError
 
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
-from .config import DEVICES, MAX_SEED, MAX_STEPS, PRESETS, TrainConfig
+from .config import DEVICES, MAX_EVAL_WINDOWS, MAX_SEED, MAX_STEPS, MAX_THREADS, PRESETS, RESUMABLE, TrainConfig
 from .corpus import load_corpus
 from .metrics import plot_curves
 from .progress import Progress
@@ -39,13 +39,16 @@ def main(
     window: Annotated[int | None, typer.Option(min=1, max=MAX_WINDOW, help="words read to predict the next", show_default=str(_default.model.window))] = None,
     eval_every: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="steps between evaluations", show_default=f"the preset's: {_default.eval_every} for default")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="steps between checkpoints", show_default=f"the preset's: {_default.checkpoint_every} for default")] = None,
+    eval_windows: Annotated[int | None, typer.Option(min=1, max=MAX_EVAL_WINDOWS, help="windows each evaluation reads, an even sample (the last reads all)", show_default=str(_default.eval_windows))] = None,
+    threads: Annotated[int | None, typer.Option(min=1, max=MAX_THREADS, help="torch's CPU threads", show_default="torch's choice")] = None,
     out: Annotated[Path | None, typer.Option(help="output folder", show_default="runs/PRESET")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the checkpoint in --out")] = False,
     progress: Annotated[bool, typer.Option(help="draw a progress bar", show_default="on a terminal")] = sys.stderr.isatty(),
 ) -> None:  # fmt: skip
     preset_name = preset.value if preset is not None else None
     out = out or Path("runs") / (preset_name or "default")
-    flags = {"steps": steps, "seed": seed, "eval_every": eval_every, "checkpoint_every": checkpoint_every}
+    flags = {"steps": steps, "seed": seed, "eval_every": eval_every, "checkpoint_every": checkpoint_every,
+             "eval_windows": eval_windows}  # fmt: skip
     model_flags = {"layers": layers, "hidden": hidden, "window": window}
     resolved_device = resolve_device(device.value)
     if resume:
@@ -71,7 +74,7 @@ def main(
         f"{config.steps} steps on {resolved_device}" + (f", resuming at step {checkpoint.step}" if checkpoint else "")
     )
     with output_folder(out):
-        result = train(text, config, resolved_device, out, checkpoint, Progress(config.steps, bar=progress))
+        result = train(text, config, resolved_device, out, checkpoint, Progress(config.steps, bar=progress), threads)
     plot_curves(out / "metrics.jsonl", out / "curves.png")
     typer.echo(_summary(result, out))
 
@@ -84,11 +87,12 @@ def _fresh_config(preset: TrainConfig, flags: dict, model_flags: dict) -> TrainC
 def _resume_config(
     saved: TrainConfig, checkpoint_step: int, preset: str | None, flags: dict, model_flags: dict
 ) -> TrainConfig:
-    """The checkpoint's recipe; --steps may extend it, other flags must agree with it."""
+    """The checkpoint's recipe; --steps may extend it and how often to evaluate and save may change
+    (RESUMABLE); other flags must agree with it."""
     clashes = [f"--{k.replace('_', '-')} {v} (checkpoint: {getattr(saved.model, k)})"
                for k, v in model_flags.items() if v is not None and v != getattr(saved.model, k)]  # fmt: skip
     clashes += [f"--{k.replace('_', '-')} {v} (checkpoint: {getattr(saved, k)})"
-                for k, v in flags.items() if k != "steps" and v is not None and v != getattr(saved, k)]  # fmt: skip
+                for k, v in flags.items() if k not in RESUMABLE and v is not None and v != getattr(saved, k)]  # fmt: skip
     if preset is not None and preset != saved.preset:
         clashes.append(f"--preset {preset} (checkpoint: {saved.preset})")
     if clashes:
@@ -96,7 +100,8 @@ def _resume_config(
     steps = flags["steps"] if flags["steps"] is not None else saved.steps
     if steps < checkpoint_step:
         raise UsageError(f"--steps {steps} is fewer than the {checkpoint_step} the checkpoint has done; ask for more")
-    return dataclasses.replace(saved, steps=steps)
+    changes = {k: v for k, v in flags.items() if k in RESUMABLE and v is not None}
+    return dataclasses.replace(saved, **changes)
 
 
 def _check_fresh_out(out: Path) -> None:
@@ -114,7 +119,8 @@ def _summary(result: TrainResult, out: Path) -> str:
         f"  next-word accuracy: {ev.correct}/{ev.windows} = {100 * ev.accuracy:.1f}% of windows, "
         f"ceiling {100 * result.ceiling.accuracy:.1f}% ({100 * ev.correct / result.ceiling.correct:.1f}% of it; "
         f"no model reading {ck.config.model.window} words gets more than {result.ceiling.correct} right)",
-        f"  loss {ev.loss:.4f}, perplexity {ev.perplexity:.3f}",
+        f"  loss {ev.loss:.4f}, perplexity {ev.perplexity:.3f}; evaluating took {result.eval_seconds:.1f} s "
+        f"({100 * result.eval_seconds / max(result.wall_seconds, 1e-9):.0f}% of this run)",
         f"  checkpoint {out / CHECKPOINT_NAME}",
         f"  metrics    {out / 'metrics.jsonl'}",
         f"  curves     {out / 'curves.png'}",

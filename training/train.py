@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -32,6 +33,7 @@ class TrainResult:
     evaluation: Evaluation
     wall_seconds: float  # this invocation only
     ceiling: Ceiling  # the most windows any model with this window can get right on the corpus
+    eval_seconds: float  # of wall_seconds, spent evaluating
 
 
 def resolve_device(requested: str) -> str:
@@ -68,15 +70,20 @@ def train(
     out: Path,
     resume: Checkpoint | None = None,
     progress: Progress | None = None,
+    threads: int | None = None,
 ) -> TrainResult:
-    """Train until `config.steps`, from scratch or from `resume`; checkpoints go to `out`."""
+    """Train until `config.steps`, from scratch or from `resume`; checkpoints go to `out`.
+    `threads`: torch's CPU threads (None: torch's own choice)."""
     out.mkdir(parents=True, exist_ok=True)
-    saved = torch.backends.mkldnn.enabled
+    saved, saved_threads = torch.backends.mkldnn.enabled, torch.get_num_threads()
     torch.backends.mkldnn.enabled = config.cpu_onednn if device == "cpu" else saved
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         return _train(corpus, config, device, out, resume, progress)
     finally:
         torch.backends.mkldnn.enabled = saved
+        torch.set_num_threads(saved_threads)
 
 
 def _train(
@@ -99,6 +106,11 @@ def _train(
         batches = WindowBatches(corpus.ids, config.model.window, config.batch_size, device, data_rng)
     contexts, labels = (torch.from_numpy(a).to(device) for a in corpus.windows(config.model.window))
     best = ceiling(corpus.ids, config.model.window)
+    # A fixed, even sample for the evaluations along the way; the last evaluation reads every window.
+    sample = torch.from_numpy(np.linspace(0, len(labels) - 1, min(config.eval_windows, len(labels))).round())
+    sample = sample.long().unique().to(device)
+    sampled = len(sample) < len(labels)
+    eval_seconds = 0.0
 
     step, elapsed_before, last = 0, 0.0, None
     if resume is not None:
@@ -146,12 +158,16 @@ def _train(
             running_count += len(y)
             progress.update(step, loss=loss_value, accuracy=last.accuracy if last else None)
             if step % config.eval_every == 0 or step == config.steps:
-                last = evaluate(model, contexts, labels)
+                evaluated = time.perf_counter()
+                whole = step == config.steps or not sampled
+                last = evaluate(model, contexts, labels) if whole else evaluate(model, contexts[sample], labels[sample])
+                eval_seconds += time.perf_counter() - evaluated
                 train_loss, train_accuracy = running_loss / running_count, running_correct / running_count
                 metrics.write(step=step, loss=last.loss, accuracy=last.accuracy, correct=last.correct,
-                              windows=last.windows, ceiling=best.accuracy, of_ceiling=last.correct / best.correct,
-                              perplexity=last.perplexity, train_loss=train_loss,
-                              train_accuracy=train_accuracy, lr=learning_rate(config, step), elapsed=clock())  # fmt: skip
+                              windows=last.windows, sampled=not whole, ceiling=best.accuracy,
+                              of_ceiling=last.accuracy / best.accuracy, perplexity=last.perplexity,
+                              train_loss=train_loss, train_accuracy=train_accuracy, lr=learning_rate(config, step),
+                              elapsed=clock(), eval_seconds=eval_seconds)  # fmt: skip
                 if config.sampling == "tutorial":
                     progress.write(_tutorial_line(step, train_loss, train_accuracy, x, y, logits, corpus.vocabulary))
                 running_loss, running_correct, running_count = 0.0, 0, 0
@@ -166,8 +182,8 @@ def _train(
         metrics.close()
     if saved is None:  # a resumed run that was already complete
         saved = checkpoint(last)
-    final = last or evaluate(model, contexts, labels)
-    return TrainResult(saved, final, time.perf_counter() - started, best)
+    final = last if last is not None and last.windows == len(labels) else evaluate(model, contexts, labels)
+    return TrainResult(saved, final, time.perf_counter() - started, best, eval_seconds)
 
 
 def _interrupted(out: Path, step: int | None) -> str:
