@@ -162,23 +162,21 @@ class TuneResult:
     rows: list[TuneRow]
     choice: TuneRow
     best: dict[Path, TuneRow]  # the fastest setting of each file
-    cache: Path | None
+    cache: Path
 
 
 def tune(
     path: Path,
     words: int = 1500,
     rounds: int = 3,
-    max_threads: int | None = None,
     temperature: float = 1.0,
     report: Callable[[str], None] = lambda _: None,
-    save: bool = True,
 ) -> TuneResult:
     """Time each file of `path`'s export × threads 1..cores × spinning off and on, sampled, in
     `rounds` interleaved rounds (so that a slow spell of the machine hits every setting alike),
     and remember the fastest vouched-for file and each file's fastest setting in the tune cache."""
     variants = export_variants(path)
-    threads = range(1, (max_threads or os.cpu_count() or 1) + 1)
+    threads = range(1, (os.cpu_count() or 1) + 1)
     grid = [(file, t, spin) for file, _ in variants for t in threads for spin in (False, True)]
     gaps: dict[tuple[Path, int, bool], list[np.ndarray]] = {key: [] for key in grid}
     quantization: dict[Path, str] = {}
@@ -198,10 +196,8 @@ def tune(
     ]
     best = {file: min((r for r in rows if r.file == file), key=lambda r: r.word_us) for file, _ in variants}
     choice = min((r for r in best.values() if r.vouched), key=lambda r: r.word_us)
-    cache = None
-    if save:
-        settings = {file: Setting(r.threads, r.spin, r.word_us) for file, r in best.items()}
-        cache = remember(path, choice.file, settings, datetime.datetime.now().isoformat(timespec="seconds"))
+    settings = {file: Setting(r.threads, r.spin, r.word_us) for file, r in best.items()}
+    cache = remember(path, choice.file, settings, datetime.datetime.now().isoformat(timespec="seconds"))
     return TuneResult(rows, choice, best, cache)
 
 

@@ -154,8 +154,8 @@ def remember(model: Path, choice: Path, best: dict[Path, Setting], tuned_at: str
     """Record a tune of `model`: `choice` runs in its place, each file with its best setting.
     Replaces this machine's entry for the same model; written atomically."""
     cache = cache_path()
-    machine, sha = machine_key(), file_sha256(model)
-    hashes = {path: file_sha256(path) for path in best}
+    hashes = {path: file_sha256(path) for path in best}  # `model` is one of them: each file read once
+    machine, sha = machine_key(), hashes.get(model) or file_sha256(model)
     files = [{"file": str(path.resolve()), "sha256": hashes[path], **asdict(best[path])} for path in best]
     entry = {
         "machine": machine,
