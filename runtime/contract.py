@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from .errors import ModelFileError
-from .tokenizer import TOKENIZER_VERSION
+from .tokenizer import TOKENIZER_VERSION, TOKENIZER_VERSIONS
 
 # Bump when a file of the new shape could not be read by older runtimes. Version 2: the step graph
 # takes a batch of sequences and is built of plain products (so its int8 and int4 files round
@@ -200,10 +200,10 @@ def metadata_from_props(props: Mapping[str, str], source: str = "model file") ->
             f"{source} has model format {version}, newer than this fable reads ({FORMAT_VERSION}); upgrade fable"
         )
     tokenizer_version = reader.integer(KEY_TOKENIZER_VERSION, 1, None)
-    if tokenizer_version != TOKENIZER_VERSION:
+    if tokenizer_version not in TOKENIZER_VERSIONS:
         raise ModelFileError(
-            f"{source} needs tokenizer version {tokenizer_version}, this fable has {TOKENIZER_VERSION}; "
-            "use the fable release that exported it"
+            f"{source} needs tokenizer version {tokenizer_version}, this fable reads versions "
+            f"{', '.join(map(str, TOKENIZER_VERSIONS))}; upgrade fable"
         )
     model = reader.json_object(KEY_MODEL)
     config = ModelConfig(

@@ -6,6 +6,12 @@ Each message is one line that names the problem and what to do about it.
 
 from __future__ import annotations
 
+import logging
+
+# Notices: what fable did on its own that a user should know (a cache ignored, a word read as
+# <unk>). Python prints warnings of an unconfigured logger on stderr; apps may route them.
+log = logging.getLogger("fable")
+
 
 class FableError(Exception):
     """Base class of every error fable raises on purpose."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -29,8 +28,9 @@ from .predict import (
     split_partial,
     text_score,
 )
+from .prompt import Lexicon, read, unknown_words
 from .sampling import GREEDY, Sampler, Sampling, make_sampler
-from .tokenizer import tokenize
+from .tokenizer import UNKNOWN, Detokenizer, detokenize, tokenize
 from .tuning import Tuned, lookup
 
 DEFAULT_MODEL = "fable.int8.onnx"  # in `fable.exported`: the shipped default
@@ -76,7 +76,7 @@ class Model:
         self._backend = open_backend(self.path, threads, spin, backend)
         self.metadata = self._backend.metadata
         self.file_bytes = self.path.stat().st_size
-        self._index = {word: i for i, word in enumerate(self.metadata.vocabulary)}
+        self.lexicon = Lexicon(self.metadata.vocabulary, self.metadata.tokenizer_version)
         self._idle: dict[int, list[Decoder]] = {}  # by batch size
         self._lock = threading.Lock()
 
@@ -107,7 +107,27 @@ class Model:
 
     def encode(self, prompt: str) -> list[int]:
         """The ids of the prompt's last `window` tokens, or PromptError saying what is wrong."""
-        return self._ids(self._tokens(prompt, "prompt")[-self.window :], "prompt", self.window)
+        # Every typed word makes at least one token, so the last `window` of them are enough.
+        tail = " ".join(self._text(prompt, "prompt").rsplit(None, self.window)[-self.window :])
+        return self.lexicon.ids(read(tail, self._version), "prompt", self.window, self.window, last=self.window)
+
+    def tokens(self, text: str) -> list[str]:
+        """`text` cut into this model's tokens (the rules of the tokenizer version it was trained with)."""
+        return tokenize(self._text(text, "text"), self._version)
+
+    def detokenize(self, words: Sequence[str], before: str = "") -> str:
+        """Generated `words` as text, joined as prose is written (model files of tokenizer version 1:
+        with a space between every two, as the tutorial printed them). `before`: the prompt, so
+        that a quote it opened is closed."""
+        return detokenize(words, self._version, self.tokens(before) if before else ())
+
+    def text_pieces(self, prompt: str) -> Detokenizer:
+        """A joiner that gives each streamed word with the space before it, after `prompt`."""
+        return Detokenizer(self._version, self.tokens(prompt))
+
+    @property
+    def _version(self) -> int:
+        return self.metadata.tokenizer_version
 
     def suggest(self, text: str, k: int = DEFAULT_SUGGESTIONS) -> list[Suggestion]:
         """The k likeliest next words with their probabilities, likeliest first.
@@ -119,24 +139,29 @@ class Model:
         the state every training window started from, so the missing words are padded exactly as
         in training; the suggestions then rest on less context. (A plain window-graph file has no
         zero state to start from and needs `window` words.) Unknown words are a PromptError, as
-        in `generate`.
+        in `generate`, or <unk> where the model has one; an unfinished word that no known word
+        completes then has no suggestions.
         """
         check_whole("k", k, 1, MAX_SUGGESTIONS)
-        tokens, partial = split_partial(self._text(text, "text"), self._index)
-        if partial and not any(word.startswith(partial) for word in self.vocabulary):
-            raise _unknown_words([partial], self.vocabulary)
+        text = self._text(text, "text")
+        reading, partial = split_partial(text, read(text, self._version), self.lexicon.index)
+        if partial and not any(word.startswith(partial) for word in self.vocabulary if word != UNKNOWN):
+            if self.lexicon.unknown_id is None:
+                raise unknown_words([partial], self.vocabulary)
+            return []  # no word it knows completes it, and it never suggests <unk>
         shortest = 1 if self.metadata.graph == contract.GRAPH_STEP else self.window
-        ids = self._ids(tokens[-self.window :], "text", shortest)
+        ids = self.lexicon.ids(reading, "text", shortest, self.window, last=self.window)
         with self._decoder() as decoder:
             for token in ids:
                 logits = decoder.feed(token)
-            return rank(self.vocabulary, log_softmax(logits), partial, k)
+            return rank(self.vocabulary, log_softmax(logits), partial, k, banned=self.lexicon.unknown_id)
 
     def score(self, text: str) -> TextScore:
         """The log-probability of each word after the first window, given the window before it,
         with their total and the perplexity."""
-        tokens = self._tokens(text, "text")
-        ids = self._ids(tokens, "text", self.window + 1)
+        reading = read(self._text(text, "text"), self._version)
+        ids = self.lexicon.ids(reading, "text", self.window + 1, self.window)
+        tokens = reading.tokens
         scores = []
         with self._decoder() as decoder:
             for position, token in enumerate(ids[:-1]):
@@ -150,21 +175,6 @@ class Model:
             raise PromptError(f"a {what} must be text, not {type(text).__name__}")
         return text
 
-    def _tokens(self, text: str, what: str) -> list[str]:
-        return tokenize(self._text(text, what))
-
-    def _ids(self, tokens: list[str], what: str, least: int) -> list[int]:
-        """The ids of `tokens`: PromptError if there are fewer than `least`, or unknown ones."""
-        if len(tokens) < least:
-            found = f"has {len(tokens)} word{'s' if len(tokens) != 1 else ''}" if tokens else "is empty"
-            raise PromptError(
-                f"the {what} {found}; this model reads {self.window} words at a time, give at least {least}"
-            )
-        unknown = list(dict.fromkeys(t for t in tokens if t not in self._index))
-        if unknown:
-            raise _unknown_words(unknown, self.vocabulary)
-        return [self._index[t] for t in tokens]
-
     def stream(self, prompt: str, words: int = DEFAULT_WORDS, sampling: Sampling = GREEDY) -> Iterator[str]:
         """The generated words, one by one as they are made."""
         ids = self.stream_ids(self.encode(prompt), words, sampling)
@@ -177,7 +187,7 @@ class Model:
         """Word ids after the last `window` ids of `context`; arguments are checked before it starts."""
         context = self._check_ids(context)
         _check_run(words, sampling)
-        return self._stream(context, words, make_sampler(sampling))
+        return self._stream(context, words, self._sampler(sampling))
 
     def next_logits(self, context: Sequence[int]) -> np.ndarray:
         """Logits [vocab] of the word after the last `window` ids of `context` (a copy)."""
@@ -207,9 +217,12 @@ class Model:
                 if made + 1 < words:
                     logits = decoder.feed(token)
 
+    def _sampler(self, sampling: Sampling) -> Sampler:
+        return make_sampler(sampling, banned=self.lexicon.unknown_id)  # generation never says <unk>
+
     def generate(self, prompt: str, words: int = DEFAULT_WORDS, sampling: Sampling = GREEDY) -> str:
-        """The generated words only, separated by spaces; `Sampling()` (the default) is greedy."""
-        return " ".join(self.stream(prompt, words, sampling))
+        """The generated words only, as text (`detokenize`); `Sampling()` (the default) is greedy."""
+        return self.detokenize(list(self.stream(prompt, words, sampling)), prompt)
 
     def generate_batch(
         self, prompts: Sequence[str], words: int = DEFAULT_WORDS, sampling: Sampling = GREEDY
@@ -220,7 +233,7 @@ class Model:
         made: list[list[str]] = [[] for _ in prompts]
         for index, word in self.stream_batch(prompts, words, sampling):
             made[index].append(word)
-        return [" ".join(words) for words in made]
+        return [self.detokenize(words, prompt) for words, prompt in zip(made, prompts)]
 
     def stream_batch(
         self, prompts: Sequence[str], words: int = DEFAULT_WORDS, sampling: Sampling = GREEDY
@@ -256,11 +269,11 @@ class Model:
     def _stream_batch(self, contexts: list[list[int]], words: int, sampling: Sampling) -> Iterator[tuple[int, int]]:
         if not self._backend.batches:
             for index, context in enumerate(contexts):
-                yield from ((index, i) for i in self._stream(context, words, make_sampler(sampling)))
+                yield from ((index, i) for i in self._stream(context, words, self._sampler(sampling)))
             return
         for first in range(0, len(contexts), MAX_BATCH):
             turn = np.array(contexts[first : first + MAX_BATCH], np.int64)  # [batch, window]
-            samplers = [make_sampler(sampling) for _ in turn]
+            samplers = [self._sampler(sampling) for _ in turn]
             with self._decoder(len(turn)) as decoder:
                 for column in range(self.window):
                     logits = decoder.feed_batch(turn[:, column : column + 1])
@@ -291,26 +304,6 @@ def _check_run(words: int, sampling: Sampling) -> None:
     check_whole("words", words, 0, MAX_WORDS)
     if not isinstance(sampling, Sampling):
         raise UsageError(f"sampling must be a fable.Sampling, not {type(sampling).__name__}")
-
-
-def _unknown_words(unknown: list[str], vocabulary: Sequence[str]) -> UnknownWordError:
-    suggestions = {word: difflib.get_close_matches(word, vocabulary, n=3, cutoff=0.6) for word in unknown}
-    parts = [
-        f"{_show(word)} (closest: {', '.join(suggestions[word])})" if suggestions[word] else _show(word)
-        for word in unknown[:5]
-    ]
-    more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
-    noun = "word" if len(unknown) == 1 else "words"
-    return UnknownWordError(
-        f"unknown {noun} {'; '.join(parts)}{more}: the model knows only the {len(vocabulary)} words of its corpus",
-        unknown,
-        suggestions,
-    )
-
-
-def _show(word: str, limit: int = 40) -> str:
-    """A word quoted on one line, control characters escaped, long ones cut."""
-    return repr(word if len(word) <= limit else word[:limit] + "…")
 
 
 def load(

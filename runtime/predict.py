@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .tokenizer import PUNCTUATION, tokenize
+from .prompt import Reading
 
 DEFAULT_SUGGESTIONS = 3
 MAX_SUGGESTIONS = 100_000  # a sanity bound: k past the vocabulary returns all of it
@@ -37,13 +37,13 @@ class TextScore:
         return asdict(self) | {"words": [asdict(w) for w in self.words]}
 
 
-def split_partial(text: str, known: Container[str]) -> tuple[list[str], str]:
+def split_partial(text: str, reading: Reading, known: Container[str]) -> tuple[Reading, str]:
     """The text's finished tokens, and the word still being typed: '' after a space or a mark, or
     when the last word is one the model knows (then it is taken as finished)."""
-    tokens = tokenize(text)
-    if tokens and not text[-1].isspace() and text[-1] not in PUNCTUATION and tokens[-1] not in known:
-        return tokens[:-1], tokens[-1]
-    return tokens, ""
+    tokens = reading.tokens
+    if tokens and not text[-1].isspace() and tokens[-1][-1].isalnum() and tokens[-1] not in known:
+        return reading.without_last(), tokens[-1]
+    return reading, ""
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -53,11 +53,14 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - math.log(np.exp(z).sum())
 
 
-def rank(vocabulary: Sequence[str], log_probabilities: np.ndarray, partial: str, k: int) -> list[Suggestion]:
-    """The k likeliest words that start with `partial`, likeliest first (ties: vocabulary order)."""
+def rank(
+    vocabulary: Sequence[str], log_probabilities: np.ndarray, partial: str, k: int, banned: int | None = None
+) -> list[Suggestion]:
+    """The k likeliest words that start with `partial`, likeliest first (ties: vocabulary order),
+    never the id `banned` (a model's <unk>)."""
     ids = np.argsort(-log_probabilities, kind="stable")
-    if partial:
-        ids = [i for i in ids if vocabulary[i].startswith(partial)]
+    if partial or banned is not None:
+        ids = [i for i in ids if vocabulary[i].startswith(partial) and i != banned]
     return [Suggestion(vocabulary[i], float(np.exp(log_probabilities[i]))) for i in ids[:k]]
 
 

@@ -21,7 +21,7 @@ def generation_record(model: Model, prompt: str, words: int, sampling: Sampling)
     return {
         "prompt": prompt,
         "words": made,
-        "text": " ".join(made),
+        "text": model.detokenize(made, prompt),
         "model": str(model.path),
         "settings": {"words": words, **asdict(sampling), **run_settings(model)},
         "timings": {"first_word_ms": round(first_ms or 0.0, 3), "total_ms": round(total_ms, 3),

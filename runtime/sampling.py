@@ -60,12 +60,26 @@ def greedy(logits: np.ndarray) -> int:
     return int(logits.argmax())  # the first of equal maxima: deterministic
 
 
-def make_sampler(sampling: Sampling) -> Sampler:
+def make_sampler(sampling: Sampling, banned: int | None = None) -> Sampler:
     """A function from logits [vocab] to a word id; one per generation, it owns its random state.
+    `banned`: an id it never returns (a model's <unk>).
 
     Top-k and top-p only choose which words may be drawn; the draw is always the same Gumbel-max
     sampler, over the others set to -inf.
     """
+    sample = _sampler(sampling)
+    if banned is None:
+        return sample
+
+    def without_banned(logits: np.ndarray) -> int:
+        logits = logits.copy()  # the decoder's buffer stays as it was
+        logits[banned] = -np.inf
+        return sample(logits)
+
+    return without_banned
+
+
+def _sampler(sampling: Sampling) -> Sampler:
     if sampling.greedy:
         return greedy
     draw = _temperature_sampler(np.random.default_rng(sampling.seed), sampling.temperature)

@@ -5,8 +5,10 @@ Standard library only (http.server), one thread per request; the model is shared
 GET  /          the page: type and see suggestions, generate and watch the words arrive
 GET  /health    {"status": "ok"}
 GET  /info      the model card: the model file's metadata, path and size
-POST /generate  {"prompt", "words", "temperature", "top_k", "top_p", "seed", "stream"}: the words,
-                or with "stream": true one NDJSON line per word, then a last line with "done"
+POST /generate  {"prompt", "words", "temperature", "top_k", "top_p", "seed", "stream"}: the words
+                and the text, or with "stream": true one NDJSON line per word (its "text" is the
+                word with the space before it, so the lines' texts add up to the whole), then a
+                last line with "done"
 POST /suggest   {"text", "k"}: the likeliest next words, or completions of an unfinished one
 POST /score     {"text"}: each word's log-probability, the total and the perplexity
 
@@ -137,11 +139,13 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/x-ndjson")
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
+        joiner = self.server.model.text_pieces(prompt)
         started = last = time.perf_counter()
         try:
             for index, word in enumerate(made):
                 now = time.perf_counter()
-                self._line({"index": index, "word": word, "ms": round(1000 * (now - last), 3)})
+                text = joiner.piece(word).lstrip(" ") if index == 0 else joiner.piece(word)
+                self._line({"index": index, "word": word, "text": text, "ms": round(1000 * (now - last), 3)})
                 last = now
             self._line({"done": True, "words": words, "total_ms": round(1000 * (time.perf_counter() - started), 3)})
         finally:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import platform
 import sys
@@ -22,12 +21,11 @@ from typing import Any
 from . import contract
 from .atomic import write_text
 from .backend import backend_version
-from .errors import FableError
+from .errors import FableError, log
 
 CACHE_ENV = "FABLE_CACHE_DIR"  # where the cache lives, instead of the platform's cache folder
 CACHE_NAME = "tune.json"
 CACHE_FORMAT = 1
-log = logging.getLogger("fable")
 
 
 @dataclass(frozen=True)

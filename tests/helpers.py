@@ -30,8 +30,10 @@ def fable_continuation(prompt: str, words: int) -> str:
     return " ".join(tokens[start : start + words])
 
 
-# The golden words: the corpus's own continuation of the tutorial's prompt.
-GOLDEN = fable_continuation("the old mouse", 9)  # "said it is easy to propose impossible remedies ."
+# The golden words: the corpus's own continuation of the tutorial's prompt, as the tutorial's
+# tokens, and as the text fable gives back (the words, not the detokenizer's).
+GOLDEN_TOKENS = fable_continuation("the old mouse", 9)  # "said it is easy to propose impossible remedies ."
+GOLDEN = "said it is easy to propose impossible remedies."
 
 
 def fable_windows(window: int = 3) -> list[tuple[tuple[str, ...], str]]:

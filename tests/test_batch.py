@@ -54,7 +54,7 @@ def test_the_stream_yields_each_prompts_word_in_turn(model):
     batch = prompts(3)
     streamed = list(model.stream_batch(batch, 4, Sampling(temperature=1.0, seed=2)))
     assert [index for index, _ in streamed] == [0, 1, 2] * 4
-    assert [" ".join(w for i, w in streamed if i == n) for n in range(3)] == model.generate_batch(
+    assert [model.detokenize([w for i, w in streamed if i == n], batch[n]) for n in range(3)] == model.generate_batch(
         batch, 4, Sampling(temperature=1.0, seed=2)
     )
 

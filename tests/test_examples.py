@@ -15,5 +15,5 @@ def test_the_terminal_autocomplete_suggests_takes_and_finishes():
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "1. mouse" in out and "1. said " in out  # the completion, then the next word once taken
-    assert "the old mouse said it is easy to propose impossible remedies ." in out
+    assert "the old mouse said it is easy to propose impossible remedies. " in out  # text, not tokens
     assert "unknown word 'zebra'" in out and "Traceback" not in out + result.stderr

@@ -361,4 +361,4 @@ def test_the_default_recipe_exports_int8_and_int4_within_the_default_guards(defa
         assert report.correct == 199 and report.windows == 201, report
         assert report.next_word_agreement >= ExportOptions().min_int8_agreement
     int4 = fable.Model(tmp_path / INT4_NAME)
-    assert int4.generate("the old mouse", 9) == "said it is easy to propose impossible remedies ."
+    assert int4.generate("the old mouse", 9) == "said it is easy to propose impossible remedies."

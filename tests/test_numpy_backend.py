@@ -104,7 +104,7 @@ print(model.backend, model.generate("the old mouse", 9))
 def test_numpy_is_chosen_where_onnxruntime_cannot_be_imported():
     result = subprocess.run([sys.executable, "-c", BLOCKED], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "numpy said it is easy to propose impossible remedies ."
+    assert result.stdout.strip() == "numpy said it is easy to propose impossible remedies."
 
 
 def test_onnxruntime_stays_the_default_where_it_is_installed():

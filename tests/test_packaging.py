@@ -41,7 +41,7 @@ def test_a_plain_install_puts_only_fable_at_the_top_level_and_runs_from_anywhere
     assert result.returncode == 0, result.stderr
     where, words = result.stdout.splitlines()
     assert Path(where).is_relative_to(site)
-    assert words == "said it is easy to propose impossible remedies ."
+    assert words == "said it is easy to propose impossible remedies."
 
 
 def test_an_editable_install_maps_the_repositorys_folders():

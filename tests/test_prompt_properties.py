@@ -48,8 +48,9 @@ prompts = st.one_of(
 @example(prompt="x" * 1_000_000)  # one megabyte-long word
 def test_any_prompt_gives_vocabulary_words_or_the_runtimes_own_error(model, prompt):
     try:
-        words = model.generate(prompt, 3, Sampling(1.0, seed=0)).split(" ")
+        words = list(model.stream(prompt, 3, Sampling(1.0, seed=0)))
     except FableError as error:
         assert "\n" not in str(error) and len(str(error)) < 1000
         return
     assert len(words) == 3 and all(word in VOCABULARY for word in words)
+    assert model.tokens(model.detokenize(words, prompt)) == words  # the text reads back as the words

@@ -11,6 +11,7 @@ import fable
 from fable import Sampling
 
 from .helpers import GOLDEN as CONTINUATION
+from .helpers import GOLDEN_TOKENS
 from .helpers import SHIPPED, assert_clean_failure, run_command
 
 GOLDEN = "the old mouse " + CONTINUATION  # the prompt, then the fable's own next words
@@ -25,7 +26,14 @@ def test_the_tutorial_line():
     assert result.returncode == 0, result.stderr
     line = result.stdout.strip()
     assert "\n" not in line and line.startswith(GOLDEN)
-    assert len(line.split()) == 3 + 32
+    assert line == "the old mouse " + fable.load().generate("the old mouse")
+
+
+def test_tokens_prints_the_tutorials_spaced_tokens():
+    result = fable_run("the old mouse", "--tokens")
+    line = result.stdout.strip()
+    assert line.startswith("the old mouse " + GOLDEN_TOKENS) and len(line.split()) == 3 + 32
+    assert fable_run("the old mouse", "--tokens", "--stream").stdout == result.stdout
 
 
 def test_words_model_and_threads():
@@ -54,7 +62,7 @@ def test_json():
     result = fable_run("the old mouse", "--json", "-n", "9")
     payload = json.loads(result.stdout)
     assert payload["prompt"] == "the old mouse"
-    assert " ".join(payload["words"]) == payload["text"] == GOLDEN[len("the old mouse ") :]
+    assert " ".join(payload["words"]) == GOLDEN_TOKENS and payload["text"] == CONTINUATION
     assert payload["model"].endswith("fable.int8.onnx")
     assert set(payload["timings"]) == {"load_ms", "first_word_ms", "total_ms", "words_per_second"}
     assert all(value >= 0 for value in payload["timings"].values())

@@ -36,7 +36,7 @@ def test_every_runtime_module_imports_and_generates_without_torch_onnx_or_traini
     assert result.returncode == 0, result.stderr
     count, text = result.stdout.strip().split(" ", 1)
     assert int(count) >= 10  # every module of the package was imported
-    assert text == "said it is easy to propose impossible remedies ."
+    assert text == "said it is easy to propose impossible remedies."
 
 
 def test_no_runtime_source_names_a_forbidden_module():

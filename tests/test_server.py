@@ -17,7 +17,7 @@ import pytest
 import fable
 from fable import Sampling
 
-from .helpers import GOLDEN, start_server
+from .helpers import GOLDEN, GOLDEN_TOKENS, start_server
 
 MAX_WORDS = 50
 
@@ -70,7 +70,8 @@ def stream_lines(url: str, body: dict) -> list[dict]:
 
 def test_generate_streams_ndjson_a_word_a_line(server):
     lines = stream_lines(server, {"prompt": "the old mouse", "words": 9})
-    assert " ".join(line["word"] for line in lines[:-1]) == GOLDEN
+    assert " ".join(line["word"] for line in lines[:-1]) == GOLDEN_TOKENS
+    assert "".join(line["text"] for line in lines[:-1]) == GOLDEN  # the pieces add up to the text
     assert [line["index"] for line in lines[:-1]] == list(range(9)) and all(line["ms"] >= 0 for line in lines[:-1])
     assert lines[-1]["done"] is True and lines[-1]["words"] == 9
 

@@ -65,7 +65,7 @@ in_chroot 'cd /tmp && /opt/fable-venv/bin/fable-bench --words 200'
 host_run=$(command -v fable-run || ls "$root/.venv/bin/fable-run" 2>/dev/null || true)
 if [ -z "$host_run" ]; then
   say "no fable-run on this host to compare with; expected the golden words"
-  case "$armhf" in "the old mouse said it is easy to propose impossible remedies . "*) ;; *) exit 1 ;; esac
+  case "$armhf" in "the old mouse said it is easy to propose impossible remedies. "*) ;; *) exit 1 ;; esac
 else
   x86=$("$host_run" "the old mouse")
   say "$(uname -m): $x86"

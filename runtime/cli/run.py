@@ -6,6 +6,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +40,7 @@ def main(
     top_p: Annotated[float | None, typer.Option(min=0.0, max=MAX_TOP_P, help="sample among the most likely words whose probability reaches P (more than 0)", show_default="1")] = _defaults.top_p,
     seed: Annotated[int | None, typer.Option(min=MIN_SEED, help="random seed: the same seed gives the same words", show_default="a new one each run")] = _defaults.seed,
     stream: Annotated[bool, typer.Option("--stream", help="print each word as it is made")] = False,
+    tokens: Annotated[bool, typer.Option("--tokens", help="print the tokens with a space between every two, as the rnn-words tutorial did, not joined as text")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON: prompt, words, model, settings, timings (a line per prompt)")] = False,
     info: Annotated[bool, typer.Option("--info", help="print the model card and exit")] = False,
     suggest: Annotated[bool, typer.Option("--suggest", help="print the likeliest next words of PROMPT, or completions of its unfinished last word")] = False,
@@ -60,15 +62,25 @@ def main(
     elif info:
         typer.echo(model_card(loaded))
     elif prompt is None:
-        interactive(loaded, words, sampling, as_json, load_ms)
+        interactive(loaded, words, sampling, as_json, tokens, load_ms)
     elif as_json:
         typer.echo(generation_json(loaded, prompt, words, sampling, load_ms))
     else:
-        made = loaded.stream(prompt, words, sampling)
-        print(" ".join(prompt.split()), end="", flush=stream)
-        for word in made:
-            print(" " + word, end="", flush=stream)
+        for piece in continuation(loaded, prompt, words, sampling, tokens):
+            print(piece, end="", flush=stream)
         print()
+
+
+def continuation(model: Model, prompt: str, words: int, sampling: Sampling, tokens: bool) -> Iterator[str]:
+    """The prompt, then each word with the space before it: as text, or as the tutorial's tokens."""
+    made = model.stream(prompt, words, sampling)  # a bad prompt raises here, before anything is printed
+    if tokens:
+        yield " ".join(model.tokens(prompt))
+        yield from (" " + word for word in made)
+        return
+    joiner = model.text_pieces(prompt)
+    yield " ".join(prompt.split())
+    yield from (joiner.piece(word) for word in made)
 
 
 def predictions(model: Model, text: str, suggestions: int | None, as_json: bool) -> str:
@@ -91,7 +103,7 @@ def generation_json(model: Model, prompt: str, words: int, sampling: Sampling, l
     return json.dumps(record, ensure_ascii=False)
 
 
-def interactive(model: Model, words: int, sampling: Sampling, as_json: bool, load_ms: float) -> None:
+def interactive(model: Model, words: int, sampling: Sampling, as_json: bool, tokens: bool, load_ms: float) -> None:
     """The tutorial's loop: ask for words, print the continuation (or a JSON line), until end of input.
     Ctrl-C propagates: the command reports it and exits 130."""
     asking = sys.stdin.isatty()
@@ -112,7 +124,7 @@ def interactive(model: Model, words: int, sampling: Sampling, as_json: bool, loa
             if as_json:
                 output = generation_json(model, line, words, sampling, load_ms)
             else:
-                output = f"{' '.join(line.split())} {model.generate(line, words, sampling)}"
+                output = "".join(continuation(model, line, words, sampling, tokens))
         except PromptError as error:
             print(f"error: {error}", file=sys.stderr, flush=True)
             continue

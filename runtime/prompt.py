@@ -1,0 +1,122 @@
+"""Reading what a user typed into a model's word ids, and saying plainly what went wrong.
+
+Counts in errors are of words as typed (runs of non-space), and when the tokenizer cut a typed
+word into several tokens, the error shows how."""
+
+from __future__ import annotations
+
+import bisect
+import difflib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .errors import PromptError, UnknownWordError, log
+from .tokenizer import UNKNOWN, find_tokens, normalize
+
+_TYPED = re.compile(r"\S+")
+
+
+@dataclass(frozen=True)
+class Reading:
+    """A text cut into tokens, each with the typed word it came from."""
+
+    tokens: list[str]
+    typed: list[str]  # the text's words as typed (runs of non-space), normalized
+    origin: list[int]  # for each token, the index of its word in `typed`
+
+    def split(self, token_index: int) -> str:
+        """How the typed word of a token was cut, or '' when the token is the whole word."""
+        word = self.origin[token_index]
+        parts = [t for t, w in zip(self.tokens, self.origin) if w == word]
+        if len(parts) == 1:
+            return ""
+        return f"{self.typed[word]!r} is read as {' '.join(parts)}"
+
+    def without_last(self) -> Reading:
+        return Reading(self.tokens[:-1], self.typed, self.origin[:-1])
+
+
+def read(text: str, version: int) -> Reading:
+    """`text` cut into tokens by the rules of tokenizer `version`."""
+    normalized = normalize(text, version)
+    spans = [m.span() for m in _TYPED.finditer(normalized)]
+    starts = [start for start, _ in spans]
+    tokens = find_tokens(text, version)
+    return Reading(
+        tokens=[t.text for t in tokens],
+        typed=[normalized[start:end] for start, end in spans],
+        origin=[bisect.bisect_right(starts, t.start) - 1 for t in tokens],
+    )
+
+
+class Lexicon:
+    """A model's vocabulary and tokenizer: from typed text to ids and back."""
+
+    def __init__(self, vocabulary: Sequence[str], version: int):
+        self.vocabulary = tuple(vocabulary)
+        self.version = version
+        self.index = {word: i for i, word in enumerate(self.vocabulary)}
+        self.unknown_id = self.index.get(UNKNOWN)  # None: a model that refuses unknown words
+
+    def ids(self, reading: Reading, what: str, least: int, window: int, last: int | None = None) -> list[int]:
+        """The ids of the reading's tokens (of its `last` ones, when given); PromptError if it has
+        fewer than `least`. Unknown words are refused, or read as <unk> with a notice where the
+        model has one."""
+        if len(reading.tokens) < least:
+            raise PromptError(
+                f"the {what} {_size(reading)}; this model reads {window} words at a time, give at least {least}"
+            )
+        first = max(0, len(reading.tokens) - last) if last is not None else 0
+        unknown = [i for i in range(first, len(reading.tokens)) if reading.tokens[i] not in self.index]
+        if unknown and self.unknown_id is None:
+            raise self.unknown_error(reading, unknown)
+        if unknown:
+            words = list(dict.fromkeys(reading.tokens[i] for i in unknown))
+            log.warning("fable: %s not in the model's vocabulary, read as %s", _list(words), UNKNOWN)
+        return [self.index.get(token, self.unknown_id) for token in reading.tokens[first:]]  # type: ignore[misc]
+
+    def unknown_error(self, reading: Reading, positions: list[int]) -> UnknownWordError:
+        first = {}  # each unknown token once, at its first place
+        for i in positions:
+            first.setdefault(reading.tokens[i], i)
+        return unknown_words(list(first), self.vocabulary, [reading.split(i) for i in first.values()])
+
+
+def unknown_words(unknown: list[str], vocabulary: Sequence[str], splits: Sequence[str] = ()) -> UnknownWordError:
+    """The error for words a model does not know, with its closest words, and how each typed word
+    was cut when it was (`splits`, one per unknown word, '' when whole)."""
+    splits = list(splits) or [""] * len(unknown)
+    suggestions = {word: difflib.get_close_matches(word, vocabulary, n=3, cutoff=0.6) for word in unknown}
+    parts = []
+    for word, split in zip(unknown[:5], splits):
+        notes = [split] if split else []
+        notes += [f"closest: {', '.join(suggestions[word])}"] if suggestions[word] else []
+        parts.append(f"{show(word)} ({'; '.join(notes)})" if notes else show(word))
+    more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+    noun = "word" if len(unknown) == 1 else "words"
+    return UnknownWordError(
+        f"unknown {noun} {'; '.join(parts)}{more}: the model knows only the {len(vocabulary)} words of its corpus",
+        unknown,
+        suggestions,
+    )
+
+
+def show(word: str, limit: int = 40) -> str:
+    """A word quoted on one line, control characters escaped, long ones cut."""
+    return repr(word if len(word) <= limit else word[:limit] + "…")
+
+
+def _size(reading: Reading) -> str:
+    if not reading.tokens:
+        return "is empty"
+    typed = len(reading.typed)
+    said = f"has {typed} word{'s' if typed != 1 else ''}"
+    if typed != len(reading.tokens):
+        said += f", read as {len(reading.tokens)} ({' '.join(reading.tokens)})"
+    return said
+
+
+def _list(words: list[str]) -> str:
+    shown = ", ".join(show(w) for w in words[:5]) + (f" and {len(words) - 5} more" if len(words) > 5 else "")
+    return shown + (" is" if len(words) == 1 else " are")
