@@ -164,7 +164,7 @@ def test_a_run_on_your_own_text_end_to_end(tmp_path):
         "fable-train", "--resume", "--corpus", str(text), "--steps", "40", "--out", str(out), "--no-progress"
     )
     assert resumed.returncode == 0, resumed.stderr
-    assert "resuming at step 30" in resumed.stdout and "step 40 of 40" in resumed.stdout
+    assert "resuming at step 30" in resumed.stdout and "step 40 of at most 40" in resumed.stdout
 
 
 def test_evaluations_read_a_sample_along_the_way_and_every_window_at_the_end(capsys, tmp_path):
@@ -185,5 +185,6 @@ def test_resume_may_change_how_often_it_evaluates_and_saves(capsys, tmp_path):
     code, stdout, err = fable_train(capsys, "--resume", "--steps", "32", "--eval-every", "4", "--checkpoint-every",
                                     "8", "--out", str(out), "--no-progress")  # fmt: skip
     assert code == 0, err
+    assert "this run had finished its schedule" in err and "holds the rate at 0.003 again" in err  # said plainly
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [10, 20, 24, 28, 32]
     assert torch.load(out / CHECKPOINT_NAME, weights_only=True)["config"]["eval_every"] == 4

@@ -15,7 +15,8 @@ from fable.training.config import PRESETS
 from fable.training.evaluate import greedy_continuations
 from fable.training.metrics import read_metrics
 from fable.training.progress import Progress
-from fable.training.train import TrainingInterrupted, learning_rate, train
+from fable.training.schedule import Schedule
+from fable.training.train import TrainingInterrupted, train
 
 from .helpers import tiny_config
 
@@ -66,11 +67,16 @@ class StopAt(Progress):
         tiny_config(steps=60),  # every window each step
         dataclasses.replace(tiny_config(steps=60), batch_size=16),  # random batches: the sampler's RNG must resume
         tiny_config("tutorial", steps=60),  # the stride walk: its position must resume too
+        # the decay begins at step 10 (at 1% of the ceiling) and is cut midway:
+        # when it began must resume, or the rates after step 40 differ
+        dataclasses.replace(tiny_config(steps=200), decay_from_ceiling=0.01, decay_fraction=5.0, min_decay=1),
     ],
-    ids=["full-batch", "random-batches", "tutorial-walk"],
+    ids=["full-batch", "random-batches", "tutorial-walk", "mid-decay"],
 )
 def test_an_interrupted_run_resumed_ends_with_the_weights_of_an_uninterrupted_one(fable_corpus, tmp_path, config):
-    train(fable_corpus, config, "cpu", tmp_path / "whole")
+    whole = train(fable_corpus, config, "cpu", tmp_path / "whole")
+    if config.decay_from_ceiling == 0.01:
+        assert whole.schedule.decay_from == 10 and whole.checkpoint.step == 60  # 10 held, then 50 decaying
     with pytest.raises(TrainingInterrupted, match="step 40"):
         train(fable_corpus, config, "cpu", tmp_path / "cut", progress=StopAt(config.steps, stop=47))
     checkpoint = load_checkpoint(tmp_path / "cut" / CHECKPOINT_NAME)
@@ -82,14 +88,14 @@ def test_an_interrupted_run_resumed_ends_with_the_weights_of_an_uninterrupted_on
     assert steps == [row["step"] for row in read_metrics(tmp_path / "whole" / "metrics.jsonl")]
 
 
-def test_the_learning_rate_warms_up_then_decays_to_zero():
-    config = PRESETS["default"]
-    rates = [learning_rate(config, step) for step in range(1, config.steps + 1)]
+def test_the_cosine_rate_warms_up_then_decays_to_zero():
+    config = dataclasses.replace(PRESETS["default"], schedule="cosine", steps=300)
+    rates = [Schedule(config).rate(step) for step in range(1, config.steps + 1)]
     assert rates[config.warmup - 1] == pytest.approx(config.learning_rate)
     assert rates[0] < rates[config.warmup - 1]
     assert rates[-1] == pytest.approx(0.0, abs=1e-12)
     assert all(a >= b for a, b in zip(rates[config.warmup :], rates[config.warmup + 1 :]))
-    assert learning_rate(PRESETS["tutorial"], 12345) == 1e-3
+    assert Schedule(PRESETS["tutorial"]).rate(12345) == 1e-3
 
 
 def test_checkpoints_hold_only_plain_data(tiny_run):

@@ -23,7 +23,7 @@ from fable.training.corpus import load_corpus
 from fable.training.export.exporter import ExportOptions, export_checkpoint
 from fable.training.train import train
 
-GOLDEN = "said it is easy to propose impossible remedies ."
+GOLDEN = "said it is easy to propose impossible remedies."
 
 
 def main() -> None:
@@ -46,12 +46,13 @@ def main() -> None:
     run_preset(corpus, "tutorial", args.tutorial_steps, args.out)
 
 
-def run_preset(corpus, name: str, steps: int, out: Path) -> None:
+def run_preset(corpus, name: str, steps: int | None, out: Path) -> None:
+    """`steps` None: the preset's own (the default preset's budget and schedule)."""
     config = dataclasses.replace(PRESETS[name], steps=steps)
     started = time.perf_counter()
     result = train(corpus, config, "cuda", out / name)
     seconds = time.perf_counter() - started
-    ev = result.evaluation
+    ev, steps = result.evaluation, result.checkpoint.step
     print(f"{name} preset, {steps:,} steps on cuda: {seconds:.1f} s ({1000 * seconds / steps:.2f} ms a step), "
           f"accuracy over all windows {ev.correct}/{ev.windows} = {100 * ev.accuracy:.1f}%, loss {ev.loss:.4f}", flush=True)  # fmt: skip
 

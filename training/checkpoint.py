@@ -103,6 +103,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
     try:
         config = dict(payload["config"])
         config["model"] = ModelConfig(**config["model"])
+        config.setdefault("tokenizer_version", 1)  # checkpoints from before tokenizer version 2
         checkpoint = Checkpoint(
             config=TrainConfig(**config),
             vocabulary=list(payload["vocabulary"]),

@@ -13,9 +13,20 @@ from fable.atomic import output_folder
 from fable.cli import choices, new_app, run_app
 from fable.contract import MAX_HIDDEN, MAX_LAYERS, MAX_WINDOW
 from fable.errors import UsageError
+from fable.tokenizer import UNKNOWN
 
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
-from .config import DEVICES, MAX_EVAL_WINDOWS, MAX_SEED, MAX_STEPS, MAX_THREADS, PRESETS, RESUMABLE, TrainConfig
+from .config import (
+    DEVICES,
+    MAX_EVAL_WINDOWS,
+    MAX_SEED,
+    MAX_STEPS,
+    MAX_THREADS,
+    MAX_VOCABULARY,
+    PRESETS,
+    RESUMABLE,
+    TrainConfig,
+)
 from .corpus import load_corpus
 from .metrics import plot_curves
 from .progress import Progress
@@ -32,7 +43,7 @@ def main(
     corpus: Annotated[Path | None, typer.Option(help="UTF-8 text file to learn from", show_default="the fable")] = None,
     preset: Annotated[Preset | None, typer.Option(help="the recipe", show_default="default, or the checkpoint's with --resume")] = None,
     device: Annotated[Device, typer.Option(help="auto takes CUDA when torch sees it")] = Device.auto,
-    steps: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="training steps", show_default=f"the preset's: {_default.steps} for default")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="the most training steps; the default preset may stop sooner, when accuracy stops improving", show_default=f"the preset's: for default {_default.epochs:g} passes over the windows, at least {_default.min_steps:,}")] = None,
     seed: Annotated[int | None, typer.Option(min=0, max=MAX_SEED, help="random seed", show_default=str(_default.seed))] = None,
     layers: Annotated[int | None, typer.Option(min=1, max=MAX_LAYERS, help="stacked LSTM layers", show_default=str(_default.model.layers))] = None,
     hidden: Annotated[int | None, typer.Option(min=1, max=MAX_HIDDEN, help="units per LSTM layer", show_default=str(_default.model.hidden))] = None,
@@ -40,6 +51,8 @@ def main(
     eval_every: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="steps between evaluations", show_default=f"the preset's: {_default.eval_every} for default")] = None,
     checkpoint_every: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="steps between checkpoints", show_default=f"the preset's: {_default.checkpoint_every} for default")] = None,
     eval_windows: Annotated[int | None, typer.Option(min=1, max=MAX_EVAL_WINDOWS, help="windows each evaluation reads, an even sample (the last reads all)", show_default=str(_default.eval_windows))] = None,
+    min_count: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help=f"read words seen fewer times than this as {UNKNOWN}", show_default=f"{_default.min_count}: keep every word")] = None,
+    max_vocab: Annotated[int | None, typer.Option(min=2, max=MAX_VOCABULARY, help=f"keep at most this many words, {UNKNOWN} included; the rarer ones are read as {UNKNOWN}", show_default="no limit")] = None,
     threads: Annotated[int | None, typer.Option(min=1, max=MAX_THREADS, help="torch's CPU threads", show_default="torch's choice")] = None,
     out: Annotated[Path | None, typer.Option(help="output folder", show_default="runs/PRESET")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the checkpoint in --out")] = False,
@@ -48,7 +61,7 @@ def main(
     preset_name = preset.value if preset is not None else None
     out = out or Path("runs") / (preset_name or "default")
     flags = {"steps": steps, "seed": seed, "eval_every": eval_every, "checkpoint_every": checkpoint_every,
-             "eval_windows": eval_windows}  # fmt: skip
+             "eval_windows": eval_windows, "min_count": min_count, "max_vocab": max_vocab}  # fmt: skip
     model_flags = {"layers": layers, "hidden": hidden, "window": window}
     resolved_device = resolve_device(device.value)
     if resume:
@@ -61,17 +74,19 @@ def main(
         config = _fresh_config(PRESETS[preset_name or "default"], flags, model_flags)
         _check_fresh_out(out)
     config.validate()
-    text = load_corpus(corpus, config.model.window)
+    text = load_corpus(corpus, config.model.window, config.tokenizer_version, config.min_count, config.max_vocab)
     if checkpoint is not None and text.sha256 != checkpoint.corpus_sha256:
         raise UsageError(
             f"the corpus {text.name} is not the one the checkpoint in {out} was trained on; pass that --corpus"
         )
 
     windows = len(text.ids) - config.model.window
+    config = config.for_corpus(windows)
+    rare = f", {text.rare_words} rare words ({text.rare_tokens} tokens) read as {UNKNOWN}" if text.rare_words else ""
     typer.echo(
-        f"fable-train: {config.preset} preset on {text.name} ({len(text.tokens)} tokens, {len(text.vocabulary)} words, "
-        f"{windows} windows), {config.model.layers}x{config.model.hidden} LSTM, window {config.model.window}, "
-        f"{config.steps} steps on {resolved_device}" + (f", resuming at step {checkpoint.step}" if checkpoint else "")
+        f"fable-train: {config.preset} preset on {text.name} ({len(text.tokens)} tokens, {len(text.vocabulary)} words"
+        f"{rare}, {windows} windows), {config.model.layers}x{config.model.hidden} LSTM, window {config.model.window}, "
+        f"{_budget(config)} on {resolved_device}" + (f", resuming at step {checkpoint.step}" if checkpoint else "")
     )
     with output_folder(out):
         result = train(text, config, resolved_device, out, checkpoint, Progress(config.steps, bar=progress), threads)
@@ -111,11 +126,18 @@ def _check_fresh_out(out: Path) -> None:
         raise UsageError(f"{out} already holds a training run; continue it with --resume or choose another --out")
 
 
+def _budget(config: TrainConfig) -> str:
+    if config.schedule == "plateau":
+        return f"until accuracy stops improving, at most {config.steps:,} steps"
+    return f"{config.steps:,} steps"
+
+
 def _summary(result: TrainResult, out: Path) -> str:
     ev, ck = result.evaluation, result.checkpoint
+    why = f"; the rate decayed from step {result.schedule.decay_from}: {result.schedule.reason}" if result.schedule.reason else ""
     return "\n".join([
-        f"done: step {ck.step} of {ck.config.steps} on {ck.device} in {result.wall_seconds:.1f} s "
-        f"(run total {ck.elapsed:.1f} s)",
+        f"done: step {ck.step} of at most {ck.config.steps} on {ck.device} in {result.wall_seconds:.1f} s "
+        f"(run total {ck.elapsed:.1f} s){why}",
         f"  next-word accuracy: {ev.correct}/{ev.windows} = {100 * ev.accuracy:.1f}% of windows, "
         f"ceiling {100 * result.ceiling.accuracy:.1f}% ({100 * ev.correct / result.ceiling.correct:.1f}% of it; "
         f"no model reading {ck.config.model.window} words gets more than {result.ceiling.correct} right)",

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from fable.contract import MAX_HIDDEN, MAX_LAYERS, MAX_WINDOW, ModelConfig
 from fable.errors import check_whole
+from fable.tokenizer import TOKENIZER_VERSION
 
 MAX_STEPS = 10_000_000
 MAX_SEED = 2**63 - 1
 MAX_EVAL_WINDOWS = 100_000_000
 MAX_THREADS = 256
+MAX_VOCABULARY = 10_000_000
 # What --resume may change: how long to go, how often to look and to save; not what is learned.
 RESUMABLE = ("steps", "eval_every", "checkpoint_every", "eval_windows")
 DEVICES = ("auto", "cpu", "cuda")
@@ -19,12 +23,15 @@ DEVICES = ("auto", "cpu", "cuda")
 @dataclass(frozen=True)
 class TrainConfig:
     preset: str
-    steps: int
+    steps: int | None  # the most steps; None: the budget of `epochs` for the corpus (`for_corpus`)
     batch_size: int  # windows per step; a corpus with fewer windows trains on all of them
     optimizer: str  # "adam" or "rmsprop"
     learning_rate: float
-    schedule: str  # "cosine": warm up, then decay to zero; "constant"
-    warmup: int  # steps of linear warm-up (cosine schedule)
+    # "plateau": warm up, hold, then decay to zero once accuracy reaches the ceiling or stops
+    # improving, or the budget runs low (training/schedule.py); "cosine": warm up, then decay
+    # to zero over all the steps; "constant"
+    schedule: str
+    warmup: int  # steps of linear warm-up
     clip_norm: float  # gradient-norm clipping: LSTMs' gradients can explode
     sampling: str  # "windows": random windows each step; "tutorial": the tutorial's stride walk
     eval_every: int  # steps between evaluations (a metrics.jsonl line each)
@@ -37,10 +44,34 @@ class TrainConfig:
     # CPU cores: a step of 256 windows takes 0.1 s and evaluating 1,024 windows as long, so 512
     # every 10 steps is 5% of the run; the final pass over all 55,185 windows, 7 s, once.
     eval_windows: int = 512
+    tokenizer_version: int = TOKENIZER_VERSION  # checkpoints from before version 2 read as 1
+    # Rare words: those seen fewer than min_count times, and all past the max_vocab most frequent
+    # (<unk> included in the count), are read as <unk>. 1 and None keep every word.
+    min_count: int = 1
+    max_vocab: int | None = None
+    # The budget when `steps` is None: this many passes over the windows, at least `min_steps`.
+    epochs: float | None = None
+    min_steps: int = 0
+    # The plateau schedule: the decay lasts decay_fraction of the steps before it (at least
+    # min_decay); "stops improving" is no new best on the evaluation sample for patience_fraction
+    # of the steps so far (at least min_patience).
+    decay_from_ceiling: float = 0.995  # the share of the sample's ceiling that begins the decay
+    decay_fraction: float = 0.5
+    min_decay: int = 50
+    patience_fraction: float = 0.25
+    min_patience: int = 100
+
+    def for_corpus(self, windows: int) -> TrainConfig:
+        """This recipe with its step budget worked out for a corpus of `windows` windows."""
+        if self.steps is not None:
+            return self
+        if self.epochs is None:
+            raise ValueError(f"the {self.preset} preset has neither steps nor epochs")
+        return dataclasses.replace(self, steps=max(self.min_steps, math.ceil(self.epochs * windows / self.batch_size)))
 
     def validate(self) -> None:
         checks = [
-            ("steps", self.steps, 1, MAX_STEPS),
+            ("steps", 1 if self.steps is None else self.steps, 1, MAX_STEPS),
             ("layers", self.model.layers, 1, MAX_LAYERS),
             ("hidden", self.model.hidden, 1, MAX_HIDDEN),
             ("window", self.model.window, 1, MAX_WINDOW),
@@ -48,21 +79,29 @@ class TrainConfig:
             ("eval_every", self.eval_every, 1, MAX_STEPS),
             ("checkpoint_every", self.checkpoint_every, 1, MAX_STEPS),
             ("eval_windows", self.eval_windows, 1, MAX_EVAL_WINDOWS),
+            ("min_count", self.min_count, 1, MAX_STEPS),
         ]
+        if self.max_vocab is not None:
+            checks.append(("max_vocab", self.max_vocab, 2, MAX_VOCABULARY))
         for name, value, low, high in checks:
             check_whole(name, value, low, high)
 
 
 PRESETS: dict[str, TrainConfig] = {
-    # Fast: every window in each step (the fable has 201), Adam with warm-up and cosine decay.
-    # It reaches 199/201 in about 20 steps; the rest make the model confident, which int8 needs.
+    # Adam at 3e-3 on 256 random windows a step, held until accuracy reaches the ceiling or stops
+    # improving, then decayed (training/schedule.py), within 16 passes over the windows and at
+    # least 1,000 steps. Chosen by measurement on the fable and two real corpora (README, "Real
+    # corpora"; bench/results/preset-*.txt): 256 windows a step learned more per second than
+    # 1,024 on 2 CPU cores, and a larger rate was unstable.
     "default": TrainConfig(
         preset="default",
-        steps=300,
+        steps=None,
+        epochs=16,
+        min_steps=1000,
         batch_size=256,
         optimizer="adam",
         learning_rate=3e-3,
-        schedule="cosine",
+        schedule="plateau",
         warmup=10,
         clip_norm=1.0,
         sampling="windows",

@@ -15,12 +15,13 @@ from fable.errors import FableError, UsageError
 
 from .checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from .config import TrainConfig
-from .corpus import Ceiling, Corpus, ceiling
+from .corpus import Ceiling, Corpus, best_followers
 from .data import TutorialWalk, WindowBatches
 from .evaluate import Evaluation, evaluate
 from .metrics import MetricsLog
 from .model import WordLSTM
 from .progress import Progress
+from .schedule import Schedule
 
 
 class TrainingInterrupted(FableError):
@@ -34,6 +35,7 @@ class TrainResult:
     wall_seconds: float  # this invocation only
     ceiling: Ceiling  # the most windows any model with this window can get right on the corpus
     eval_seconds: float  # of wall_seconds, spent evaluating
+    schedule: Schedule  # when and why the rate began to decay
 
 
 def resolve_device(requested: str) -> str:
@@ -44,16 +46,6 @@ def resolve_device(requested: str) -> str:
     if requested not in ("cpu", "cuda"):
         raise UsageError(f"--device must be auto, cpu or cuda, not {requested!r}")
     return requested
-
-
-def learning_rate(config: TrainConfig, step: int) -> float:
-    """The rate for step `step` (1-based): a pure function of the step, so resuming needs no state."""
-    if config.schedule == "constant":
-        return config.learning_rate
-    if step <= config.warmup:
-        return config.learning_rate * step / config.warmup
-    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
-    return config.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def make_optimizer(config: TrainConfig, model: WordLSTM) -> torch.optim.Optimizer:
@@ -72,8 +64,10 @@ def train(
     progress: Progress | None = None,
     threads: int | None = None,
 ) -> TrainResult:
-    """Train until `config.steps`, from scratch or from `resume`; checkpoints go to `out`.
-    `threads`: torch's CPU threads (None: torch's own choice)."""
+    """Train until the schedule ends (at most `config.steps`, or the preset's budget for this
+    corpus), from scratch or from `resume`; checkpoints go to `out`. `threads`: torch's CPU
+    threads (None: torch's own choice)."""
+    config = config.for_corpus(len(corpus.ids) - config.model.window)
     out.mkdir(parents=True, exist_ok=True)
     saved, saved_threads = torch.backends.mkldnn.enabled, torch.get_num_threads()
     torch.backends.mkldnn.enabled = config.cpu_onednn if device == "cpu" else saved
@@ -105,11 +99,14 @@ def _train(
     else:
         batches = WindowBatches(corpus.ids, config.model.window, config.batch_size, device, data_rng)
     contexts, labels = (torch.from_numpy(a).to(device) for a in corpus.windows(config.model.window))
-    best = ceiling(corpus.ids, config.model.window)
+    reachable = torch.from_numpy(best_followers(corpus.ids, config.model.window)).to(device) == labels
+    best = Ceiling(int(reachable.sum()), len(labels))
     # A fixed, even sample for the evaluations along the way; the last evaluation reads every window.
     sample = torch.from_numpy(np.linspace(0, len(labels) - 1, min(config.eval_windows, len(labels))).round())
     sample = sample.long().unique().to(device)
     sampled = len(sample) < len(labels)
+    sample_reachable = int(reachable[sample].sum())
+    schedule = Schedule(config)
     eval_seconds = 0.0
 
     step, elapsed_before, last = 0, 0.0, None
@@ -119,7 +116,12 @@ def _train(
         torch.set_rng_state(resume.rng_state["torch"])
         data_rng.set_state(resume.rng_state["data"])
         batches.load_state(resume.rng_state["sampler"])
+        schedule.load_state(resume.rng_state.get("schedule", {}))
         step, elapsed_before = resume.step, resume.elapsed
+        finished = Schedule(resume.config)  # as the run knew it: a larger --steps must not stretch a decay it ended
+        finished.load_state(resume.rng_state.get("schedule", {}))
+        if schedule.decays and step >= finished.end and step < config.steps:
+            progress.write(schedule.reopen(step))
     metrics = MetricsLog(out / "metrics.jsonl", keep_until=step)
     clock = lambda: elapsed_before + time.perf_counter() - started  # noqa: E731
 
@@ -129,7 +131,8 @@ def _train(
             config=config, vocabulary=corpus.vocabulary, corpus_name=corpus.name, corpus_sha256=corpus.sha256,
             ids=corpus.ids, step=step, elapsed=clock(), accuracy=accuracy, device=device,
             model_state=model.state_dict(), optimizer_state=optimizer.state_dict(),
-            rng_state={"torch": torch.get_rng_state(), "data": data_rng.get_state(), "sampler": batches.state()},
+            rng_state={"torch": torch.get_rng_state(), "data": data_rng.get_state(), "sampler": batches.state(),
+                       "schedule": schedule.state()},
         )  # fmt: skip
         save_checkpoint(out / CHECKPOINT_NAME, state)
         return state
@@ -139,10 +142,10 @@ def _train(
     saved = None
     progress.start(initial=step)
     try:
-        while step < config.steps:
+        while step < schedule.end:
             step += 1
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(config, step)
+                group["lr"] = schedule.rate(step)
             x, y = batches.next()
             logits = model(x)
             loss = F.cross_entropy(logits, y)
@@ -157,21 +160,23 @@ def _train(
             running_correct += int(correct_value)
             running_count += len(y)
             progress.update(step, loss=loss_value, accuracy=last.accuracy if last else None)
-            if step % config.eval_every == 0 or step == config.steps:
+            if step % config.eval_every == 0 or step == schedule.end:
                 evaluated = time.perf_counter()
-                whole = step == config.steps or not sampled
+                whole = step == schedule.end or not sampled
                 last = evaluate(model, contexts, labels) if whole else evaluate(model, contexts[sample], labels[sample])
                 eval_seconds += time.perf_counter() - evaluated
+                if not whole or not sampled:
+                    schedule.observe(step, last.correct, sample_reachable)
                 train_loss, train_accuracy = running_loss / running_count, running_correct / running_count
                 metrics.write(step=step, loss=last.loss, accuracy=last.accuracy, correct=last.correct,
                               windows=last.windows, sampled=not whole, ceiling=best.accuracy,
                               of_ceiling=last.accuracy / best.accuracy, perplexity=last.perplexity,
-                              train_loss=train_loss, train_accuracy=train_accuracy, lr=learning_rate(config, step),
+                              train_loss=train_loss, train_accuracy=train_accuracy, lr=schedule.rate(step),
                               elapsed=clock(), eval_seconds=eval_seconds)  # fmt: skip
                 if config.sampling == "tutorial":
                     progress.write(_tutorial_line(step, train_loss, train_accuracy, x, y, logits, corpus.vocabulary))
                 running_loss, running_correct, running_count = 0.0, 0, 0
-            if step % config.checkpoint_every == 0 or step == config.steps:
+            if step % config.checkpoint_every == 0 or step >= schedule.end:
                 saved = checkpoint(last)
     except KeyboardInterrupt:
         # No checkpoint now: the interrupt may have landed inside an optimizer step.
@@ -183,7 +188,7 @@ def _train(
     if saved is None:  # a resumed run that was already complete
         saved = checkpoint(last)
     final = last if last is not None and last.windows == len(labels) else evaluate(model, contexts, labels)
-    return TrainResult(saved, final, time.perf_counter() - started, best, eval_seconds)
+    return TrainResult(saved, final, time.perf_counter() - started, best, eval_seconds, schedule)
 
 
 def _interrupted(out: Path, step: int | None) -> str:

@@ -80,6 +80,7 @@ def metadata_for(checkpoint: Checkpoint, graph: str, quantization: str) -> Model
             ceiling=checkpoint.ceiling,
         ),
         producer=f"fable {__version__}",
+        tokenizer_version=checkpoint.config.tokenizer_version,
     )
 
 
