@@ -91,8 +91,9 @@ PRESETS: dict[str, TrainConfig] = {
     # Adam at 3e-3 on 256 random windows a step, held until accuracy reaches the ceiling or stops
     # improving, then decayed (training/schedule.py), within 16 passes over the windows and at
     # least 1,000 steps. Chosen by measurement on the fable and two real corpora (README, "Real
-    # corpora"; bench/results/preset-*.txt): 256 windows a step learned more per second than
-    # 1,024 on 2 CPU cores, and a larger rate was unstable.
+    # corpora"; bench/results/preset-choice-intel-xeon.txt): on 2 CPU cores 256 windows a step
+    # learned more per second than 1,024, and decaying over half the held steps ended nearer the
+    # ceiling than over a fifth.
     "default": TrainConfig(
         preset="default",
         steps=None,
