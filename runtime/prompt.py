@@ -64,8 +64,9 @@ class Lexicon:
         fewer than `least`. Unknown words are refused, or read as <unk> with a notice where the
         model has one."""
         if len(reading.tokens) < least:
+            unit = "words" if len(reading.tokens) == len(reading.typed) else "tokens"
             raise PromptError(
-                f"the {what} {_size(reading)}; this model reads {window} words at a time, give at least {least}"
+                f"the {what} {_size(reading)}; this model reads {window} {unit} at a time, give at least {least}"
             )
         first = max(0, len(reading.tokens) - last) if last is not None else 0
         unknown = [i for i in range(first, len(reading.tokens)) if reading.tokens[i] not in self.index]
@@ -113,7 +114,7 @@ def _size(reading: Reading) -> str:
     typed = len(reading.typed)
     said = f"has {typed} word{'s' if typed != 1 else ''}"
     if typed != len(reading.tokens):
-        said += f", read as {len(reading.tokens)} ({' '.join(reading.tokens)})"
+        said += f", read as {len(reading.tokens)} tokens ({' '.join(reading.tokens)})"
     return said
 
 

@@ -11,8 +11,7 @@ import fable
 from fable import Sampling
 
 from .helpers import GOLDEN as CONTINUATION
-from .helpers import GOLDEN_TOKENS
-from .helpers import SHIPPED, assert_clean_failure, run_command
+from .helpers import GOLDEN_TOKENS, SHIPPED, assert_clean_failure, run_command
 
 GOLDEN = "the old mouse " + CONTINUATION  # the prompt, then the fable's own next words
 

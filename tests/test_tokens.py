@@ -35,7 +35,15 @@ def test_version_1_makes_each_listed_mark_a_token_and_keeps_other_runs_whole():
         '"', "who", "?", '"', "said", "(", "he", ")", ";", "well", ":", "yes", "!", "no", ",", "it", "'", "s", ".",
     ]  # fmt: skip
     assert tokenize("...", version=1) == [".", ".", "."]
-    assert tokenize("«quoted» — dash well-known 2.0", version=1) == ["«quoted»", "—", "dash", "well-known", "2", ".", "0"]
+    assert tokenize("«quoted» — dash well-known 2.0", version=1) == [
+        "«quoted»",
+        "—",
+        "dash",
+        "well-known",
+        "2",
+        ".",
+        "0",
+    ]
     assert tokenize("it’s", version=1) == ["it’s"]  # curly apostrophes stuck to words: why version 2 exists
 
 

@@ -134,7 +134,7 @@ def _budget(config: TrainConfig) -> str:
 
 def _summary(result: TrainResult, out: Path) -> str:
     ev, ck = result.evaluation, result.checkpoint
-    why = f"; the rate decayed from step {result.schedule.decay_from}: {result.schedule.reason}" if result.schedule.reason else ""
+    why = f"; {result.schedule.reason}, and the rate decayed to zero from there" if result.schedule.reason else ""
     return "\n".join([
         f"done: step {ck.step} of at most {ck.config.steps} on {ck.device} in {result.wall_seconds:.1f} s "
         f"(run total {ck.elapsed:.1f} s){why}",

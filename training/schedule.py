@@ -78,7 +78,8 @@ class Schedule:
         elif step - self.best_step >= patience:
             self._begin(step, f"at step {step} accuracy had not improved for {step - self.best_step} steps")
         elif step >= self.latest_start():  # the rate has been decaying since then (`rate`)
-            self._begin(self.latest_start(), f"at step {self.latest_start()} the budget of {self.config.steps} steps ran low")
+            latest = self.latest_start()
+            self._begin(latest, f"at step {latest} the budget of {self.config.steps} steps ran low")
 
     def reopen(self, step: int) -> str:
         """A finished run given more steps: hold the full rate again from `step`, and decay anew.
