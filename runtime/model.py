@@ -28,9 +28,9 @@ from .predict import (
     split_partial,
     text_score,
 )
-from .prompt import Lexicon, read, unknown_words
+from .prompt import Lexicon, unknown_words
 from .sampling import GREEDY, Sampler, Sampling, make_sampler
-from .tokenizer import UNKNOWN, Detokenizer, detokenize, tokenize
+from .tokenizer import UNKNOWN, Detokenizer, detokenize
 from .tuning import Tuned, lookup
 
 DEFAULT_MODEL = "fable.int8.onnx"  # in `fable.exported`: the shipped default
@@ -107,27 +107,22 @@ class Model:
 
     def encode(self, prompt: str) -> list[int]:
         """The ids of the prompt's last `window` tokens, or PromptError saying what is wrong."""
-        # Every typed word makes at least one token, so the last `window` of them are enough.
-        tail = " ".join(self._text(prompt, "prompt").rsplit(None, self.window)[-self.window :])
-        return self.lexicon.ids(read(tail, self._version), "prompt", self.window, self.window, last=self.window)
+        reading = self.lexicon.read(self._text(prompt, "prompt"), last_words=self.window)
+        return self.lexicon.ids(reading, "prompt", self.window, self.window, last=self.window)
 
     def tokens(self, text: str) -> list[str]:
         """`text` cut into this model's tokens (the rules of the tokenizer version it was trained with)."""
-        return tokenize(self._text(text, "text"), self._version)
+        return self.lexicon.tokens(self._text(text, "text"))
 
     def detokenize(self, words: Sequence[str], before: str = "") -> str:
         """Generated `words` as text, joined as prose is written (model files of tokenizer version 1:
         with a space between every two, as the tutorial printed them). `before`: the prompt, so
         that a quote it opened is closed."""
-        return detokenize(words, self._version, self.tokens(before) if before else ())
+        return detokenize(words, self.lexicon.version, self.tokens(before) if before else ())
 
     def text_pieces(self, prompt: str) -> Detokenizer:
         """A joiner that gives each streamed word with the space before it, after `prompt`."""
-        return Detokenizer(self._version, self.tokens(prompt))
-
-    @property
-    def _version(self) -> int:
-        return self.metadata.tokenizer_version
+        return Detokenizer(self.lexicon.version, self.tokens(prompt))
 
     def suggest(self, text: str, k: int = DEFAULT_SUGGESTIONS) -> list[Suggestion]:
         """The k likeliest next words with their probabilities, likeliest first.
@@ -144,7 +139,8 @@ class Model:
         """
         check_whole("k", k, 1, MAX_SUGGESTIONS)
         text = self._text(text, "text")
-        reading, partial = split_partial(text, read(text, self._version), self.lexicon.index)
+        # the words of the window and the one being typed are all it reads
+        reading, partial = split_partial(text, self.lexicon.read(text, last_words=self.window + 1), self.lexicon.index)
         if partial and not any(word.startswith(partial) for word in self.vocabulary if word != UNKNOWN):
             if self.lexicon.unknown_id is None:
                 raise unknown_words([partial], self.vocabulary)
@@ -159,7 +155,7 @@ class Model:
     def score(self, text: str) -> TextScore:
         """The log-probability of each word after the first window, given the window before it,
         with their total and the perplexity."""
-        reading = read(self._text(text, "text"), self._version)
+        reading = self.lexicon.read(self._text(text, "text"))
         ids = self.lexicon.ids(reading, "text", self.window + 1, self.window)
         tokens = reading.tokens
         scores = []

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .errors import PromptError, UnknownWordError, log
-from .tokenizer import UNKNOWN, find_tokens, normalize
+from .tokenizer import UNKNOWN, normalize, token_pattern, tokenize
 
 _TYPED = re.compile(r"\S+")
 
@@ -31,10 +31,12 @@ class Reading:
         parts = [t for t, w in zip(self.tokens, self.origin) if w == word]
         if len(parts) == 1:
             return ""
-        return f"{self.typed[word]!r} is read as {' '.join(parts)}"
+        return f"{show(self.typed[word], 30)} is read as {_tokens(parts)}"
 
     def without_last(self) -> Reading:
-        return Reading(self.tokens[:-1], self.typed, self.origin[:-1])
+        """The reading without its last token, and without its typed word when that was all of it."""
+        origin = self.origin[:-1]
+        return Reading(self.tokens[:-1], self.typed[: origin[-1] + 1 if origin else 0], origin)
 
 
 def read(text: str, version: int) -> Reading:
@@ -42,11 +44,11 @@ def read(text: str, version: int) -> Reading:
     normalized = normalize(text, version)
     spans = [m.span() for m in _TYPED.finditer(normalized)]
     starts = [start for start, _ in spans]
-    tokens = find_tokens(text, version)
+    found = list(token_pattern(version).finditer(normalized))
     return Reading(
-        tokens=[t.text for t in tokens],
+        tokens=[m.group() for m in found],
         typed=[normalized[start:end] for start, end in spans],
-        origin=[bisect.bisect_right(starts, t.start) - 1 for t in tokens],
+        origin=[bisect.bisect_right(starts, m.start()) - 1 for m in found],
     )
 
 
@@ -55,9 +57,19 @@ class Lexicon:
 
     def __init__(self, vocabulary: Sequence[str], version: int):
         self.vocabulary = tuple(vocabulary)
-        self.version = version
+        self.version = version  # of the tokenizer the model was trained with
         self.index = {word: i for i, word in enumerate(self.vocabulary)}
         self.unknown_id = self.index.get(UNKNOWN)  # None: a model that refuses unknown words
+
+    def read(self, text: str, last_words: int | None = None) -> Reading:
+        """`text` read by this model's tokenizer; only its `last_words` typed words when given (each
+        typed word makes at least one token, so that many words hold as many tokens)."""
+        if last_words is not None:
+            text = " ".join(text.rsplit(None, last_words)[-last_words:])
+        return read(text, self.version)
+
+    def tokens(self, text: str) -> list[str]:
+        return tokenize(text, self.version)
 
     def ids(self, reading: Reading, what: str, least: int, window: int, last: int | None = None) -> list[int]:
         """The ids of the reading's tokens (of its `last` ones, when given); PromptError if it has
@@ -104,8 +116,14 @@ def unknown_words(unknown: list[str], vocabulary: Sequence[str], splits: Sequenc
 
 
 def show(word: str, limit: int = 40) -> str:
-    """A word quoted on one line, control characters escaped, long ones cut."""
-    return repr(word if len(word) <= limit else word[:limit] + "…")
+    """A word quoted on one line, control characters escaped, cut to at most `limit` characters
+    shown (escapes count: one odd character can take ten)."""
+    shown = repr(word)
+    cut = word[:limit]
+    while len(shown) > limit + 2:  # the quotes are extra
+        cut = cut[:-1]
+        shown = repr(cut + "…")
+    return shown
 
 
 def _size(reading: Reading) -> str:
@@ -114,8 +132,20 @@ def _size(reading: Reading) -> str:
     typed = len(reading.typed)
     said = f"has {typed} word{'s' if typed != 1 else ''}"
     if typed != len(reading.tokens):
-        said += f", read as {len(reading.tokens)} tokens ({' '.join(reading.tokens)})"
+        said += f", read as {len(reading.tokens)} tokens ({_tokens(reading.tokens)})"
     return said
+
+
+def _tokens(tokens: list[str], budget: int = 60) -> str:
+    """Tokens with a space between them, as they read, within about `budget` characters; ones that
+    would not print plainly on one line are quoted and escaped."""
+    shown: list[str] = []
+    for token in tokens:
+        piece = token if token.isprintable() and len(token) <= 20 else show(token, 20)
+        if shown and sum(len(p) + 1 for p in shown) + len(piece) > budget:
+            return " ".join(shown) + f" and {len(tokens) - len(shown)} more"
+        shown.append(piece)
+    return " ".join(shown)
 
 
 def _list(words: list[str]) -> str:

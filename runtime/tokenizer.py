@@ -20,7 +20,6 @@ from __future__ import annotations
 import collections
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -52,31 +51,20 @@ OPENING = frozenset("([{")
 QUOTES = frozenset("\"'")  # the first of a pair opens, the next closes
 
 
-@dataclass(frozen=True)
-class Token:
-    text: str
-    start: int  # where it was found in the text, as characters
-    end: int
-
-
 def normalize(text: str, version: int = TOKENIZER_VERSION) -> str:
     """The text the tokens are cut from: lowercased, and from version 2 with straight quotes."""
     text = text.lower()
     return text.translate(_STRAIGHT) if version >= 2 else text
 
 
-def _pattern(version: int) -> re.Pattern[str]:
+def token_pattern(version: int = TOKENIZER_VERSION) -> re.Pattern[str]:
+    """What one token of `normalize(text, version)` matches."""
     return _V2_TOKEN if version >= 2 else _V1_TOKEN
-
-
-def find_tokens(text: str, version: int = TOKENIZER_VERSION) -> list[Token]:
-    """The tokens of `text` with where each one is, in `normalize(text, version)`."""
-    return [Token(m.group(), m.start(), m.end()) for m in _pattern(version).finditer(normalize(text, version))]
 
 
 def tokenize(text: str, version: int = TOKENIZER_VERSION) -> list[str]:
     """The tokens of `text` under the rules of `version` (see the module's docstring)."""
-    return _pattern(version).findall(normalize(text, version))
+    return token_pattern(version).findall(normalize(text, version))
 
 
 class Detokenizer:

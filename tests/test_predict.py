@@ -71,6 +71,9 @@ def test_a_window_graph_file_needs_a_whole_window(tmp_path):
     window_model = fable.load(fp32)
     with pytest.raises(PromptError, match="give at least 3"):
         window_model.suggest("the old ")
+    # the word being typed is not counted among the words read
+    with pytest.raises(PromptError, match="the text has 2 words; this model reads 3 words at a time"):
+        window_model.suggest("the old mo")
     assert window_model.suggest("the old mouse")[0].word == "said"
 
 

@@ -46,6 +46,9 @@ prompts = st.one_of(
 @example(prompt="long ago , " * 90_000 + "the old mouse")  # a megabyte that ends well
 @example(prompt="\u0000\u202e\ud800 é" * 200_000)  # a megabyte of controls, a lone surrogate, accents
 @example(prompt="x" * 1_000_000)  # one megabyte-long word
+# one typed word cut into many unknown tokens that print as long escapes: once an error of 1,004 characters
+@example(prompt="\u0fdb\U0001005e\U0001005e\U0001bca0" + "\U0003134b" * 4 + "\x1b\u070e\uffef\U0001d173" + "\U0003134b" * 4
+         + "\U0001005e\U0001005f\U0003134b")  # fmt: skip
 def test_any_prompt_gives_vocabulary_words_or_the_runtimes_own_error(model, prompt):
     try:
         words = list(model.stream(prompt, 3, Sampling(1.0, seed=0)))

@@ -102,7 +102,10 @@ def test_an_unknown_prompt_word_is_read_as_unk_with_a_notice(unk_model: fable.Mo
         ids = unk_model.encode("the zebra mouse")
     assert [unk_model.vocabulary[i] for i in ids] == ["the", UNKNOWN, "mouse"]
     assert "'zebra' is not in the model's vocabulary, read as <unk>" in caplog.text
-    assert unk_model.encode("the <unk> mouse") != ids  # typed "<unk>" is three marks and a word, not the token
+    unk = unk_model.vocabulary.index(UNKNOWN)
+    # typed "<unk>" is "<", "unk", ">" (each unknown), not the token: read as the token, it would
+    # leave "the old" before it
+    assert unk_model.encode("the old <unk>") == [unk, unk, unk]
     assert unk_model.score("the zebra mouse said it").words[0].word == "said"
     assert unk_model.suggest("the old zebr") == []  # nothing it knows completes the word
 

@@ -124,6 +124,7 @@ def kept_words(tokens: list[str], min_count: int, max_vocab: int | None) -> set[
     `max_vocab` beside <unk> (ties: the first seen); every word when none are left out."""
     counts = collections.Counter(tokens)
     frequent = [word for word, count in counts.most_common() if count >= min_count]
-    if max_vocab is not None and len(frequent) > max_vocab - (len(frequent) < len(counts)):
-        frequent = frequent[: max_vocab - 1]  # one place for <unk>
+    if max_vocab is not None:
+        left_out = len(frequent) < len(counts) or len(frequent) > max_vocab
+        frequent = frequent[: max_vocab - left_out]  # once any word is left out, <unk> takes a place
     return set(frequent)
