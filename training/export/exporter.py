@@ -23,7 +23,7 @@ from fable.contract import FILE_NAMES, REPORT_NAME, ModelMetadata, Provenance
 from ..checkpoint import Checkpoint
 from .graphs import build_step_graph, build_window_graph, weights_from_onnx
 from .quantize import DEFAULT_INT4_BLOCK, ExportGuardError, check_quantized, quantize_window_int8
-from .report import FileReport, format_table, measure_file, select_windows, torch_reference
+from .report import FileReport, clear_windows, format_table, measure_file, select_windows, torch_reference
 from .weights import Weights, weights_from_torch
 
 FP32_NAME, INT8_NAME, INT4_NAME = FILE_NAMES["fp32"], FILE_NAMES["int8"], FILE_NAMES["int4"]
@@ -159,8 +159,8 @@ def export_checkpoint(
             paths = dict(zip(options.quantizations, temporary))
             weights = weights_from_torch(torch_model)
             build_files(weights, meta, paths, options.max_float_elements, quantize, options.int4_block_size)
-            margin = options.near_tie_margin
-            measured = [measure_file(paths[q], reference, FILE_NAMES[q], margin) for q in options.quantizations]
+            clear = clear_windows(reference.logits, options.near_tie_margin)
+            measured = [measure_file(paths[q], reference, FILE_NAMES[q], clear) for q in options.quantizations]
             fp32 = measured[0]
             files = [fp32] + [replace(f, accuracy_drop_points=100 * (fp32.accuracy - f.accuracy)) for f in measured[1:]]
             table = format_table(files, reference, total)

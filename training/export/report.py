@@ -75,17 +75,18 @@ def clear_windows(logits: np.ndarray, margin: float) -> np.ndarray:
     return top_two[:, 1] - top_two[:, 0] > margin
 
 
-def measure_file(path: Path, reference: TorchReference, name: str, near_tie_margin: float) -> FileReport:
+def measure_file(path: Path, reference: TorchReference, name: str, clear: np.ndarray) -> FileReport:
     """Decode every reference window as a prompt with the runtime, exactly as an app would; `name`
-    is what the file will be called (it is measured under a temporary name)."""
+    is what the file will be called (it is measured under a temporary name); `clear` [N]: the
+    windows away from near-ties (`clear_windows` of the reference, the same for every file)."""
     model = fable.Model(path)  # exactly as given: no tuned settings of this machine
     words = reference.continuations.shape[1]
     logits = np.stack([model.next_logits(context) for context in reference.contexts])
     continuations = np.array([list(model.stream_ids(context, words, Sampling())) for context in reference.contexts])
-    correct = int((logits.argmax(axis=1) == reference.labels).sum())
+    chosen = logits.argmax(axis=1)
+    correct = int((chosen == reference.labels).sum())
     windows = len(reference.labels)
-    agrees = logits.argmax(axis=1) == reference.logits.argmax(axis=1)
-    clear = clear_windows(reference.logits, near_tie_margin)
+    agrees = chosen == reference.logits.argmax(axis=1)
     return FileReport(
         file=name,
         quantization=model.metadata.quantization,
