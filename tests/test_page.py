@@ -81,5 +81,7 @@ def test_typing_suggests_and_generate_streams_the_golden_continuation(page):
     assert len(words) == 32 and "".join(words).startswith(GOLDEN)  # the streamed pieces read as text
     assert all(sub.text.endswith("ms") for sub in page.find_elements(By.CSS_SELECTOR, "#output .word sub"))
     assert page.find_element(By.ID, "stats").text.startswith("32 words in")
+    output_fits = "const o = document.getElementById('output'); return o.scrollWidth <= o.clientWidth"
+    assert page.execute_script(output_fits)  # the continuation wraps inside its box, not past it
     Path(SCREENSHOT).parent.mkdir(parents=True, exist_ok=True)
     page.save_screenshot(str(SCREENSHOT))
