@@ -40,9 +40,9 @@ class TrainConfig:
     seed: int = 0
     model: ModelConfig = field(default_factory=ModelConfig)
     # Evaluations during training read an even sample of this many windows (accuracy within about
-    # 2 points); the last one reads them all. Measured on a 40,000-word corpus (3,598 words), 2
-    # CPU cores: a step of 256 windows takes 0.1 s and evaluating 1,024 windows as long, so 512
-    # every 10 steps is 5% of the run; the final pass over all 55,185 windows, 7 s, once.
+    # 2 points); the last one reads them all. With the default preset on 2 CPU cores, evaluating
+    # took 2%, 6% and 7% of training on the fable, gpl-3 and python-reference (76,002 windows)
+    # corpora, the final full pass included (bench/results/corpora-default-preset-intel-xeon.txt).
     eval_windows: int = 512
     tokenizer_version: int = TOKENIZER_VERSION  # checkpoints from before version 2 read as 1
     # Rare words: those seen fewer than min_count times, and all past the max_vocab most frequent
