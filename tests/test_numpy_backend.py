@@ -46,12 +46,12 @@ def test_fp32_gives_onnxruntimes_words_on_every_fable_window_and_logits_within_1
 def test_int8_gives_onnxruntimes_words_on_99_percent_of_windows(path):
     difference, same = compare(path)
     assert same.mean() >= 0.99, f"{same.sum()} of {len(same)}"
-    assert difference < 1e-2  # 4.5e-3 (format 2), 5.8e-3 (format 1) measured: an input rounds to the next level
+    assert difference < 1e-2  # 6.9e-3 (format 2), 5.8e-3 (format 1) measured: an input rounds to the next level
 
 
 def test_int4_dequantized_at_load_gives_onnxruntimes_words_on_99_percent_of_windows():
     """onnxruntime also rounds each input row to int8 per block (accuracy level 4); numpy keeps
-    the floats, so the logits differ more than int8's: 0.107 at most over the fable, measured."""
+    the floats, so the logits differ more than int8's: 0.093 at most over the fable, measured."""
     difference, same = compare(SHIPPED / "fable.int4.onnx")
     assert same.mean() >= 0.99, f"{same.sum()} of {len(same)}"
     assert difference < 0.25
