@@ -3,6 +3,7 @@ and how likely a text is. The numbers here; the model's calls are in `Model.sugg
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Container, Sequence
 from dataclasses import asdict, dataclass
@@ -58,10 +59,9 @@ def rank(
 ) -> list[Suggestion]:
     """The k likeliest words that start with `partial`, likeliest first (ties: vocabulary order),
     never the id `banned` (a model's <unk>)."""
-    ids = np.argsort(-log_probabilities, kind="stable")
-    if partial or banned is not None:
-        ids = [i for i in ids if vocabulary[i].startswith(partial) and i != banned]
-    return [Suggestion(vocabulary[i], float(np.exp(log_probabilities[i]))) for i in ids[:k]]
+    ranked = np.argsort(-log_probabilities, kind="stable")
+    shown = (i for i in ranked if i != banned and vocabulary[i].startswith(partial))  # read up to the k-th only
+    return [Suggestion(vocabulary[i], float(np.exp(log_probabilities[i]))) for i in itertools.islice(shown, k)]
 
 
 def text_score(words: Sequence[str], log_probabilities: Sequence[float]) -> TextScore:

@@ -3,8 +3,9 @@
 The default preset warms up, holds its rate, and decays to zero once accuracy reaches the
 corpus's ceiling or stops improving, or when its step budget is running out (a "warm-up, stable,
 decay" schedule). The decay is what turns a model that is nearly right into one that is right:
-on a 65,919-window corpus, holding 3e-3 reached 96% of the ceiling, and decaying from there 99%
-(bench/results, docs/design.md "Training until it is done"). When the decay began is the one thing
+on python-reference read with tokenizer version 1 (65,919 windows), holding 3e-3 reached 96% of
+the ceiling, and decaying from there 99% (bench/results/preset-choice-intel-xeon.txt, docs/design.md
+"Training until it is done"). When the decay began is the one thing
 a resumed run must know beyond the step, so it lives in the checkpoint.
 """
 
@@ -55,19 +56,17 @@ class Schedule:
         if step <= c.warmup:
             return c.learning_rate * step / c.warmup
         if c.schedule == "cosine":
-            progress = (step - c.warmup) / max(1, c.steps - c.warmup)
-            return c.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+            return _half_cosine(c.learning_rate, step - c.warmup, c.steps - c.warmup)
         start = self.decay_from if self.decay_from is not None else self.latest_start()
         if step <= start:
             return c.learning_rate
-        progress = (step - start) / max(1, self._end_for(start) - start)
-        return c.learning_rate * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        return _half_cosine(c.learning_rate, step - start, self._end_for(start) - start)
 
     def observe(self, step: int, correct: int, reachable: int) -> None:
         """After an evaluation of the fixed sample: `correct` of its windows right, `reachable` the
         most any model gets right there. Begins the decay when the sample is at `decay_from_ceiling`
-        of that, or has
-        not improved for `patience_fraction` of the steps so far, or the budget runs out."""
+        of that, or has not improved for `patience_fraction` of the steps so far, or the budget
+        runs out."""
         if not self.decays or self.decay_from is not None:
             return
         if correct > self.best:
@@ -102,3 +101,8 @@ class Schedule:
         self.reason = str(state.get("reason", ""))
         self.best = int(state.get("best", -1))
         self.best_step = int(state.get("best_step", 0))
+
+
+def _half_cosine(rate: float, done: int, length: int) -> float:
+    """`rate` after `done` of `length` steps of a half cosine down to zero (zero past its end)."""
+    return rate * 0.5 * (1 + math.cos(math.pi * min(1.0, done / max(1, length))))
