@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,10 +22,7 @@ def atomic_paths(*targets: Path) -> Iterator[list[Path]]:
     temporaries: list[Path] = []
     try:
         for target in map(Path, targets):
-            fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            os.close(fd)
-            temporaries.append(Path(name))
-            os.chmod(name, 0o666 & ~_umask())  # mkstemp makes files private; a result should be like any other file
+            temporaries.append(_new_file_beside(target))
         yield list(temporaries)
         for temporary in temporaries:
             with open(temporary, "rb") as written:
@@ -45,10 +42,18 @@ def atomic_path(target: Path) -> Iterator[Path]:
         yield temporary
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _new_file_beside(target: Path) -> Path:
+    """A new, empty, hidden file in the target's folder. Made with mode 0o666, so the process's
+    umask applies as to any file it writes (mkstemp would make it private, and reading the umask
+    means setting it, which races with other threads)."""
+    for _ in range(100):
+        path = target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no free temporary name beside {target}")
 
 
 def write_text(target: Path, text: str) -> None:

@@ -1,37 +1,44 @@
 """Which engine runs a model: onnxruntime where it is installed, numpy where it is not.
 
-Both read the same files, pass the same checks, and give decoders with the same interface;
-everything above the decoder (prompts, sampling, streams, batches, errors) is the Model's, shared.
+A backend opens a file, checks it, and makes kernels: the arithmetic of one step (or one window)
+for a batch of sequences. Everything above the kernels (decoders, prompts, sampling, streams,
+batches, errors) is shared.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 from pathlib import Path
 from typing import Protocol
 
 from .contract import ModelMetadata
-from .decoder import Decoder
-from .errors import UsageError
+from .decoder import StepKernel, WindowKernel
+from .errors import UsageError, log
 
 BACKENDS = ("onnxruntime", "numpy")
-_ENGINES = {"onnxruntime": (".ort_backend", "OrtBackend"), "numpy": (".numpy_backend", "NumpyBackend")}
 
 
 class Backend(Protocol):
     name: str
     metadata: ModelMetadata
-    batches: bool  # whether one decoder can run several sequences at once
 
-    def decoder(self, batch: int = 1) -> Decoder: ...
+    def kernel(self, batch: int) -> StepKernel | WindowKernel:
+        """The kernel of the file's graph for `batch` sequences, with buffers of its own."""
 
 
+@functools.cache
 def default_backend() -> str:
-    """onnxruntime when it can be imported (it is the faster), numpy otherwise."""
+    """onnxruntime when it can be imported (it is the faster), numpy otherwise. An onnxruntime that
+    is installed but fails to import is said once, since numpy is several times slower."""
+    if not _installed("onnxruntime"):
+        return "numpy"
     try:
         importlib.import_module("onnxruntime")
-    except ImportError:
+    except ImportError as error:
+        log.warning("fable: onnxruntime is installed but does not import (%s); running on numpy, which is slower",
+                    str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__)  # fmt: skip
         return "numpy"
     return "onnxruntime"
 
@@ -39,19 +46,29 @@ def default_backend() -> str:
 def open_backend(path: Path, threads: int, spin: bool, backend: str | None = None) -> Backend:
     """Open `path` with `backend` (None: the default here)."""
     name = default_backend() if backend is None else backend
-    if name not in BACKENDS:
+    if name == "numpy":
+        from .numpy_backend import NumpyBackend
+
+        return NumpyBackend(path)  # threads and spin: numpy's BLAS decides its own (OPENBLAS_NUM_THREADS)
+    if name != "onnxruntime":
         raise UsageError(f"backend must be {' or '.join(BACKENDS)}, not {name!r}")
-    module, engine = _ENGINES[name]
     try:
-        opened = importlib.import_module(module, __package__)
+        from .ort_backend import OrtBackend
     except ImportError:
-        raise UsageError(f"the {name} backend needs {name}, which is not installed; use the numpy backend") from None
-    return getattr(opened, engine)(path, threads, spin)
+        raise UsageError("the onnxruntime backend needs onnxruntime, which does not import here; use numpy") from None
+    return OrtBackend(path, threads, spin)
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a finder that refuses it: as good as absent
+        return False
 
 
 def backend_version(name: str) -> str | None:
     """The installed version of a backend's library, or None."""
-    if importlib.util.find_spec(name) is None:
+    if not _installed(name):
         return None
     try:
         return importlib.import_module(name).__version__

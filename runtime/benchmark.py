@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime
 import functools
 import os
-import platform
-import resource
 import statistics
 import sys
 import time
@@ -16,11 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .backend import BACKENDS, backend_version
-from .model import DEFAULT_SPIN, DEFAULT_THREADS, MAX_WORDS, Model
+from .engine import MAX_WORDS
+from .model import Model
 from .sampling import Sampling
-from .tuning import Setting, cpu_model, export_variants, remember
+from .tuning import DEFAULT_SPIN, DEFAULT_THREADS, Setting, export_variants, remember
 
 MIN_BENCH_WORDS = 10
 MAX_BENCH_WORDS = 1_000_000  # leaves room below MAX_WORDS for the warm-up
@@ -55,28 +52,18 @@ class BenchResult:
     word_p90_us: float
     word_p99_us: float
     words_per_second: float  # from the median word
-    peak_rss_mb: float  # of this process so far
+    peak_rss_mb: float | None  # of this process so far; None where the system does not say
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def machine() -> dict[str, str | int | None]:
-    """What a reader needs to compare figures between machines."""
-    return {
-        "cpu": cpu_model(),
-        "arch": platform.machine(),
-        "cores": os.cpu_count(),
-        "system": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        **{name: backend_version(name) for name in BACKENDS if name != "numpy"},
-        "fable": __version__,
-        "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
-    }
-
-
-def peak_rss_mb() -> float:
+def peak_rss_mb() -> float | None:
+    """This process's peak resident memory so far; None where the system does not say (Windows)."""
+    try:
+        import resource  # POSIX only
+    except ImportError:
+        return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024**2 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB elsewhere
 

@@ -3,15 +3,15 @@
 A fable model is one ONNX file. Its `metadata_props` carry everything the runtime needs besides
 the graph (keys below, all under `fable.`), and its graph takes and returns the tensors named here.
 The exporter writes files with `metadata_to_props` and `graph_io`; the runtime reads them back with
-`metadata_from_props` and checks the graph with `graph_io` too, so no name is typed twice.
+`metadata_from_props` and holds the graph to `graph_io` with `check_graph`, so no name is typed twice.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import ModelFileError
 from .tokenizer import TOKENIZER_VERSION, TOKENIZER_VERSIONS
@@ -138,6 +138,12 @@ class ModelMetadata:
     tokenizer_version: int = TOKENIZER_VERSION
     format_version: int = FORMAT_VERSION
 
+    @property
+    def batched(self) -> bool:
+        """Whether one run decodes a batch of sequences, each row on its own: step graphs from
+        format 2. Older step graphs and window graphs decode one sequence a run."""
+        return self.graph == GRAPH_STEP and self.format_version >= BATCHED_SINCE
+
     def as_dict(self) -> dict[str, Any]:
         return asdict(self) | {"vocabulary": list(self.vocabulary)}
 
@@ -167,6 +173,37 @@ def graph_io(
         inputs = [TensorSpec(INPUT_WINDOW, "tensor(int64)", (None, w))]
         return inputs, [TensorSpec(OUTPUT_LOGITS, "tensor(float)", (None, vocab_size))]
     raise ValueError(f"unknown graph kind {graph!r}")
+
+
+class GraphArg(Protocol):
+    """A graph input or output as a backend reports it (onnxruntime's NodeArg, or onnxfile.ValueInfo)."""
+
+    name: str
+    type: str
+    shape: Sequence[int | str | None]
+
+
+def check_graph(inputs: Sequence[GraphArg], outputs: Sequence[GraphArg], meta: ModelMetadata, source: str) -> None:
+    """ModelFileError unless the graph's inputs and outputs are what `graph_io` says for this metadata."""
+    expected_in, expected_out = graph_io(meta.graph, meta.config, len(meta.vocabulary), meta.format_version)
+    for role, expected, actual in (("input", expected_in, inputs), ("output", expected_out, outputs)):
+        found = {arg.name: arg for arg in actual}
+        if set(found) != {spec.name for spec in expected}:
+            raise ModelFileError(
+                f"model file {source} has {role}s {sorted(found)}, but its metadata describes a {meta.graph} graph "
+                f"with {sorted(spec.name for spec in expected)}; export it again"
+            )
+        for spec in expected:
+            arg = found[spec.name]
+            static_ok = len(arg.shape) == len(spec.shape) and all(
+                want is None or got == want for want, got in zip(spec.shape, arg.shape)
+            )
+            if arg.type != spec.dtype or not static_ok:
+                raise ModelFileError(
+                    f"model file {source} has {role} {spec.name} of {arg.type} {list(arg.shape)}, but its metadata "
+                    f"(vocabulary of {len(meta.vocabulary)}, {meta.config}) needs {spec.dtype} "
+                    f"{[d if d is not None else 'any' for d in spec.shape]}; export it again"
+                )
 
 
 def metadata_to_props(meta: ModelMetadata) -> dict[str, str]:

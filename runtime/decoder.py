@@ -1,23 +1,22 @@
-"""Decoders: feed words one at a time, get the next-word logits back. The same for every backend.
+"""Decoders: feed each sequence of a batch its next word, get every sequence's next-word logits.
 
-A backend supplies the kernel that does the arithmetic (onnxruntime's session, or numpy); the
-decoder owns the bookkeeping of the windows in flight. Each decoder belongs to one thread at a
-time; the kernel's buffers are its own, the weights and session underneath may be shared.
+A backend supplies kernels, the arithmetic (onnxruntime's session, or numpy); a decoder owns the
+bookkeeping of the windows in flight, the same for every backend and file. Every decoder takes a
+batch: a file whose rows are computed on their own (`ModelMetadata.batched`) runs the whole batch
+in one kernel call; older files run one kernel per sequence, one after the other. A decoder
+belongs to one thread at a time; the pool hands them out.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 import numpy as np
 
-from . import contract
-from .contract import ModelMetadata
-
-
-def batches(meta: ModelMetadata) -> bool:
-    """Whether the file's graph decodes a batch of sequences at once: step graphs from format 2."""
-    return meta.graph == contract.GRAPH_STEP and meta.format_version >= contract.BATCHED_SINCE
+from .contract import GRAPH_STEP, ModelMetadata
 
 
 class StepKernel(Protocol):
@@ -25,8 +24,8 @@ class StepKernel(Protocol):
 
     logits: np.ndarray  # [batch, window, vocab]: a row per window in flight, written by `run`
 
-    def run(self, tokens: int | np.ndarray) -> None:
-        """Advance every row's state by the newest word (one id, or [batch, 1]) and write the logits."""
+    def run(self, tokens: np.ndarray) -> None:
+        """Advance every row's state by its sequence's newest word (ids [batch, 1]) and write the logits."""
 
     def zero_row(self, row: int) -> None:
         """Put `row` of every sequence's state back to the zero state, for the next `run`."""
@@ -37,7 +36,17 @@ class StepKernel(Protocol):
 
 class WindowKernel(Protocol):
     def run(self, ids: np.ndarray) -> np.ndarray:
-        """Logits [vocab] of the word after the window `ids` [window], from the zero state."""
+        """Logits [batch, vocab] of the word after each window of `ids` [batch, window], from the zero state."""
+
+
+class Decoder(Protocol):
+    def reset(self) -> None:
+        """Every sequence back to no words read."""
+
+    def feed(self, tokens: np.ndarray) -> np.ndarray:
+        """Each sequence's next word, ids [batch, 1] → logits [batch, vocab] of the word after the
+        last `window` words fed (fewer at the start: the step graph reads them from the zero state).
+        A view that the next feed overwrites."""
 
 
 class StepDecoder:
@@ -53,13 +62,7 @@ class StepDecoder:
         self._kernel.reset()
         self._fed = 0
 
-    def feed(self, token: int) -> np.ndarray:
-        """Logits [vocab] for the window that ends with `token`, valid once `window` words were fed
-        (fewer: the words fed so far, read from the zero state). A view the next feed overwrites."""
-        return self.feed_batch(token)[0]
-
-    def feed_batch(self, tokens: int | np.ndarray) -> np.ndarray:
-        """`feed` for every sequence of the batch at once: tokens [batch, 1] → logits [batch, vocab]."""
+    def feed(self, tokens: np.ndarray) -> np.ndarray:
         self._kernel.run(tokens)
         self._fed += 1
         row = self._fed % self.window
@@ -70,19 +73,71 @@ class StepDecoder:
 class WindowDecoder:
     """The plain decode: the whole window from the zero state per word. Reference and baseline."""
 
-    def __init__(self, kernel: WindowKernel, window: int):
-        self.window = window
+    def __init__(self, kernel: WindowKernel, window: int, batch: int):
         self._kernel = kernel
-        self._ids = np.zeros(window, np.int64)
+        self._ids = np.zeros((batch, window), np.int64)
 
     def reset(self) -> None:
         self._ids[:] = 0
 
-    def feed(self, token: int) -> np.ndarray:
-        """Logits [vocab] for the last `window` words fed (a view the next feed overwrites)."""
-        self._ids[:-1] = self._ids[1:]
-        self._ids[-1] = token
+    def feed(self, tokens: np.ndarray) -> np.ndarray:
+        self._ids[:, :-1] = self._ids[:, 1:]
+        self._ids[:, -1:] = tokens
         return self._kernel.run(self._ids)
 
 
-Decoder = StepDecoder | WindowDecoder
+class RowByRow:
+    """A batch for a file whose rows may not be computed together: a decoder of one per sequence."""
+
+    def __init__(self, decoders: list[Decoder], vocab: int):
+        self._decoders = decoders
+        self._logits = np.zeros((len(decoders), vocab), np.float32)
+
+    def reset(self) -> None:
+        for decoder in self._decoders:
+            decoder.reset()
+
+    def feed(self, tokens: np.ndarray) -> np.ndarray:
+        for row, decoder in enumerate(self._decoders):
+            self._logits[row] = decoder.feed(tokens[row : row + 1])[0]
+        return self._logits
+
+
+def make_decoder(meta: ModelMetadata, kernel: Callable[[int], StepKernel | WindowKernel], batch: int) -> Decoder:
+    """A decoder of `batch` sequences over kernels made by `kernel(rows)`."""
+    window = meta.config.window
+
+    def of(rows: int) -> Decoder:
+        if meta.graph == GRAPH_STEP:
+            return StepDecoder(kernel(rows), window)
+        return WindowDecoder(kernel(rows), window, rows)
+
+    if meta.batched or batch == 1:
+        return of(batch)
+    return RowByRow([of(1) for _ in range(batch)], len(meta.vocabulary))
+
+
+class DecoderPool:
+    """Decoders kept for reuse by batch size, so a generation allocates nothing once warm; each is
+    lent to one caller at a time, which makes a model safe to share between threads."""
+
+    def __init__(self, meta: ModelMetadata, kernel: Callable[[int], StepKernel | WindowKernel]):
+        self._meta = meta
+        self._kernel = kernel
+        self._idle: dict[int, list[Decoder]] = {}
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def decoder(self, batch: int) -> Iterator[Decoder]:
+        """A decoder of `batch` sequences, reset, for the block."""
+        with self._lock:
+            idle = self._idle.setdefault(batch, [])
+            decoder = idle.pop() if idle else None
+        if decoder is None:
+            decoder = make_decoder(self._meta, self._kernel, batch)
+        decoder.reset()
+        try:
+            yield decoder
+        finally:
+            with self._lock:
+                self._idle[batch].append(decoder)

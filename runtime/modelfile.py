@@ -1,26 +1,17 @@
-"""What every backend checks of a model file: before reading it, and its graph against its metadata."""
+"""What every backend does before it trusts a model file: its path, then its metadata and graph."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
 
 from . import contract
-from .contract import ModelMetadata
+from .contract import GraphArg, ModelMetadata
 from .errors import ModelFileError
 
 # Protobuf cannot hold more; anything bigger is not a model this runtime wrote.
 MAX_MODEL_BYTES = 2 * 1024**3
-
-
-class GraphArg(Protocol):
-    """A graph input or output as a backend reports it (onnxruntime's NodeArg, or onnxfile.ValueInfo)."""
-
-    name: str
-    type: str
-    shape: Sequence[int | str | None]
 
 
 def checked_path(path: str | os.PathLike[str]) -> str:
@@ -39,24 +30,17 @@ def checked_path(path: str | os.PathLike[str]) -> str:
     return name
 
 
-def check_graph(inputs: Sequence[GraphArg], outputs: Sequence[GraphArg], meta: ModelMetadata, name: str) -> None:
-    """The graph's inputs and outputs must be what the contract says for this metadata."""
-    expected_in, expected_out = contract.graph_io(meta.graph, meta.config, len(meta.vocabulary), meta.format_version)
-    for role, expected, actual in (("input", expected_in, inputs), ("output", expected_out, outputs)):
-        found = {arg.name: arg for arg in actual}
-        if set(found) != {spec.name for spec in expected}:
-            raise ModelFileError(
-                f"model file {name} has {role}s {sorted(found)}, but its metadata describes a {meta.graph} graph "
-                f"with {sorted(spec.name for spec in expected)}; export it again"
-            )
-        for spec in expected:
-            arg = found[spec.name]
-            static_ok = len(arg.shape) == len(spec.shape) and all(
-                want is None or got == want for want, got in zip(spec.shape, arg.shape)
-            )
-            if arg.type != spec.dtype or not static_ok:
-                raise ModelFileError(
-                    f"model file {name} has {role} {spec.name} of {arg.type} {list(arg.shape)}, but its metadata "
-                    f"(vocabulary of {len(meta.vocabulary)}, {meta.config}) needs {spec.dtype} "
-                    f"{[d if d is not None else 'any' for d in spec.shape]}; export it again"
-                )
+def described(
+    props: Mapping[str, str], inputs: Sequence[GraphArg], outputs: Sequence[GraphArg], source: str
+) -> ModelMetadata:
+    """The file's metadata, read and bounded, with its graph's inputs and outputs held to it."""
+    meta = contract.metadata_from_props(props, source)
+    contract.check_graph(inputs, outputs, meta, source)
+    return meta
+
+
+def unreadable(source: str, error: Exception) -> ModelFileError:
+    """The one line for a file its backend cannot parse; `error` says why (its first line)."""
+    text = str(error).strip()
+    reason = text.splitlines()[0][:160] if text else type(error).__name__
+    return ModelFileError(f"model file {source} is not a readable ONNX model ({reason}); export it again")

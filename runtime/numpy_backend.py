@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from . import contract
-from .decoder import Decoder, StepDecoder, WindowDecoder, batches
 from .errors import ModelFileError
-from .modelfile import check_graph, checked_path
+from .modelfile import checked_path, described, unreadable
 from .numpy_weights import Layer, StepWeights, read_weights
 from .onnxfile import read_onnx
 
@@ -23,27 +22,24 @@ from .onnxfile import read_onnx
 class NumpyBackend:
     name = "numpy"
 
-    def __init__(self, path: Path, threads: int, spin: bool):
-        name = checked_path(path)  # threads and spin: numpy's BLAS decides its own (OPENBLAS_NUM_THREADS)
+    def __init__(self, path: Path):
+        name = checked_path(path)
         try:
             model = read_onnx(Path(name).read_bytes())
         except ValueError as error:
-            raise ModelFileError(f"model file {name} is not a readable ONNX model ({error}); export it again") from None
-        self.metadata = contract.metadata_from_props(model.metadata, source=name)
-        check_graph(model.inputs, model.outputs, self.metadata, name)
+            raise unreadable(name, error) from None
+        self.metadata = described(model.metadata, model.inputs, model.outputs, name)
         try:
             self.weights = read_weights(model, self.metadata)
         except (KeyError, ValueError, IndexError, TypeError, AttributeError, StopIteration) as error:
             raise ModelFileError(
                 f"model file {name} does not hold the weights its metadata describes ({error}); export it again"
             ) from None
-        self.batches = batches(self.metadata)
 
-    def decoder(self, batch: int = 1) -> Decoder:
-        window = self.metadata.config.window
+    def kernel(self, batch: int) -> NumpyStepKernel | NumpyWindowKernel:
         if self.metadata.graph == contract.GRAPH_STEP:
-            return StepDecoder(NumpyStepKernel(self.weights, window, batch), window)
-        return WindowDecoder(NumpyWindowKernel(self.weights), window)
+            return NumpyStepKernel(self.weights, self.metadata.config.window, batch)
+        return NumpyWindowKernel(self.weights)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -74,8 +70,8 @@ class NumpyStepKernel:
         self._ids = np.zeros((batch, window), np.int64)
         self.logits = np.zeros((batch, window, weights.head.weight.shape[1]), np.float32)
 
-    def run(self, tokens: int | np.ndarray) -> None:
-        self._ids[...] = tokens  # every window in flight reads its sequence's newest word
+    def run(self, tokens: np.ndarray) -> None:
+        self._ids[...] = tokens  # [batch, 1]: every window in flight reads its sequence's newest word
         x = _inputs(self._weights, self._ids.reshape(-1))
         for layer, (h, c) in zip(self._weights.layers, self._states):
             _cell(layer, x, h, c)
@@ -96,10 +92,10 @@ class NumpyWindowKernel:
 
     def run(self, ids: np.ndarray) -> np.ndarray:
         hidden = self._weights.head.weight.shape[0]
-        states = np.zeros((len(self._weights.layers), 2, 1, hidden), np.float32)
-        for token in ids:  # one window, one row, from the zero state
-            x = _inputs(self._weights, np.array([token]))
+        states = np.zeros((len(self._weights.layers), 2, len(ids), hidden), np.float32)
+        for column in ids.T:  # every window [batch, window] from the zero state, a word at a time
+            x = _inputs(self._weights, column)
             for layer, (h, c) in zip(self._weights.layers, states):
                 _cell(layer, x, h, c)
                 x = h
-        return self._weights.head(x)[0]
+        return self._weights.head(x)

@@ -24,6 +24,7 @@ import numpy as np
 from . import contract
 from .contract import ModelMetadata
 from .onnxfile import Node, OnnxFile
+from .quantization import activation_values, int4_weight, rounded_activations
 
 
 def _identity(x: np.ndarray) -> np.ndarray:
@@ -70,7 +71,7 @@ class StepWeights:
 def read_weights(model: OnnxFile, meta: ModelMetadata) -> StepWeights:
     """The file's weights as products, checked against `meta`. KeyError, ValueError and the like
     for a file that does not hold them: the caller turns those into one ModelFileError."""
-    if meta.graph == contract.GRAPH_STEP and meta.format_version >= contract.BATCHED_SINCE:
+    if meta.batched:
         weights = _format2(model.initializers, meta)
     else:
         weights = _format1(model, meta)
@@ -91,7 +92,7 @@ def _format2(arrays: dict[str, np.ndarray], meta: ModelMetadata) -> StepWeights:
         if quantization == "fp32":
             return Product(weight.astype(np.float32), bias)
         if quantization == "int4":
-            return Product(_int4_weight(weight, scale, _rows(weight_name, config)), bias)
+            return Product(int4_weight(weight, scale, _rows(weight_name, config)), bias)
         step = arrays[contract.ACTIVATION_SCALE].astype(np.float32)
         return Product(weight.astype(np.float32), bias, rounding, (step * scale).astype(np.float32))
 
@@ -123,26 +124,18 @@ class _StaticRounding:
     """QuantizeLinear on the file's fixed scale, as codes minus the zero point (floats)."""
 
     def __init__(self, step: np.ndarray, zero_point: np.ndarray):
-        self.step = np.float32(step)
-        self.zero = np.float32(zero_point)
+        self.step = float(step.item())  # a scalar, whatever its stored shape
+        self.zero = int(zero_point.item())
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return np.clip(np.rint(x / self.step) + self.zero, 0, 255) - self.zero
+        return rounded_activations(x, self.step, self.zero)
 
     def codes_to_values(self, codes: np.ndarray) -> np.ndarray:
-        return (codes.astype(np.float32) - self.zero) * self.step
+        return activation_values(codes, self.step, self.zero)
 
 
 def _static_rounding(arrays: dict[str, np.ndarray]) -> _StaticRounding:
     return _StaticRounding(arrays[contract.ACTIVATION_SCALE], arrays[contract.ACTIVATION_ZERO_POINT])
-
-
-def _int4_weight(packed: np.ndarray, scales: np.ndarray, rows: int) -> np.ndarray:
-    """MatMulNBits' packed codes [N, blocks, block / 2] and scales [N * blocks] → weight [K, N]."""
-    columns, blocks, _ = packed.shape
-    codes = np.stack([packed & 0x0F, packed >> 4], axis=-1).reshape(columns, blocks, -1).astype(np.float32) - 8
-    values = codes * scales.reshape(columns, blocks, 1).astype(np.float32)
-    return np.ascontiguousarray(values.reshape(columns, -1)[:, :rows].T)
 
 
 # --- format 1: found by following the graph's nodes -------------------------------------------

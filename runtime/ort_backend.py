@@ -10,9 +10,7 @@ import onnxruntime as ort
 
 from . import contract
 from .contract import ModelMetadata
-from .decoder import Decoder, StepDecoder, WindowDecoder, batches
-from .errors import ModelFileError
-from .modelfile import check_graph, checked_path
+from .modelfile import checked_path, described, unreadable
 
 
 def session_options(threads: int, spin: bool) -> ort.SessionOptions:
@@ -38,19 +36,14 @@ class OrtBackend:
             options = session_options(threads, spin)
             self.session = ort.InferenceSession(name, options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own, untyped, multi-line errors for damaged files
-            reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
-            raise ModelFileError(
-                f"model file {name} is not a readable ONNX model ({reason}); export it again"
-            ) from None
-        self.metadata = contract.metadata_from_props(self.session.get_modelmeta().custom_metadata_map, source=name)
-        check_graph(self.session.get_inputs(), self.session.get_outputs(), self.metadata, name)
-        self.batches = batches(self.metadata)
+            raise unreadable(name, error) from None
+        props = self.session.get_modelmeta().custom_metadata_map
+        self.metadata = described(props, self.session.get_inputs(), self.session.get_outputs(), name)
 
-    def decoder(self, batch: int = 1) -> Decoder:
-        window = self.metadata.config.window
+    def kernel(self, batch: int) -> OrtStepKernel | OrtWindowKernel:
         if self.metadata.graph == contract.GRAPH_STEP:
-            return StepDecoder(OrtStepKernel(self.session, self.metadata, batch), window)
-        return WindowDecoder(OrtWindowKernel(self.session, self.metadata), window)
+            return OrtStepKernel(self.session, self.metadata, batch)
+        return OrtWindowKernel(self.session, self.metadata, batch)
 
 
 def _bind(binding: ort.IOBinding, name: str, array: np.ndarray, output: bool = False) -> None:
@@ -78,8 +71,8 @@ class OrtStepKernel:
             self._bindings.append(binding)
         self._side = 0  # the set the next step reads
 
-    def run(self, tokens: int | np.ndarray) -> None:
-        self._tokens[...] = tokens  # one id, or [batch, 1]: each sequence's id in all its columns
+    def run(self, tokens: np.ndarray) -> None:
+        self._tokens[...] = tokens  # [batch, 1]: each sequence's newest id in all its columns
         self._session.run_with_iobinding(self._bindings[self._side])
         self._side = 1 - self._side
 
@@ -92,15 +85,15 @@ class OrtStepKernel:
 
 
 class OrtWindowKernel:
-    def __init__(self, session: ort.InferenceSession, meta: ModelMetadata):
+    def __init__(self, session: ort.InferenceSession, meta: ModelMetadata, batch: int):
         self._session = session
-        self._ids = np.zeros((1, meta.config.window), np.int64)
-        self._logits = np.zeros((1, len(meta.vocabulary)), np.float32)
+        self._ids = np.zeros((batch, meta.config.window), np.int64)
+        self._logits = np.zeros((batch, len(meta.vocabulary)), np.float32)
         self._binding = session.io_binding()
         _bind(self._binding, contract.INPUT_WINDOW, self._ids)
         _bind(self._binding, contract.OUTPUT_LOGITS, self._logits, output=True)
 
     def run(self, ids: np.ndarray) -> np.ndarray:
-        self._ids[0] = ids
+        self._ids[...] = ids
         self._session.run_with_iobinding(self._binding)
-        return self._logits[0]
+        return self._logits

@@ -1,4 +1,5 @@
-"""The JSON shapes of fable's answers, one place for `fable-run --json` and `fable-serve`."""
+"""The JSON of a generation, one shape for `fable-run --json` and `fable-serve` (suggestions and
+scores: `fable.predict`)."""
 
 from __future__ import annotations
 
@@ -32,11 +33,3 @@ def generation_record(model: Model, prompt: str, words: int, sampling: Sampling)
 def run_settings(model: Model) -> dict[str, Any]:
     """What runs the model, and why those settings (given, tuned on this machine, or the defaults)."""
     return {"backend": model.backend, "threads": model.threads, "spin": model.spin, "why": model.settings}
-
-
-def suggestion_record(model: Model, text: str, k: int) -> dict[str, Any]:
-    return {"text": text, "suggestions": [asdict(s) for s in model.suggest(text, k)]}
-
-
-def score_record(model: Model, text: str) -> dict[str, Any]:
-    return {"text": text, **model.score(text).as_dict()}

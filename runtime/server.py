@@ -28,10 +28,11 @@ from importlib import resources
 from typing import Any
 
 from . import __version__
+from .engine import DEFAULT_WORDS
 from .errors import FableError
-from .model import DEFAULT_WORDS, Model
-from .predict import DEFAULT_SUGGESTIONS
-from .records import generation_record, score_record, suggestion_record
+from .model import Model
+from .predict import DEFAULT_SUGGESTIONS, score_record, suggestion_record
+from .records import generation_record
 from .sampling import Sampling
 
 MAX_BODY_BYTES = 64 * 1024

@@ -1,10 +1,11 @@
-"""What `fable-bench --tune` chose on this device, kept in a small per-user cache.
+"""Which file, threads and spinning a model runs with, and the cache `fable-bench --tune` keeps.
 
 An entry holds, for one machine (CPU model, core count, onnxruntime version) and one model file
 (its sha256), the fastest setting measured for each file of its export (threads, spinning) and
-the file to run in its place: the fastest variant that its export's report vouches for. `load()`
-reads it; nothing else does. A cache for another CPU, another onnxruntime or a changed file never
-matches, and a damaged one is ignored with a notice: a machine nobody tuned runs the safe defaults.
+the file to run in its place: the fastest variant that its export's report vouches for. `resolve`
+(for `load()`) reads it; nothing else does. A cache for another CPU, another onnxruntime or a
+changed file never matches, and a damaged one is ignored with a notice: a machine nobody tuned
+runs the safe defaults.
 """
 
 from __future__ import annotations
@@ -12,16 +13,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from . import contract
 from .atomic import write_text
-from .backend import backend_version
+from .backend import default_backend
 from .errors import FableError, log
+from .machine import tune_key
+from .modelfile import checked_path
+
+# Safe on a machine nobody measured: one thread, no spinning. fable-bench --tune finds better
+# settings for a device and load() uses them (docs/design.md, "Tuning").
+DEFAULT_THREADS = 1
+DEFAULT_SPIN = False
+GIVEN = "given"  # why a Model(...) runs as it does: exactly what its caller gave
 
 CACHE_ENV = "FABLE_CACHE_DIR"  # where the cache lives, instead of the platform's cache folder
 CACHE_NAME = "tune.json"
@@ -45,32 +54,64 @@ class Tuned:
     cache: Path
 
 
+@dataclass(frozen=True)
+class RunSettings:
+    """What `load()` runs: a file with threads and spinning, and where they came from."""
+
+    file: Path
+    threads: int
+    spin: bool
+    asked: Path  # the file asked for; `file` differs where the tune chose a variant in its place
+    given: tuple[str, ...]  # of "threads" and "spinning": those the caller gave
+    tuned: Tuned | None  # the cache's entry, where it had one
+
+    @property
+    def why(self) -> str:
+        """One line on where the threads, the spinning and the file came from."""
+        parts = [f"{' and '.join(self.given)} given"] if self.given else []
+        if self.tuned is not None:
+            swapped = f", which runs {self.file.name} in place of {self.asked.name}" if self.file != self.asked else ""
+            parts.append(f"tuned by fable-bench --tune at {self.tuned.tuned_at} ({self.tuned.cache}){swapped}")
+        elif len(self.given) < 2:
+            parts.append("defaults where not given: this file was not tuned on this machine (fable-bench --tune)")
+        return "; ".join(parts)
+
+
+def resolve(asked: Path, named: bool, threads: int | None, spin: bool | None, backend: str | None) -> RunSettings:
+    """The file and settings to run `asked` with: `threads` and `spin` where given, else what the
+    tune cache holds for this machine (onnxruntime only), else the defaults. `named`: the caller
+    named `asked`, so it runs; otherwise the tune's choice of variant may run in its place."""
+    tuned = None
+    if (default_backend() if backend is None else backend) == "onnxruntime" and (
+        threads is None or spin is None or not named
+    ):
+        checked_path(asked)
+        tuned = lookup(asked, choose_file=not named)
+    given = tuple(name for name, value in (("threads", threads), ("spinning", spin)) if value is not None)
+    return RunSettings(
+        file=tuned.file if tuned else asked,
+        threads=threads if threads is not None else tuned.setting.threads if tuned else DEFAULT_THREADS,
+        spin=spin if spin is not None else tuned.setting.spin if tuned else DEFAULT_SPIN,
+        asked=asked,
+        given=given,
+        tuned=tuned,
+    )
+
+
 def cache_path() -> Path:
-    """$FABLE_CACHE_DIR/tune.json, or tune.json in the platform's per-user cache folder."""
+    """$FABLE_CACHE_DIR/tune.json, or fable/tune.json in the platform's per-user cache folder."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]) / CACHE_NAME
-    home = Path.home()
-    if sys.platform == "darwin":
-        folder = home / "Library" / "Caches"
-    elif os.name == "nt":
-        folder = Path(os.environ.get("LOCALAPPDATA", home / "AppData" / "Local"))
-    else:
-        folder = Path(os.environ.get("XDG_CACHE_HOME") or home / ".cache")
-    return folder / "fable" / CACHE_NAME
+    return user_cache_folder(sys.platform, os.environ, Path.home()) / "fable" / CACHE_NAME
 
 
-def cpu_model() -> str:
-    """The CPU's model name as the system reports it (Linux: /proc/cpuinfo)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            names = [line.split(":", 1)[1].strip() for line in info if line.startswith(("model name", "Model"))]
-    except OSError:
-        names = []
-    return names[0] if names else (platform.processor() or platform.machine())
-
-
-def machine_key() -> dict[str, Any]:
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "onnxruntime": backend_version("onnxruntime")}
+def user_cache_folder(platform: str, environ: Mapping[str, str], home: Path) -> Path:
+    """Where `platform` (sys.platform's name) keeps a user's caches."""
+    if platform == "darwin":
+        return home / "Library" / "Caches"
+    if platform == "win32":
+        return Path(environ.get("LOCALAPPDATA") or home / "AppData" / "Local")
+    return Path(environ.get("XDG_CACHE_HOME") or home / ".cache")
 
 
 def file_sha256(path: Path) -> str:
@@ -102,7 +143,7 @@ def lookup(path: Path, choose_file: bool) -> Tuned | None:
     entries = _entries(cache)
     if not entries:
         return None
-    machine, sha = machine_key(), file_sha256(path)
+    machine, sha = tune_key(), file_sha256(path)
     try:
         mine = [e for e in entries if e.get("machine") == machine]
         for entry in mine:
@@ -153,7 +194,7 @@ def remember(model: Path, choice: Path, best: dict[Path, Setting], tuned_at: str
     Replaces this machine's entry for the same model; written atomically."""
     cache = cache_path()
     hashes = {path: file_sha256(path) for path in best}  # `model` is one of them: each file read once
-    machine, sha = machine_key(), hashes.get(model) or file_sha256(model)
+    machine, sha = tune_key(), hashes.get(model) or file_sha256(model)
     files = [{"file": str(path.resolve()), "sha256": hashes[path], **asdict(best[path])} for path in best]
     entry = {
         "machine": machine,

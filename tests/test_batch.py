@@ -39,8 +39,7 @@ def test_a_batch_gives_the_words_of_one_prompt_at_a_time(model, size, mode):
 def test_a_batch_runs_the_model_once_a_word_for_all_prompts(model, monkeypatch):
     """Counted at the kernel: 8 prompts x 32 words is 3 + 31 runs (the window, then a word each),
     as for one prompt; one prompt at a time would be 8 x 34."""
-    decoder = model._backend.decoder(8)
-    kernel_class = type(decoder._kernel)
+    kernel_class = type(model._backend.kernel(8))
     runs = []
     original = kernel_class.run
     monkeypatch.setattr(
@@ -60,21 +59,23 @@ def test_the_stream_yields_each_prompts_word_in_turn(model):
 
 
 def test_more_prompts_than_one_turn_holds_still_match(monkeypatch):
-    import fable.model
+    import fable.engine
 
-    monkeypatch.setattr(fable.model, "MAX_BATCH", 3)  # 8 prompts in turns of 3, 3 and 2
+    monkeypatch.setattr(fable.engine, "MAX_BATCH", 3)  # 8 prompts in turns of 3, 3 and 2
     model = fable.Model(SHIPPED / "fable.int8.onnx")
     batch = prompts(8)
     assert model.generate_batch(batch, 12) == [model.generate(p, 12) for p in batch]
     assert [i for i, _ in model.stream_batch(batch, 2)] == [0, 1, 2, 0, 1, 2, 3, 4, 5, 3, 4, 5, 6, 7, 6, 7]
 
 
-def test_a_format_1_file_has_no_batches_and_decodes_one_prompt_after_another():
+def test_a_format_1_file_decodes_a_batch_one_sequence_after_another_with_the_same_words():
+    """Format 1's step graph takes one sequence: a batch runs it once per prompt and word, through
+    the same decode loop, and streams in the same order as a batched file."""
     model = fable.Model(SHIPPED.parent / "tests" / "data" / "fable.v1.int8.onnx")
-    assert model.metadata.format_version == 1 and not model._backend.batches
+    assert model.metadata.format_version == 1 and not model.metadata.batched
     batch = prompts(3)
     assert model.generate_batch(batch, 8) == [model.generate(p, 8) for p in batch]
-    assert [i for i, _ in model.stream_batch(batch, 2)] == [0, 0, 1, 1, 2, 2]
+    assert [i for i, _ in model.stream_batch(batch, 2)] == [0, 1, 2, 0, 1, 2]
 
 
 def test_edges_empty_batch_no_words_and_bad_prompts():
@@ -89,3 +90,12 @@ def test_edges_empty_batch_no_words_and_bad_prompts():
         model.generate_batch("the old mouse")
     with pytest.raises(fable.PromptError, match="^context 1: word ids"):
         list(model.stream_batch_ids([[0, 1, 10_000]]))
+    with pytest.raises(fable.PromptError, match="^context 2: the context has 2 ids"):
+        model.stream_batch_ids([[0, 1, 2], [0, 1]])
+    with pytest.raises(fable.PromptError, match="whole numbers"):
+        model.stream_ids(["the", "old", "mouse"])
+    with pytest.raises(fable.PromptError, match="must be text, not int"):
+        model.generate_batch([3])
+    assert model.generate_batch(p for p in prompts(2)) == [model.generate(p) for p in prompts(2)]  # any iterable
+    with pytest.raises(fable.SettingError, match="spin must be"):
+        fable.Model(SHIPPED / "fable.int8.onnx", spin="yes")

@@ -10,7 +10,7 @@ import pytest
 import fable
 from fable import PromptError, UnknownWordError
 
-from .helpers import SHIPPED, assert_clean_failure, fable_tokens, run_command
+from .helpers import SHIPPED, assert_clean_failure, fable_tokens, invoke
 
 
 @pytest.fixture(scope="module")
@@ -106,19 +106,19 @@ def test_score_needs_more_than_a_window_and_known_words(model):
 
 
 def test_fable_run_suggest_and_score_print_tables_and_json():
-    table = run_command("fable-run", "--suggest", "the old mo").stdout.splitlines()
+    table = invoke("fable-run", "--suggest", "the old mo").stdout.splitlines()
     assert table[0].split() == ["word", "probability"] and table[2].split()[0] == "mouse"
-    record = json.loads(run_command("fable-run", "--suggest", "the old mouse", "--suggestions", "5", "--json").stdout)
+    record = json.loads(invoke("fable-run", "--suggest", "the old mouse", "--suggestions", "5", "--json").stdout)
     assert record["suggestions"][0]["word"] == "said" and len(record["suggestions"]) == 5
-    scored = run_command("fable-run", "--score", "long ago , the mice had").stdout.splitlines()
+    scored = invoke("fable-run", "--score", "long ago , the mice had").stdout.splitlines()
     assert [line.split()[0] for line in scored[2:-1]] == ["the", "mice", "had"]
     assert scored[-1].startswith("3 words: total log-probability")
-    record = json.loads(run_command("fable-run", "--score", "long ago , the mice had", "--json").stdout)
+    record = json.loads(invoke("fable-run", "--score", "long ago , the mice had", "--json").stdout)
     assert [w["word"] for w in record["words"]] == ["the", "mice", "had"] and record["perplexity"] >= 1
 
 
 def test_fable_run_suggest_and_score_errors_are_one_line():
-    assert_clean_failure(run_command("fable-run", "--suggest"), 2, "need a PROMPT")
-    assert_clean_failure(run_command("fable-run", "--suggest", "--score", "the old mouse"), 2, "one at a time")
-    assert_clean_failure(run_command("fable-run", "--score", "the old zebra mouse"), 2, "'zebra'")
-    assert_clean_failure(run_command("fable-run", "--suggest", "the old", "--suggestions", "0"), 2, "--suggestions")
+    assert_clean_failure(invoke("fable-run", "--suggest"), 2, "need a PROMPT")
+    assert_clean_failure(invoke("fable-run", "--suggest", "--score", "the old mouse"), 2, "one at a time")
+    assert_clean_failure(invoke("fable-run", "--score", "the old zebra mouse"), 2, "'zebra'")
+    assert_clean_failure(invoke("fable-run", "--suggest", "the old", "--suggestions", "0"), 2, "--suggestions")

@@ -8,7 +8,7 @@ import pytest
 import fable
 from fable import PromptError, Sampling, SettingError, UnknownWordError, UsageError
 
-from .helpers import SHIPPED, run_command, unambiguous_windows
+from .helpers import SHIPPED, invoke, unambiguous_windows
 
 FILES = ["fable.onnx", "fable.int8.onnx"]
 
@@ -81,15 +81,17 @@ def test_top_k_and_top_p_never_leave_their_set(model, prompt):
     temperature = 4.0  # flat enough that an escape would show
     probs = softmax(model.next_logits(model.encode(prompt)), temperature)
     order = np.argsort(-probs, kind="stable")
-    top_k_set = {model.vocabulary[i] for i in order[:5]}
     cumulative = np.cumsum(probs[order])
-    top_p_set = {model.vocabulary[i] for i in order[: int(np.searchsorted(cumulative, 0.6)) + 1]}
+    top_k, top_p = order[:5], order[: int(np.searchsorted(cumulative, 0.6)) + 1]
     seen_k, seen_p = set(), set()
     for seed in range(300):
         seen_k.add(model.generate(prompt, 1, Sampling(temperature, top_k=5, seed=seed)))
         seen_p.add(model.generate(prompt, 1, Sampling(temperature, top_p=0.6, seed=seed)))
-    assert seen_k <= top_k_set and len(seen_k) > 1
-    assert seen_p <= top_p_set and len(seen_p) >= 1
+    for allowed, seen in ((top_k, seen_k), (top_p, seen_p)):
+        # every word of the set that 300 draws miss with a chance under 1e-4 is seen, and no other
+        likely = {model.vocabulary[i] for i in allowed if probs[i] / probs[allowed].sum() > 0.031}
+        assert likely <= seen <= {model.vocabulary[i] for i in allowed}, (likely, seen)
+    assert len(seen_k) > 1
 
 
 def test_vocabulary_window_and_info(model):
@@ -152,6 +154,7 @@ def test_a_batch_names_its_bad_prompt(model):
         model.generate_batch(["the old mouse", "the old zebra"])
 
 
-def test_the_default_model_loads_from_any_directory(tmp_path):
-    result = run_command("fable-run", "the old mouse", "-n", "9", cwd=tmp_path)
+def test_the_default_model_loads_from_any_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("fable-run", "the old mouse", "-n", "9")
     assert result.stdout.strip() == "the old mouse said it is easy to propose impossible remedies."

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -13,9 +14,9 @@ pytest.importorskip("onnxruntime", reason="--tune times onnxruntime's settings")
 import fable
 from fable import tuning
 from fable.contract import FILE_NAMES, REPORT_NAME
-from fable.tuning import Setting, cache_path, export_variants, file_sha256, lookup, remember
+from fable.tuning import Setting, cache_path, export_variants, file_sha256, lookup, remember, user_cache_folder
 
-from .helpers import GOLDEN, SHIPPED, assert_clean_failure, run_command
+from .helpers import GOLDEN, SHIPPED, assert_clean_failure, invoke
 
 INT8, FP32, INT4 = (FILE_NAMES[q] for q in ("int8", "fp32", "int4"))
 
@@ -67,7 +68,7 @@ def test_explicit_settings_override_the_cache(cache, export):
     assert (fable.load(export / INT8, threads=1).threads, fable.load(export / INT8, threads=1).spin) == (1, True)
     model = fable.load(export / INT8, threads=1, spin=False)
     assert (model.threads, model.spin, model.settings) == (1, False, "threads and spinning given")
-    result = run_command("fable-run", "--model", str(export / INT8), "--threads", "1", "--no-spin", "--info",
+    result = invoke("fable-run", "--model", str(export / INT8), "--threads", "1", "--no-spin", "--info",
                          env={tuning.CACHE_ENV: str(cache.parent)})  # fmt: skip
     assert "onnxruntime, 1 thread, spinning off" in result.stdout and "threads and spinning given" in result.stdout
     assert fable.Model(export / INT8).threads == 1  # Model() is always exactly what it is given
@@ -80,9 +81,9 @@ def test_the_cache_is_ignored_when_the_file_or_the_machine_differs(cache, export
     if change == "file":
         (export / INT8).write_bytes((export / INT4).read_bytes())  # another model under the tuned name
     else:
-        key = tuning.machine_key()
+        key = tuning.tune_key()
         changed = {"onnxruntime": "0.0.1", "cpu": "Another CPU", "cores": 1000}[change]
-        monkeypatch.setattr(tuning, "machine_key", lambda: key | {change: changed})
+        monkeypatch.setattr(tuning, "tune_key", lambda: key | {change: changed})
     assert lookup(export / INT8, choose_file=True) is None
     model = fable.load(export / INT8)
     assert (model.threads, model.spin) == (1, False) and "not tuned on this machine" in model.settings
@@ -110,7 +111,7 @@ def test_a_damaged_cache_is_ignored_with_a_one_line_notice(cache, export, damage
     else:
         cache.unlink()
         cache.mkdir()
-    result = run_command("fable-run", "--model", str(export / INT8), "the old mouse", "-n", "9",
+    result = invoke("fable-run", "--model", str(export / INT8), "the old mouse", "-n", "9",
                          env={tuning.CACHE_ENV: str(cache.parent)})  # fmt: skip
     assert result.returncode == 0 and result.stdout.strip() == f"the old mouse {GOLDEN}"
     notice = result.stderr.strip().splitlines()
@@ -150,7 +151,7 @@ def test_only_files_that_the_report_vouches_for_may_run_in_place_of_another(expo
 
 
 def test_fable_bench_tune_times_every_setting_and_fable_run_uses_the_choice(cache, export):
-    result = run_command("fable-bench", "--tune", "--model", str(export / INT8), "--words", "30",
+    result = invoke("fable-bench", "--tune", "--model", str(export / INT8), "--words", "30",
                          env={tuning.CACHE_ENV: str(cache.parent)})  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = [line.split() for line in result.stdout.splitlines()[2:] if line.startswith("fable.")]
@@ -161,8 +162,8 @@ def test_fable_bench_tune_times_every_setting_and_fable_run_uses_the_choice(cach
     }
     assert sum("chosen" in line for line in result.stdout.splitlines()) == 1
     entry = json.loads(cache.read_text())["entries"][0]
-    assert entry["model_sha256"] == file_sha256(export / INT8) and entry["machine"] == tuning.machine_key()
-    info = run_command("fable-run", "--model", str(export / INT8), "--info", env={tuning.CACHE_ENV: str(cache.parent)})
+    assert entry["model_sha256"] == file_sha256(export / INT8) and entry["machine"] == tuning.tune_key()
+    info = invoke("fable-run", "--model", str(export / INT8), "--info", env={tuning.CACHE_ENV: str(cache.parent)})
     own = next(f for f in entry["files"] if f["file"] == str(export / INT8))
     assert f"onnxruntime, {own['threads']} thread" in info.stdout and "tuned by fable-bench --tune" in info.stdout
 
@@ -170,19 +171,24 @@ def test_fable_bench_tune_times_every_setting_and_fable_run_uses_the_choice(cach
 def test_tune_refuses_bad_input_in_one_line(cache, tmp_path):
     (tmp_path / "file").write_text("")
     unwritable = {tuning.CACHE_ENV: str(tmp_path / "file" / "cache")}  # a folder below a file
-    result = run_command("fable-bench", "--tune", "--words", "10", "-m", str(SHIPPED / INT8), env=unwritable)
+    result = invoke("fable-bench", "--tune", "--words", "10", "-m", str(SHIPPED / INT8), env=unwritable)
     assert_clean_failure(result, 1, "cannot write the tune cache", "FABLE_CACHE_DIR")
-    assert_clean_failure(run_command("fable-bench", "--tune", "-m", str(SHIPPED / INT8), "-m", str(SHIPPED / FP32)),
+    assert_clean_failure(invoke("fable-bench", "--tune", "-m", str(SHIPPED / INT8), "-m", str(SHIPPED / FP32)),
                          2, "--tune takes one --model")  # fmt: skip
-    assert_clean_failure(run_command("fable-bench", "--tune", "-m", str(tmp_path / "none.onnx")), 1, "does not exist")
-    assert_clean_failure(run_command("fable-bench", "--tune", "--batch", "1,2"), 2, "give one of them")
+    assert_clean_failure(invoke("fable-bench", "--tune", "-m", str(tmp_path / "none.onnx")), 1, "does not exist")
+    assert_clean_failure(invoke("fable-bench", "--tune", "--batch", "1,2"), 2, "give one of them")
 
 
 def test_the_cache_lives_in_the_platforms_cache_folder(monkeypatch, tmp_path):
+    home = tmp_path / "home"
+    assert user_cache_folder("linux", {}, home) == home / ".cache"
+    assert user_cache_folder("linux", {"XDG_CACHE_HOME": "/x"}, home) == Path("/x")
+    assert user_cache_folder("darwin", {"XDG_CACHE_HOME": "/x"}, home) == home / "Library" / "Caches"
+    assert user_cache_folder("win32", {}, home) == home / "AppData" / "Local"
+    assert user_cache_folder("win32", {"LOCALAPPDATA": "C:/L"}, home) == Path("C:/L")
     monkeypatch.delenv(tuning.CACHE_ENV)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    if os.name == "posix" and tuning.sys.platform != "darwin":
-        assert cache_path() == tmp_path / "fable" / "tune.json"
+    assert cache_path() == user_cache_folder(tuning.sys.platform, os.environ, Path.home()) / "fable" / "tune.json"
 
 
 def test_fable_serve_keeps_its_own_settings_whatever_the_tune_chose(cache, export, monkeypatch):
@@ -206,9 +212,9 @@ def test_fable_serve_keeps_its_own_settings_whatever_the_tune_chose(cache, expor
 def test_fable_run_json_says_which_settings_ran_and_why(cache, export):
     tune_in(export, INT8, int8=FAST)
     env = {tuning.CACHE_ENV: str(cache.parent)}
-    tuned = json.loads(run_command("fable-run", "-m", str(export / INT8), "--json", "the old mouse", env=env).stdout)
+    tuned = json.loads(invoke("fable-run", "-m", str(export / INT8), "--json", "the old mouse", env=env).stdout)
     assert (tuned["settings"]["threads"], tuned["settings"]["spin"]) == (2, True)
     assert "tuned by fable-bench --tune" in tuned["settings"]["why"]
-    given = run_command("fable-run", "-m", str(export / INT8), "--json", "--threads", "1", "the old mouse", env=env)
+    given = invoke("fable-run", "-m", str(export / INT8), "--json", "--threads", "1", "the old mouse", env=env)
     settings = json.loads(given.stdout)["settings"]
     assert (settings["threads"], settings["spin"]) == (1, True) and settings["why"].startswith("threads given")

@@ -22,11 +22,12 @@ from ..benchmark import (
     TuneResult,
     bench_batches,
     bench_model,
-    machine,
     tune,
 )
+from ..engine import MAX_BATCH
 from ..errors import UsageError
-from ..model import MAX_BATCH, MAX_THREADS, Model, default_model_path
+from ..machine import describe as describe_machine
+from ..model import MAX_THREADS, Model, default_model_path
 from ..sampling import MIN_TEMPERATURE
 from ..tuning import check_writable
 from . import BACKEND_DEFAULT, BACKEND_HELP, Backend, columns, new_app, run_app
@@ -56,7 +57,7 @@ def main(
     folder = default_model_path().parent
     shipped_paths = [folder / name for name in SHIPPED if (folder / name).is_file()]
     paths = [*(model or []), *(shipped_paths if shipped or not model else [])]
-    payload: dict = {"machine": machine()}
+    payload: dict = {"machine": describe_machine()}
     if tune_:
         payload |= tuned(model, words, temperature)
     elif batch is not None:
@@ -182,7 +183,7 @@ def table(results: list[BenchResult]) -> str:
     labels = model_labels([r.model for r in results])
     rows = [
         (label, r.backend, r.quantization, f"{r.threads}{' spin' if r.spin else ''}", f"{r.load_ms:.1f}", f"{r.first_word_ms:.3f}", f"{r.word_p50_us:.1f}",
-         f"{r.word_p90_us:.1f}", f"{r.word_p99_us:.1f}", f"{r.words_per_second:,.0f}", f"{r.peak_rss_mb:.0f}")
+         f"{r.word_p90_us:.1f}", f"{r.word_p99_us:.1f}", f"{r.words_per_second:,.0f}", "—" if r.peak_rss_mb is None else f"{r.peak_rss_mb:.0f}")
         for label, r in zip(labels, results)
     ]  # fmt: skip
     return columns(header, rows)

@@ -13,10 +13,11 @@ from typing import Annotated
 import typer
 
 from .. import __version__
+from ..engine import DEFAULT_WORDS, MAX_WORDS
 from ..errors import PromptError, UsageError
-from ..model import DEFAULT_WORDS, MAX_THREADS, MAX_WORDS, Model, load
-from ..predict import DEFAULT_SUGGESTIONS, MAX_SUGGESTIONS
-from ..records import generation_record, score_record, suggestion_record
+from ..model import MAX_THREADS, Model, load
+from ..predict import DEFAULT_SUGGESTIONS, MAX_SUGGESTIONS, score_record, suggestion_record
+from ..records import generation_record
 from ..sampling import MAX_TOP_P, MIN_SEED, MIN_TEMPERATURE, MIN_TOP_K, Sampling
 from . import BACKEND_DEFAULT, BACKEND_HELP, TUNED_DEFAULT, Backend, columns, new_app, run_app
 

@@ -7,12 +7,15 @@ from typing import Annotated
 
 import typer
 
-from ..model import DEFAULT_SPIN, DEFAULT_THREADS, MAX_THREADS, MAX_WORDS, Model, default_model_path
+from ..engine import MAX_WORDS
+from ..model import MAX_THREADS, Model, default_model_path
 from ..server import FableServer, ServerSettings
+from ..tuning import DEFAULT_SPIN, DEFAULT_THREADS
 from . import BACKEND_DEFAULT, BACKEND_HELP, Backend, new_app, run_app
 
 app = new_app()
 _d = ServerSettings()
+SERVE_SETTINGS = "fable-serve's own: --threads and --spin, not fable-bench --tune's single-stream choice"
 
 
 @app.command(help="Serve a model: the page at /, and /generate, /suggest, /score, /info and /health.")
@@ -27,8 +30,7 @@ def main(
 ) -> None:  # fmt: skip
     # Not the single-stream settings of fable-bench --tune: spinning workers compete with the
     # server's request threads for the cores (docs/design.md, "Tuning").
-    loaded = Model(model or default_model_path(), threads, backend.value if backend else None, spin)
-    loaded.settings = "fable-serve's own: --threads and --spin, not fable-bench --tune's single-stream choice"
+    loaded = Model(model or default_model_path(), threads, backend.value if backend else None, spin, SERVE_SETTINGS)
     try:
         server = FableServer(loaded, ServerSettings(host=host, port=port, max_words=max_words))
     except OSError as error:

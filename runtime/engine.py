@@ -1,0 +1,137 @@
+"""Word ids in, word ids out: a model file's decoders and the one loop that decodes every batch.
+
+A single prompt is a batch of one; more than `MAX_BATCH` prompts go in turns. Each prompt samples
+from its own stream, so a batch gives every prompt the words it would get alone (rows are
+computed on their own: docs/design.md, "Batches"). `Model` adds text on top of this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from .backend import Backend
+from .decoder import Decoder, DecoderPool
+from .errors import PromptError, UsageError, check_whole
+from .sampling import GREEDY, Sampling, make_sampler
+from .tokenizer import UNKNOWN
+
+DEFAULT_WORDS = 32  # as many as the tutorial generated
+MAX_WORDS = 10_000_000
+MAX_BATCH = 64  # sequences decoded at once; larger batches go in turns (weight reuse is flat by then)
+
+
+class Engine:
+    """Decodes word ids with one backend. Safe to share between threads: each call borrows its
+    own decoder from the pool."""
+
+    def __init__(self, backend: Backend):
+        self._backend = backend
+        self.metadata = backend.metadata
+        self._pool = DecoderPool(self.metadata, backend.kernel)
+        vocabulary = self.metadata.vocabulary
+        self._banned = vocabulary.index(UNKNOWN) if UNKNOWN in vocabulary else None  # never generated
+
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        return self.metadata.vocabulary
+
+    @property
+    def window(self) -> int:
+        return self.metadata.config.window
+
+    @property
+    def backend(self) -> str:
+        """What runs the model: "onnxruntime" or "numpy"."""
+        return self._backend.name
+
+    def stream_ids(
+        self, context: Sequence[int], words: int = DEFAULT_WORDS, sampling: Sampling = GREEDY
+    ) -> Iterator[int]:
+        """Word ids after the last `window` ids of `context`; arguments are checked before it starts."""
+        checked = self._check_ids(context)
+        _check_run(words, sampling)
+        return (token for _, token in self._decode([checked], words, sampling))
+
+    def stream_batch_ids(
+        self, contexts: Sequence[Sequence[int]], words: int = DEFAULT_WORDS, sampling: Sampling = GREEDY
+    ) -> Iterator[tuple[int, int]]:
+        """(context index, word id) for every context at once: every context's first word, then
+        every context's second; arguments are checked before it starts."""
+        checked = self._check_contexts(contexts)
+        _check_run(words, sampling)
+        return self._decode(checked, words, sampling)
+
+    def next_logits(self, context: Sequence[int]) -> np.ndarray:
+        """Logits [vocab] of the word after the last `window` ids of `context` (a copy)."""
+        return self.window_logits([context])[0]
+
+    def window_logits(self, contexts: Sequence[Sequence[int]]) -> np.ndarray:
+        """Logits [N, vocab] of the word after each context's last `window` ids, in batches."""
+        checked = self._check_contexts(contexts)
+        logits = np.empty((len(checked), len(self.vocabulary)), np.float32)
+        for first in range(0, len(checked), MAX_BATCH):
+            turn = np.array(checked[first : first + MAX_BATCH], np.int64)  # [batch, window]
+            with self._pool.decoder(len(turn)) as decoder:
+                logits[first : first + len(turn)] = _read(decoder, turn)
+        return logits
+
+    def logits_along(self, ids: Sequence[int]) -> Iterator[np.ndarray]:
+        """After each id of `ids` in turn, logits [vocab] of the next word given the last `window`
+        ids so far (fewer at the start: read from the zero state). Views the next one overwrites."""
+        with self._pool.decoder(1) as decoder:
+            token = np.zeros((1, 1), np.int64)
+            for word in ids:
+                token[0, 0] = word
+                yield decoder.feed(token)[0]
+
+    def _decode(self, contexts: list[list[int]], words: int, sampling: Sampling) -> Iterator[tuple[int, int]]:
+        """The one decode loop. Per turn of contexts: read their windows, then one run of the
+        model per word for all of them."""
+        for first in range(0, len(contexts), MAX_BATCH):
+            turn = np.array(contexts[first : first + MAX_BATCH], np.int64)  # [batch, window]
+            samplers = [make_sampler(sampling, banned=self._banned) for _ in turn]
+            with self._pool.decoder(len(turn)) as decoder:
+                logits = _read(decoder, turn)
+                tokens = np.zeros((len(turn), 1), np.int64)
+                for made in range(words):
+                    for row, sample in enumerate(samplers):
+                        token = sample(logits[row])
+                        tokens[row, 0] = token
+                        yield first + row, token
+                    if made + 1 < words:
+                        logits = decoder.feed(tokens)
+
+    def _check_contexts(self, contexts: Sequence[Sequence[int]]) -> list[list[int]]:
+        checked = []
+        for number, context in enumerate(contexts, 1):
+            try:
+                checked.append(self._check_ids(context))
+            except PromptError as error:
+                raise PromptError(f"context {number}: {error}") from None
+        return checked
+
+    def _check_ids(self, context: Sequence[int]) -> list[int]:
+        try:
+            ids = [int(i) for i in context[-self.window :]]
+        except (TypeError, ValueError):
+            raise PromptError("a context must be a sequence of word ids (whole numbers)") from None
+        if len(ids) < self.window:
+            raise PromptError(f"the context has {len(ids)} ids; this model reads {self.window} at a time")
+        if not all(0 <= i < len(self.vocabulary) for i in ids):
+            raise PromptError(f"word ids must be from 0 to {len(self.vocabulary) - 1}, not {ids}")
+        return ids
+
+
+def _read(decoder: Decoder, windows: np.ndarray) -> np.ndarray:
+    """Feed windows [batch, window] a column at a time; the logits [batch, vocab] after the last."""
+    for column in range(windows.shape[1]):
+        logits = decoder.feed(windows[:, column : column + 1])
+    return logits
+
+
+def _check_run(words: int, sampling: Sampling) -> None:
+    check_whole("words", words, 0, MAX_WORDS)
+    if not isinstance(sampling, Sampling):
+        raise UsageError(f"sampling must be a fable.Sampling, not {type(sampling).__name__}")
