@@ -63,12 +63,12 @@ def test_torch_word(benchmark, shipped, onednn, mode):
     torch = pytest.importorskip("torch", reason="the torch baseline needs pip install '.[train]'")
     import onnx
 
-    from fable.training.export.graphs import weights_from_onnx
-    from fable.training.export.weights import torch_from_weights
+    from fable.training.export.weights import torch_from_weights, weights_from_arrays
 
     model = Model(shipped["fp32"])
     config = model.metadata.config
-    net = torch_from_weights(weights_from_onnx(onnx.load(shipped["fp32"]), config), config)
+    arrays = {i.name: onnx.numpy_helper.to_array(i) for i in onnx.load(shipped["fp32"]).graph.initializer}
+    net = torch_from_weights(weights_from_arrays(arrays, config), config)
     sample = make_sampler(MODES[mode])
     window = deque(range(model.window), maxlen=model.window)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,13 +51,32 @@ def evaluate(model: WordLSTM, contexts: torch.Tensor, labels: torch.Tensor) -> E
     return Evaluation(loss=loss, correct=correct, windows=len(labels))
 
 
-@torch.no_grad()
 def greedy_continuations(model: WordLSTM, contexts: np.ndarray, words: int) -> np.ndarray:
-    """The plain decode: for each context [N, window], `words` greedy next words [N, words], each
-    from the whole last window and a zero state, all contexts in lockstep."""
+    """The plain greedy decode with torch: each context's `words` next words [N, words], each from
+    the whole last window and a zero state."""
+    return greedy_decode(lambda windows: logits_of(model, windows).argmax(dim=1).cpu().numpy(), contexts, words)
+
+
+def greedy_decode(
+    next_words: Callable[[np.ndarray], np.ndarray], contexts: np.ndarray, words: int, first: np.ndarray | None = None
+) -> np.ndarray:
+    """Each context's greedy continuation [N, words], where `next_words` maps windows [M, window]
+    to their most likely next word [M] (`first` [N]: the contexts' own, when already known).
+
+    A model reads only its window, so the next word is fixed by the last `window` words: each
+    distinct window met is asked once, in one batch per step, however many continuations pass
+    through it. On a corpus they mostly retrace its text: on GPL-3, 5,000 windows x 32 words met
+    5,360 distinct windows, not 160,000."""
     window = contexts.shape[1]
-    sequences = np.array(contexts, dtype=np.int64)
-    for _ in range(words):
-        chosen = logits_of(model, sequences[:, -window:]).argmax(dim=1).cpu().numpy()
-        sequences = np.concatenate([sequences, chosen[:, None]], axis=1)
+    known: dict[tuple[int, ...], int] = {}
+    if first is not None:
+        known.update(zip(map(tuple, contexts.tolist()), first.tolist()))
+    sequences = np.zeros((len(contexts), window + words), np.int64)
+    sequences[:, :window] = contexts
+    for step in range(words):
+        keys = list(map(tuple, sequences[:, step : step + window].tolist()))
+        new = list(dict.fromkeys(key for key in keys if key not in known))
+        if new:
+            known.update(zip(new, np.asarray(next_words(np.array(new, np.int64))).tolist()))
+        sequences[:, window + step] = [known[key] for key in keys]
     return sequences[:, window:]

@@ -10,10 +10,11 @@ import typer
 from fable import contract
 from fable.atomic import output_folder
 from fable.cli import choices, new_app, run_app
+from fable.quantization import INT4_BLOCK_SIZES
 
 from ..checkpoint import load_checkpoint
 from .exporter import FP32_NAME, INT4_NAME, INT8_NAME, REPORT_NAME, ExportOptions, export_checkpoint
-from .quantize import INT4_BLOCK_SIZES, ExportGuardError
+from .guards import ExportGuardError
 
 app = new_app()
 _d = ExportOptions()

@@ -10,21 +10,22 @@ the old report, never a new report beside an old model.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import onnx
+from onnx import numpy_helper
 
 from fable import __version__, contract
 from fable.atomic import atomic_paths, write_text
 from fable.contract import FILE_NAMES, REPORT_NAME, ModelMetadata, Provenance
+from fable.quantization import DEFAULT_INT4_BLOCK
 
 from ..checkpoint import Checkpoint
-from .graphs import build_step_graph, build_window_graph, weights_from_onnx
-from .quantize import DEFAULT_INT4_BLOCK, ExportGuardError, check_quantized, quantize_window_int8
-from .report import FileReport, clear_windows, format_table, measure_file, select_windows, torch_reference
-from .weights import Weights, weights_from_torch
+from .graphs import build_step_graph, build_window_graph, quantize_window_int8
+from .guards import ExportGuardError, check_onnx, check_quantized, clear_windows, failed_guards
+from .report import FileReport, format_table, measure_file, select_windows, torch_reference
+from .weights import Weights, weights_from_arrays, weights_from_torch
 
 FP32_NAME, INT8_NAME, INT4_NAME = FILE_NAMES["fp32"], FILE_NAMES["int8"], FILE_NAMES["int4"]
 
@@ -57,10 +58,6 @@ class ExportResult:
     files: list[FileReport]  # fp32 first
     table: str
     report: dict
-
-
-# Writes the quantized file of meta.quantization at `path`: (weights, meta, fp32 file, path).
-Quantizer = Callable[[Weights, ModelMetadata, Path, Path], None]
 
 
 def metadata_for(checkpoint: Checkpoint, graph: str, quantization: str) -> ModelMetadata:
@@ -101,48 +98,35 @@ def build_graph(weights: Weights, meta: ModelMetadata, int4_block_size: int = DE
     return with_metadata(model, meta)
 
 
-def quantized_file(weights: Weights, meta: ModelMetadata, fp32_path: Path, path: Path, int4_block_size: int) -> None:
-    """The default Quantizer: step graphs are built quantized, the window graph is quantized from fp32."""
+def quantized_model(
+    weights: Weights, meta: ModelMetadata, fp32_path: Path, work: Path, block_size: int
+) -> onnx.ModelProto:
+    """The file of `meta.quantization`: step graphs are built quantized; the window graph is
+    quantized from its fp32 file by onnxruntime's quantizer (which writes it to `work`)."""
     if meta.graph == contract.GRAPH_STEP:
-        onnx.save(build_graph(weights, meta, int4_block_size), path)
-    else:
-        quantize_window_int8(fp32_path, path)
+        return build_graph(weights, meta, block_size)
+    quantize_window_int8(fp32_path, work)
+    return with_metadata(onnx.load(work), meta)
 
 
-def build_files(
-    weights: Weights,
-    meta: ModelMetadata,
-    paths: dict[str, Path],
-    max_float_elements: int,
-    quantize: Quantizer | None = None,
-    int4_block_size: int = DEFAULT_INT4_BLOCK,
-) -> None:
+def write_files(weights: Weights, meta: ModelMetadata, paths: dict[str, Path], options: ExportOptions) -> None:
     """Write a file per quantization in `paths` (fp32 first) and check their structure (not their numbers)."""
-    if quantize is None:
-
-        def quantize(weights: Weights, meta: ModelMetadata, fp32_path: Path, path: Path) -> None:
-            quantized_file(weights, meta, fp32_path, path, int4_block_size)
-
     fp32_path = paths["fp32"]
     onnx.save(build_graph(weights, replace(meta, quantization="fp32")), fp32_path)
-    _check(fp32_path)
+    check_onnx(fp32_path)
     for quantization, path in paths.items():
         if quantization == "fp32":
             continue
-        quantized_meta = replace(meta, quantization=quantization)
-        quantize(weights, quantized_meta, fp32_path, path)
-        quantized = with_metadata(onnx.load(path), quantized_meta)
-        check_quantized(quantized, max_float_elements)
-        onnx.save(quantized, path)
-        _check(path)
+        model = quantized_model(
+            weights, replace(meta, quantization=quantization), fp32_path, path, options.int4_block_size
+        )
+        check_quantized(model, options.max_float_elements)
+        onnx.save(model, path)
+        check_onnx(path)
 
 
 def export_checkpoint(
-    checkpoint: Checkpoint,
-    checkpoint_name: str,
-    out: Path,
-    options: ExportOptions = ExportOptions(),
-    quantize: Quantizer | None = None,
+    checkpoint: Checkpoint, checkpoint_name: str, out: Path, options: ExportOptions = ExportOptions()
 ) -> ExportResult:
     """Export, prove, and only then put the files in `out`. A file whose figures fail a guard
     leaves the previous model files in place, and a report.json marked failed with its figures."""
@@ -158,13 +142,13 @@ def export_checkpoint(
         with atomic_paths(*(out / name for name in names), out / REPORT_NAME) as temporary:
             paths = dict(zip(options.quantizations, temporary))
             weights = weights_from_torch(torch_model)
-            build_files(weights, meta, paths, options.max_float_elements, quantize, options.int4_block_size)
+            write_files(weights, meta, paths, options)
             clear = clear_windows(reference.logits, options.near_tie_margin)
             measured = [measure_file(paths[q], reference, FILE_NAMES[q], clear) for q in options.quantizations]
             fp32 = measured[0]
             files = [fp32] + [replace(f, accuracy_drop_points=100 * (fp32.accuracy - f.accuracy)) for f in measured[1:]]
             table = format_table(files, reference, total)
-            failures = _failed_guards(files, options)
+            failures = failed_guards(files, options)
             report = {
                 "producer": f"fable {__version__}",
                 "checkpoint": checkpoint_name,
@@ -196,40 +180,12 @@ class _Refused(Exception):
 
 
 def window_baseline(fp32_step_file: Path, out_dir: Path) -> tuple[Path, Path]:
-    """The plain window graphs (fp32, int8) with the weights and metadata of a shipped step file,
-    built by this exporter: the baseline the fast decode is measured against."""
+    """The plain window graphs (fp32, int8) with the weights and metadata of a shipped fp32 step
+    file, built by this exporter: the baseline the fast decode is measured against."""
     model = onnx.load(fp32_step_file)
     meta = contract.metadata_from_props({p.key: p.value for p in model.metadata_props}, str(fp32_step_file))
+    weights = weights_from_arrays({i.name: numpy_helper.to_array(i) for i in model.graph.initializer}, meta.config)
     paths = {"fp32": out_dir / "window.onnx", "int8": out_dir / "window.int8.onnx"}
-    limit = ExportOptions().max_float_elements
-    window_meta = replace(meta, graph=contract.GRAPH_WINDOW, format_version=contract.FORMAT_VERSION)
-    build_files(weights_from_onnx(model, meta.config), window_meta, paths, limit)
+    write_files(weights, replace(meta, graph=contract.GRAPH_WINDOW, format_version=contract.FORMAT_VERSION), paths,
+                ExportOptions(graph=contract.GRAPH_WINDOW))  # fmt: skip
     return paths["fp32"], paths["int8"]
-
-
-def _check(path: Path) -> None:
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except Exception as error:  # the checker raises several types
-        raise ExportGuardError(f"guard: onnx.checker refuses {path.name}: {str(error).splitlines()[0]}") from None
-
-
-def _failed_guards(files: list[FileReport], options: ExportOptions) -> list[str]:
-    """Each guard the figures fail, as a line naming the figure, its value and the option, in the
-    option's own units."""
-    fp32 = files[0]
-    checks = [
-        (fp32.max_abs_logit_diff > options.max_fp32_logit_diff,
-         f"fp32 largest |logit - torch| is {fp32.max_abs_logit_diff:.3g}, above --max-fp32-logit-diff {options.max_fp32_logit_diff:g}"),
-    ]  # fmt: skip
-    for f in files[1:]:
-        checks += [
-            (f.clear_agreement < options.min_int8_agreement,
-             f"{f.quantization} greedy next-word agreement with torch away from near-ties (top two logits more than "
-             f"{options.near_tie_margin:g} apart, {f.clear_windows:,} windows) is {f.clear_agreement:.4f}, "
-             f"below --min-int8-agreement {options.min_int8_agreement:g}"),
-            (f.accuracy_drop_points > options.max_int8_accuracy_drop,
-             f"{f.quantization} accuracy drop against fp32 is {f.accuracy_drop_points:.2f} points, "
-             f"above --max-int8-accuracy-drop {options.max_int8_accuracy_drop:g}"),
-        ]  # fmt: skip
-    return [line for tripped, line in checks if tripped]

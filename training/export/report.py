@@ -1,4 +1,9 @@
-"""The parity report: each exported file decoded by the runtime, against PyTorch, window by window."""
+"""The parity report: each exported file decoded by the runtime, against PyTorch, on every window.
+
+The runtime decodes the windows in batches, as `generate_batch` does: a row's numbers never depend
+on the rows beside it (docs/design.md, "Batches"), so the figures are those of one window at a
+time (tests/test_export.py holds them to it), and each distinct window met along the greedy
+continuations is decoded once (`greedy_decode`)."""
 
 from __future__ import annotations
 
@@ -8,11 +13,10 @@ from pathlib import Path
 import numpy as np
 
 import fable
-from fable.sampling import Sampling
 from fable.tokenizer import make_windows
 from fable.tuning import file_sha256
 
-from ..evaluate import greedy_continuations, logits_of
+from ..evaluate import greedy_continuations, greedy_decode, logits_of
 from ..model import WordLSTM
 
 
@@ -68,21 +72,15 @@ def torch_reference(model: WordLSTM, contexts: np.ndarray, labels: np.ndarray, w
     )
 
 
-def clear_windows(logits: np.ndarray, margin: float) -> np.ndarray:
-    """Which windows' top two logits [N, vocab] are more than `margin` apart: a quantized model
-    that picks the other word there has lost something, not flipped a coin PyTorch nearly flipped."""
-    top_two = np.sort(logits, axis=1)[:, -2:]
-    return top_two[:, 1] - top_two[:, 0] > margin
-
-
 def measure_file(path: Path, reference: TorchReference, name: str, clear: np.ndarray) -> FileReport:
     """Decode every reference window as a prompt with the runtime, exactly as an app would; `name`
     is what the file will be called (it is measured under a temporary name); `clear` [N]: the
     windows away from near-ties (`clear_windows` of the reference, the same for every file)."""
     model = fable.Model(path)  # exactly as given: no tuned settings of this machine
+    logits = model.window_logits(reference.contexts)
     words = reference.continuations.shape[1]
-    logits = np.stack([model.next_logits(context) for context in reference.contexts])
-    continuations = np.array([list(model.stream_ids(context, words, Sampling())) for context in reference.contexts])
+    next_words = lambda windows: model.window_logits(windows).argmax(axis=1)  # noqa: E731
+    continuations = greedy_decode(next_words, reference.contexts, words, first=logits.argmax(axis=1))
     chosen = logits.argmax(axis=1)
     correct = int((chosen == reference.labels).sum())
     windows = len(reference.labels)

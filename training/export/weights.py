@@ -1,4 +1,9 @@
-"""The model's weights as numpy arrays in ONNX's layout: what the graph builders consume."""
+"""The model's weights as numpy arrays in the step graph's layout: what the graph builders consume.
+
+Each LSTM layer is two products and a bias, x @ input + h @ recurrent + bias, with the four gates
+in ONNX's order (i, o, f, c) along the columns, as the shipped files store them
+(runtime/contract.py). The plain window graph, which only the baseline uses, converts from this.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from fable import contract
 from fable.contract import ModelConfig
 
 if TYPE_CHECKING:  # torch stays out of the import path of the graph builders
@@ -14,16 +20,16 @@ if TYPE_CHECKING:  # torch stays out of the import path of the graph builders
 
     from fable.training.model import WordLSTM
 
-# torch orders an LSTM's four gate blocks (i, f, g, o); ONNX orders them (i, o, f, c).
-_TORCH_TO_ONNX_GATES = (0, 3, 1, 2)
-_TORCH_LSTM_PARAMETERS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+# torch orders an LSTM's four gate blocks (i, f, g, o); the files order them (i, o, f, c).
+_TORCH_TO_FILE_GATES = (0, 3, 1, 2)
+_FILE_TO_TORCH_GATES = tuple(_TORCH_TO_FILE_GATES.index(i) for i in range(4))
 
 
 @dataclass(frozen=True)
 class LayerWeights:
-    W: np.ndarray  # [1, 4*hidden, input]  input weights, gates i, o, f, c
-    R: np.ndarray  # [1, 4*hidden, hidden] recurrent weights
-    B: np.ndarray  # [1, 8*hidden]         input biases then recurrent biases
+    input: np.ndarray  # [in, 4H]: the layer's input x @ input (the index encoding: [1, 4H])
+    recurrent: np.ndarray  # [H, 4H]: h @ recurrent
+    bias: np.ndarray  # [4H]: torch's input and recurrent biases, summed
 
 
 @dataclass(frozen=True)
@@ -34,40 +40,30 @@ class Weights:
     head_b: np.ndarray  # [vocab]
 
 
-def _gates_to_onnx(tensor: torch.Tensor) -> np.ndarray:
-    blocks = tensor.detach().cpu().float().numpy().reshape(4, -1, *tensor.shape[1:])
-    return np.ascontiguousarray(np.concatenate([blocks[i] for i in _TORCH_TO_ONNX_GATES]))
+def _regate(array: np.ndarray, order: tuple[int, ...]) -> np.ndarray:
+    """The four gate blocks of `array` [4H, ...] put in `order`."""
+    blocks = array.reshape(4, -1, *array.shape[1:])
+    return np.concatenate([blocks[i] for i in order])
+
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().cpu().float().numpy()
 
 
 def weights_from_torch(model: WordLSTM) -> Weights:
     layers = []
     for layer in range(model.config.layers):
-        w_ih, w_hh, b_ih, b_hh = (getattr(model.lstm, f"{name}_l{layer}") for name in _TORCH_LSTM_PARAMETERS)
-        layers.append(
-            LayerWeights(
-                W=_gates_to_onnx(w_ih)[None],
-                R=_gates_to_onnx(w_hh)[None],
-                B=np.concatenate([_gates_to_onnx(b_ih), _gates_to_onnx(b_hh)])[None],
-            )
+        w_ih, w_hh, b_ih, b_hh = (
+            _regate(_numpy(getattr(model.lstm, f"{name}_l{layer}")), _TORCH_TO_FILE_GATES)
+            for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
         )
-    embedding = model.embedding.weight.detach().cpu().float().numpy() if model.embedding is not None else None
+        layers.append(LayerWeights(np.ascontiguousarray(w_ih.T), np.ascontiguousarray(w_hh.T), b_ih + b_hh))
     return Weights(
-        embedding=embedding,
+        embedding=_numpy(model.embedding.weight) if model.embedding is not None else None,
         layers=tuple(layers),
-        head_w=np.ascontiguousarray(model.head.weight.detach().cpu().float().numpy().T),
-        head_b=model.head.bias.detach().cpu().float().numpy(),
+        head_w=np.ascontiguousarray(_numpy(model.head.weight).T),
+        head_b=_numpy(model.head.bias),
     )
-
-
-# The inverse permutation: ONNX blocks (i, o, f, c) back to torch's (i, f, g, o).
-_ONNX_TO_TORCH_GATES = tuple(_TORCH_TO_ONNX_GATES.index(i) for i in range(4))
-
-
-def _gates_to_torch(array: np.ndarray) -> torch.Tensor:
-    import torch
-
-    blocks = array.reshape(4, -1, *array.shape[1:])
-    return torch.from_numpy(np.ascontiguousarray(np.concatenate([blocks[i] for i in _ONNX_TO_TORCH_GATES])))
 
 
 def torch_from_weights(weights: Weights, config: ModelConfig) -> WordLSTM:
@@ -81,9 +77,29 @@ def torch_from_weights(weights: Weights, config: ModelConfig) -> WordLSTM:
     if weights.embedding is not None:
         state["embedding.weight"] = torch.tensor(weights.embedding)
     for layer, lw in enumerate(weights.layers):
-        hidden4 = lw.W.shape[1]
-        arrays = (lw.W[0], lw.R[0], lw.B[0, :hidden4], lw.B[0, hidden4:])
-        for name, array in zip(_TORCH_LSTM_PARAMETERS, arrays):
-            state[f"lstm.{name}_l{layer}"] = _gates_to_torch(array)
+        arrays = {
+            "weight_ih": lw.input.T,
+            "weight_hh": lw.recurrent.T,
+            "bias_ih": lw.bias,
+            "bias_hh": np.zeros_like(lw.bias),
+        }
+        for name, array in arrays.items():
+            state[f"lstm.{name}_l{layer}"] = torch.from_numpy(
+                np.ascontiguousarray(_regate(array, _FILE_TO_TORCH_GATES))
+            )
     model.load_state_dict(state)
     return model.eval()
+
+
+def weights_from_arrays(arrays: dict[str, np.ndarray], config: ModelConfig) -> Weights:
+    """The weights of a format-2 fp32 step file, from its initializers by the contract's names."""
+    layers = []
+    for layer in range(config.layers):
+        cell, bias = arrays[contract.cell_weight(layer)], arrays[contract.cell_bias(layer)]  # [in + H, 4H], [4H]
+        if layer == 0 and contract.INDEX_WEIGHT in arrays:
+            layers.append(LayerWeights(arrays[contract.INDEX_WEIGHT], cell, bias))
+        else:
+            layers.append(LayerWeights(cell[: -config.hidden], cell[-config.hidden :], bias))
+    return Weights(
+        arrays.get(contract.EMBEDDING), tuple(layers), arrays[contract.HEAD_WEIGHT], arrays[contract.HEAD_BIAS]
+    )
