@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 
 import fable
-from fable.benchmark import machine, word_gaps_us
+from fable.benchmark import word_gaps_us
 from fable.cli import columns
 from fable.contract import FILE_NAMES, REPORT_NAME
+from fable.machine import describe as describe_machine
 from fable.training.config import PRESETS
 from fable.training.corpus import fable_path, load_corpus
 from fable.training.export.exporter import ExportOptions, export_checkpoint
-from fable.training.export.quantize import ExportGuardError
+from fable.training.export.guards import ExportGuardError
 from fable.training.train import resolve_device, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +39,9 @@ RESULTS = ROOT / "bench" / "results" / "local" / "corpora.json"
 
 
 def measure(name: str, path: Path, device: str, work: Path) -> dict:
-    config = PRESETS["default"]
-    corpus = load_corpus(path, config.model.window)
+    preset = PRESETS["default"]
+    corpus = load_corpus(path, preset.model.window)
+    config = preset.for_corpus(corpus.window_count(preset.model.window))
     started = time.perf_counter()
     result = train(corpus, config, device, work / name)
     seconds = time.perf_counter() - started
@@ -96,7 +98,7 @@ def main() -> None:
     print()
     print(table(rows))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2) + "\n", encoding="utf-8")
+    RESULTS.write_text(json.dumps({"machine": describe_machine(), "rows": rows}, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {RESULTS}")
 
 

@@ -48,7 +48,7 @@ def main() -> None:
 
 def run_preset(corpus, name: str, steps: int | None, out: Path) -> None:
     """`steps` None: the preset's own (the default preset's budget and schedule)."""
-    config = dataclasses.replace(PRESETS[name], steps=steps)
+    config = dataclasses.replace(PRESETS[name], steps=steps).for_corpus(corpus.window_count(PRESETS[name].model.window))
     started = time.perf_counter()
     result = train(corpus, config, "cuda", out / name)
     seconds = time.perf_counter() - started

@@ -46,6 +46,7 @@ class Checkpoint:
     model_state: dict[str, torch.Tensor]
     optimizer_state: dict[str, Any]
     rng_state: dict[str, Any]  # torch's and the data sampler's generators, and the sampler's position
+    schedule_state: dict[str, Any]  # when and why the rate began to decay (training/schedule.py)
 
     @property
     def ceiling(self) -> float:
@@ -75,6 +76,7 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         "model": {k: v.detach().cpu() for k, v in checkpoint.model_state.items()},
         "optimizer": checkpoint.optimizer_state,
         "rng": checkpoint.rng_state,
+        "schedule": checkpoint.schedule_state,
     }
     with atomic_path(path) as temporary:
         torch.save(payload, temporary)
@@ -117,6 +119,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
             model_state=payload["model"],
             optimizer_state=payload["optimizer"],
             rng_state=payload["rng"],
+            schedule_state=payload.get("schedule", payload["rng"].get("schedule", {})),  # older: inside "rng"
         )
         checkpoint.build_model()  # the weights must fit the configuration they claim
     except Exception as error:

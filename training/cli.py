@@ -80,7 +80,7 @@ def main(
             f"the corpus {text.name} is not the one the checkpoint in {out} was trained on; pass that --corpus"
         )
 
-    windows = len(text.ids) - config.model.window
+    windows = text.window_count(config.model.window)
     config = config.for_corpus(windows)
     rare = f", {text.rare_words} rare words ({text.rare_tokens} tokens) read as {UNKNOWN}" if text.rare_words else ""
     typer.echo(
@@ -120,8 +120,6 @@ def _resume_config(
 
 
 def _check_fresh_out(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder; choose another --out")
     if (out / CHECKPOINT_NAME).exists():
         raise UsageError(f"{out} already holds a training run; continue it with --resume or choose another --out")
 

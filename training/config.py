@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass, field
 
 from fable.contract import MAX_HIDDEN, MAX_LAYERS, MAX_WINDOW, ModelConfig
-from fable.errors import check_whole
+from fable.errors import SettingError, check_whole
 from fable.tokenizer import TOKENIZER_VERSION
 
 MAX_STEPS = 10_000_000
@@ -18,6 +18,7 @@ MAX_VOCABULARY = 10_000_000
 # What --resume may change: how long to go, how often to look and to save; not what is learned.
 RESUMABLE = ("steps", "eval_every", "checkpoint_every", "eval_windows")
 DEVICES = ("auto", "cpu", "cuda")
+SCHEDULES = ("plateau", "constant")  # training/schedule.py
 
 
 @dataclass(frozen=True)
@@ -28,8 +29,7 @@ class TrainConfig:
     optimizer: str  # "adam" or "rmsprop"
     learning_rate: float
     # "plateau": warm up, hold, then decay to zero once accuracy reaches the ceiling or stops
-    # improving, or the budget runs low (training/schedule.py); "cosine": warm up, then decay
-    # to zero over all the steps; "constant"
+    # improving, or the budget runs low (training/schedule.py); "constant": the tutorial's
     schedule: str
     warmup: int  # steps of linear warm-up
     clip_norm: float  # gradient-norm clipping: LSTMs' gradients can explode
@@ -85,6 +85,8 @@ class TrainConfig:
             checks.append(("max_vocab", self.max_vocab, 2, MAX_VOCABULARY))
         for name, value, low, high in checks:
             check_whole(name, value, low, high)
+        if self.schedule not in SCHEDULES:
+            raise SettingError("schedule", f"one of {', '.join(SCHEDULES)}", self.schedule)
 
 
 PRESETS: dict[str, TrainConfig] = {

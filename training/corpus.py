@@ -31,6 +31,9 @@ class Corpus:
         """contexts [N, window] and next-word labels [N]."""
         return make_windows(self.ids, window)
 
+    def window_count(self, window: int) -> int:
+        return len(self.ids) - window
+
 
 @dataclass(frozen=True)
 class Ceiling:
@@ -48,8 +51,15 @@ def ceiling(ids: np.ndarray, window: int) -> Ceiling:
     """A model sees only the context, so a context followed by different words in different places
     is right at most as often as its most frequent next word: the sum of those counts is the most
     any model with this window can get right, however long it trains."""
+    mask = reachable(ids, window)
+    return Ceiling(int(mask.sum()), len(mask))
+
+
+def reachable(ids: np.ndarray, window: int) -> np.ndarray:
+    """Which windows [N] a model at the ceiling gets right: those whose next word is their
+    context's most frequent one."""
     _, labels = make_windows(ids, window)
-    return Ceiling(int((best_followers(ids, window) == labels).sum()), len(labels))
+    return best_followers(ids, window) == labels
 
 
 def best_followers(ids: np.ndarray, window: int) -> np.ndarray:

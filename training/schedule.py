@@ -55,8 +55,6 @@ class Schedule:
             return c.learning_rate
         if step <= c.warmup:
             return c.learning_rate * step / c.warmup
-        if c.schedule == "cosine":
-            return _half_cosine(c.learning_rate, step - c.warmup, c.steps - c.warmup)
         start = self.decay_from if self.decay_from is not None else self.latest_start()
         if step <= start:
             return c.learning_rate

@@ -14,7 +14,7 @@ from fable.errors import FableError, UsageError
 
 from .checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from .config import TrainConfig
-from .corpus import Ceiling, Corpus, best_followers
+from .corpus import Ceiling, Corpus, reachable
 from .data import TutorialWalk, WindowBatches
 from .evaluate import Evaluation, evaluate
 from .metrics import MetricsLog
@@ -63,10 +63,11 @@ def train(
     progress: Progress | None = None,
     threads: int | None = None,
 ) -> TrainResult:
-    """Train until the schedule ends (at most `config.steps`, or the preset's budget for this
-    corpus), from scratch or from `resume`; checkpoints go to `out`. `threads`: torch's CPU
-    threads (None: torch's own choice)."""
-    config = config.for_corpus(len(corpus.ids) - config.model.window)
+    """Train until the schedule ends, at most `config.steps` (a preset's budget for this corpus:
+    `config.for_corpus`), from scratch or from `resume`; checkpoints go to `out`. `threads`:
+    torch's CPU threads (None: torch's own choice)."""
+    if config.steps is None:
+        raise ValueError(f"the {config.preset} recipe has no step budget yet; give train() config.for_corpus(windows)")
     out.mkdir(parents=True, exist_ok=True)
     saved, saved_threads = torch.backends.mkldnn.enabled, torch.get_num_threads()
     torch.backends.mkldnn.enabled = config.cpu_onednn if device == "cpu" else saved
@@ -98,13 +99,13 @@ def _train(
     else:
         batches = WindowBatches(corpus.ids, config.model.window, config.batch_size, device, data_rng)
     contexts, labels = (torch.from_numpy(a).to(device) for a in corpus.windows(config.model.window))
-    reachable = torch.from_numpy(best_followers(corpus.ids, config.model.window)).to(device) == labels
-    best = Ceiling(int(reachable.sum()), len(labels))
+    right_at_best = reachable(corpus.ids, config.model.window)  # [N]: what a model at the ceiling gets right
+    best = Ceiling(int(right_at_best.sum()), len(labels))
     # A fixed, even sample for the evaluations along the way; the last evaluation reads every window.
     sample = torch.from_numpy(np.linspace(0, len(labels) - 1, min(config.eval_windows, len(labels))).round())
     sample = sample.long().unique().to(device)
     sampled = len(sample) < len(labels)
-    sample_reachable = int(reachable[sample].sum())
+    sample_reachable = int(right_at_best[sample.cpu().numpy()].sum())
     schedule = Schedule(config)
     eval_seconds = 0.0
 
@@ -115,10 +116,10 @@ def _train(
         torch.set_rng_state(resume.rng_state["torch"])
         data_rng.set_state(resume.rng_state["data"])
         batches.load_state(resume.rng_state["sampler"])
-        schedule.load_state(resume.rng_state.get("schedule", {}))
+        schedule.load_state(resume.schedule_state)
         step, elapsed_before = resume.step, resume.elapsed
         finished = Schedule(resume.config)  # as the run knew it: a larger --steps must not stretch a decay it ended
-        finished.load_state(resume.rng_state.get("schedule", {}))
+        finished.load_state(resume.schedule_state)
         if schedule.decays and step >= finished.end and step < config.steps:
             progress.write(schedule.reopen(step))
     metrics = MetricsLog(out / "metrics.jsonl", keep_until=step)
@@ -130,8 +131,8 @@ def _train(
             config=config, vocabulary=corpus.vocabulary, corpus_name=corpus.name, corpus_sha256=corpus.sha256,
             ids=corpus.ids, step=step, elapsed=clock(), accuracy=accuracy, device=device,
             model_state=model.state_dict(), optimizer_state=optimizer.state_dict(),
-            rng_state={"torch": torch.get_rng_state(), "data": data_rng.get_state(), "sampler": batches.state(),
-                       "schedule": schedule.state()},
+            rng_state={"torch": torch.get_rng_state(), "data": data_rng.get_state(), "sampler": batches.state()},
+            schedule_state=schedule.state(),
         )  # fmt: skip
         save_checkpoint(out / CHECKPOINT_NAME, state)
         return state
