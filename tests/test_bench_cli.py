@@ -6,10 +6,11 @@ import json
 
 from fable.benchmark import BenchResult
 
-from .helpers import SHIPPED, assert_clean_failure, run_command
+from .helpers import SHIPPED, assert_clean_failure, invoke, run_command
 
 
 def test_fable_bench_json_holds_every_field(tmp_path):
+    """The one run of the installed fable-bench script."""
     path = tmp_path / "bench.json"
     result = run_command("fable-bench", "--words", "50", "--json", str(path),
                          "-m", str(SHIPPED / "fable.int8.onnx"), "-m", str(SHIPPED / "fable.onnx"))  # fmt: skip
@@ -29,6 +30,6 @@ def test_fable_bench_json_holds_every_field(tmp_path):
 
 
 def test_fable_bench_refuses_bad_flags(tmp_path):
-    assert_clean_failure(run_command("fable-bench", "--words", "1"), 2, "--words")
-    assert_clean_failure(run_command("fable-bench", "--json", str(tmp_path)), 2, "--json")
-    assert_clean_failure(run_command("fable-bench", "-m", str(tmp_path / "no.onnx")), 1, "does not exist")
+    assert_clean_failure(invoke("fable-bench", "--words", "1"), 2, "--words")
+    assert_clean_failure(invoke("fable-bench", "--json", str(tmp_path)), 2, "--json")
+    assert_clean_failure(invoke("fable-bench", "-m", str(tmp_path / "no.onnx")), 1, "does not exist")

@@ -13,7 +13,7 @@ pytest.importorskip("torch", reason='needs the train extra: pip install "fable[t
 from fable.tokenizer import tokenize
 from fable.training.corpus import ceiling
 
-from .helpers import SHIPPED, fable_windows, run_command
+from .helpers import SHIPPED, fable_windows, invoke
 
 
 def ids(text: str) -> np.ndarray:
@@ -52,7 +52,7 @@ def test_the_ceiling_is_in_the_checkpoint_the_metadata_and_the_model_card(tiny_r
     assert checkpoint.ceiling == pytest.approx(199 / 201)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert all(row["ceiling"] == pytest.approx(199 / 201) for row in rows)
-    info = run_command("fable-run", "--info")
+    info = invoke("fable-run", "--info")
     assert "99.0% of next words over the training windows, of a ceiling of 99.0%" in info.stdout
-    old = run_command("fable-run", "--info", "--model", str(SHIPPED.parent / "tests" / "data" / "fable.v1.int8.onnx"))
+    old = invoke("fable-run", "--info", "--model", str(SHIPPED.parent / "tests" / "data" / "fable.v1.int8.onnx"))
     assert old.returncode == 0 and "ceiling" not in old.stdout  # format 1 files have none, and still load

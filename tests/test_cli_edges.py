@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import SHIPPED, assert_clean_failure, check_help, run_command, start_command, wait_until
+from .helpers import SHIPPED, assert_clean_failure, check_help, invoke, run_command, start_command, wait_until
 
 RUNTIME_COMMANDS = ("fable-run", "fable-bench")
 
@@ -46,7 +46,7 @@ def test_fable_bench_help_shows_switches_bare_and_every_default():
     [(["--threads", "0"], "--threads"), (["--words", "5"], "--words"), (["--temperature", "-1"], "--temperature")],
 )
 def test_fable_bench_names_only_the_flag_that_is_wrong(args, flag):
-    result = run_command("fable-bench", *args)
+    result = invoke("fable-bench", *args)
     assert_clean_failure(result, 2, flag)
     others = {"--threads", "--words", "--temperature"} - {flag}
     assert not any(other in result.stderr for other in others), result.stderr
@@ -67,7 +67,7 @@ def test_training_commands_without_the_train_extra_say_what_to_install(tmp_path,
 
 
 def test_json_in_the_interactive_loop_is_one_object_per_line():
-    result = run_command("fable-run", "--json", "-n", "4", input="the old mouse\nold mouse\nsaid he ,\n")
+    result = invoke("fable-run", "--json", "-n", "4", input="the old mouse\nold mouse\nsaid he ,\n")
     lines = result.stdout.splitlines()
     assert result.returncode == 0 and len(lines) == 2, result
     first, second = (json.loads(line) for line in lines)
@@ -99,7 +99,7 @@ def test_fable_bench_tells_apart_files_of_the_same_name_and_adds_the_shipped_one
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "fable.int8.onnx").write_bytes((SHIPPED / "fable.int8.onnx").read_bytes())
     models = ["--model", str(tmp_path / "a" / "fable.int8.onnx"), "--model", str(tmp_path / "b" / "fable.int8.onnx")]
-    result = run_command("fable-bench", *models, "--shipped", "--words", "10")
+    result = invoke("fable-bench", *models, "--shipped", "--words", "10")
     assert result.returncode == 0, result.stderr
     names = [line.split()[0] for line in result.stdout.splitlines()[2:]]
     assert names[:2] == ["a/fable.int8.onnx", "b/fable.int8.onnx"]

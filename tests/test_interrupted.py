@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import ROOT, assert_clean_failure, check_help, run_command, start_command, wait_until
+from .helpers import ROOT, assert_clean_failure, check_help, invoke, run_command, start_command, wait_until
 
 torch = pytest.importorskip("torch", reason='training needs torch: pip install "fable[train]"')
 
@@ -81,7 +81,7 @@ def test_a_checkpoint_that_would_run_code_is_refused_and_runs_nothing(tiny_run, 
     torch.save(payload, checkpoint_dir / CHECKPOINT_NAME)
     with pytest.raises(CheckpointError, match="damaged or not a fable checkpoint"):
         load_checkpoint(checkpoint_dir / CHECKPOINT_NAME)
-    result = run_command("fable-export", str(checkpoint_dir / CHECKPOINT_NAME), "--out", str(tmp_path / "out"))
+    result = invoke("fable-export", str(checkpoint_dir / CHECKPOINT_NAME), "--out", str(tmp_path / "out"))
     assert_clean_failure(result, 2, "damaged or not a fable checkpoint")
     assert not marker.exists()
 

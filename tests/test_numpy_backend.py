@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 
@@ -12,7 +11,8 @@ import pytest
 import fable
 from fable.tokenizer import make_windows
 
-from .helpers import ROOT, SHIPPED, fable_tokens, run_command
+from .conftest import SHAPES
+from .helpers import ROOT, SHIPPED, fable_tokens, invoke, streamed_runs
 
 WORDS = 32
 
@@ -22,17 +22,13 @@ def fable_contexts(model: fable.Model, window: int = 3) -> np.ndarray:
     return make_windows(ids, window)[0]
 
 
-def continuations(model: fable.Model, contexts: np.ndarray) -> np.ndarray:
-    return np.array([list(model.stream_ids(c, WORDS)) for c in contexts])
-
-
 def compare(path, window: int = 3) -> tuple[float, np.ndarray]:
     """Largest logit difference over every fable window, and which windows' 32 greedy words agree."""
     ort, numpy = fable.load(path, backend="onnxruntime"), fable.load(path, backend="numpy")
     assert (ort.backend, numpy.backend) == ("onnxruntime", "numpy")
     contexts = fable_contexts(ort, window)
-    difference = max(float(np.abs(ort.next_logits(c) - numpy.next_logits(c)).max()) for c in contexts)
-    return difference, (continuations(ort, contexts) == continuations(numpy, contexts)).all(axis=1)
+    difference = float(np.abs(ort.window_logits(contexts) - numpy.window_logits(contexts)).max())
+    return difference, (streamed_runs(ort, contexts, WORDS) == streamed_runs(numpy, contexts, WORDS)).all(axis=1)
 
 
 def test_fp32_gives_onnxruntimes_words_on_every_fable_window_and_logits_within_1e_4():
@@ -57,32 +53,15 @@ def test_int4_dequantized_at_load_gives_onnxruntimes_words_on_99_percent_of_wind
     assert difference < 0.25
 
 
-@pytest.mark.parametrize(
-    "layers, window, preset",
-    [(1, 3, "default"), (2, 5, "default"), (2, 3, "tutorial")],
-    ids=["1 layer", "window 5", "index encoding"],
-)
-def test_other_shapes_agree_too(fable_corpus, tmp_path, layers, window, preset):
+@pytest.mark.parametrize("shape", SHAPES)
+def test_other_shapes_agree_too(shape_export, shape):
     pytest.importorskip("torch", reason='training a model needs torch: pip install "fable[train]"')
-    from fable.training.export.exporter import ExportOptions, export_checkpoint
-    from fable.training.train import train
-
-    from .helpers import tiny_config
-
-    # The recipe at a quarter of the width: confident, as a trained model is (a half-trained one
-    # sits on near-ties, where int8 activations and float ones may pick differently).
-    config = dataclasses.replace(tiny_config(preset, steps=300, layers=layers, window=window, hidden=128),
-                                 learning_rate=3e-3)  # fmt: skip
-    if preset == "tutorial":  # the index encoding learns little in 300 steps of one window each
-        config = dataclasses.replace(config, steps=200, batch_size=64, sampling="windows", optimizer="adam",
-                                     learning_rate=1e-2)  # fmt: skip
-    checkpoint = train(fable_corpus, config, "cpu", tmp_path / "run").checkpoint
-    lenient = ExportOptions(int4=True, min_int8_agreement=0.0, max_int8_accuracy_drop=100.0)
-    export_checkpoint(checkpoint, "run", tmp_path / "out", lenient)
-    difference, same = compare(tmp_path / "out" / "fable.onnx", window)
+    out = shape_export(shape)
+    window = SHAPES[shape].get("window", 3)
+    difference, same = compare(out / "fable.onnx", window)
     assert difference < 1e-4 and same.all(), (difference, (~same).sum())
     for name in ("fable.int8.onnx", "fable.int4.onnx"):
-        _, same = compare(tmp_path / "out" / name, window)
+        _, same = compare(out / name, window)
         assert same.mean() >= 0.99, f"{name}: {same.sum()} of {len(same)}"
 
 
@@ -113,12 +92,9 @@ def test_onnxruntime_stays_the_default_where_it_is_installed():
 
 
 def test_the_commands_say_which_backend_ran():
-    assert "backend       numpy" in run_command("fable-run", "--info", "--backend", "numpy").stdout
-    result = run_command(
-        "fable-bench", "--backend", "numpy", "--words", "10", "--model", str(SHIPPED / "fable.int8.onnx")
-    )
+    assert "backend       numpy" in invoke("fable-run", "--info", "--backend", "numpy").stdout
+    result = invoke("fable-bench", "--backend", "numpy", "--words", "10", "--model", str(SHIPPED / "fable.int8.onnx"))
     assert result.returncode == 0 and result.stdout.splitlines()[2].split()[1] == "numpy", result
     assert (
-        '"backend": "numpy"'
-        in run_command("fable-run", "the old mouse", "-n", "2", "--backend", "numpy", "--json").stdout
+        '"backend": "numpy"' in invoke("fable-run", "the old mouse", "-n", "2", "--backend", "numpy", "--json").stdout
     )

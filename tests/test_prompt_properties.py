@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis", reason='property tests need hypothesis: pip install "fable[test]"')
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import fable
@@ -41,7 +41,7 @@ prompts = st.one_of(
 )
 
 
-@settings(max_examples=10_000, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@pytest.mark.long  # 300 examples by default, 10,000 with --long (the profiles: tests/conftest.py)
 @given(prompt=prompts)
 @example(prompt="long ago , " * 90_000 + "the old mouse")  # a megabyte that ends well
 @example(prompt="\u0000\u202e\ud800 é" * 200_000)  # a megabyte of controls, a lone surrogate, accents

@@ -17,7 +17,7 @@ from fable.errors import UsageError  # noqa: E402
 from fable.tokenizer import UNKNOWN, tokenize  # noqa: E402
 from fable.training.corpus import ceiling, load_corpus  # noqa: E402
 
-from .helpers import FABLE, fable_tokens, run_command, tiny_config  # noqa: E402
+from .helpers import FABLE, fable_tokens, invoke, tiny_config  # noqa: E402
 
 TEXT = "a b a c a b d e a b"  # a: 4, b: 3, c d e: 1
 
@@ -118,18 +118,18 @@ def test_a_model_without_unk_still_refuses_unknown_words():
 
 
 def test_fable_run_reads_an_unknown_word_as_unk_and_says_so(unk_model: fable.Model):
-    result = run_command("fable-run", "the zebra mouse", "-n", "5", "--model", str(unk_model.path))
+    result = invoke("fable-run", "the zebra mouse", "-n", "5", "--model", str(unk_model.path))
     assert result.returncode == 0, result.stderr
     assert "'zebra' is not in the model's vocabulary, read as <unk>" in result.stderr
     assert result.stdout.startswith("the zebra mouse ") and UNKNOWN not in result.stdout
 
 
 def test_fable_train_says_how_many_rare_words_it_reads_as_unk(tmp_path: Path):
-    result = run_command("fable-train", "--min-count", "2", "--steps", "2", "--hidden", "16", "--out",
+    result = invoke("fable-train", "--min-count", "2", "--steps", "2", "--hidden", "16", "--out",
                          str(tmp_path / "run"), "--no-progress")  # fmt: skip
     assert result.returncode == 0, result.stderr
     rare = Counter(tokenize(FABLE.read_text(encoding="utf-8")))
     once = [w for w, n in rare.items() if n == 1]
     assert f"{len(once)} rare words ({len(once)} tokens) read as {UNKNOWN}" in result.stdout
-    bad = run_command("fable-train", "--max-vocab", "1", "--out", str(tmp_path / "bad"))
+    bad = invoke("fable-train", "--max-vocab", "1", "--out", str(tmp_path / "bad"))
     assert bad.returncode == 2 and "--max-vocab" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,4 +1,5 @@
-"""fable-run through real processes: each flag, the interactive loop, each error with its exit code."""
+"""fable-run: each flag, the interactive loop, each error with its exit code. One test runs the
+installed script in a real process; the others run the same command in this one (`invoke`)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,17 @@ import fable
 from fable import Sampling
 
 from .helpers import GOLDEN as CONTINUATION
-from .helpers import GOLDEN_TOKENS, SHIPPED, assert_clean_failure, run_command
+from .helpers import GOLDEN_TOKENS, SHIPPED, assert_clean_failure, invoke, run_command
 
 GOLDEN = "the old mouse " + CONTINUATION  # the prompt, then the fable's own next words
 
 
 def fable_run(*args: str, input: str | None = None):
-    return run_command("fable-run", *args, input=input)
+    return invoke("fable-run", *args, input=input)
 
 
 def test_the_tutorial_line():
-    result = fable_run("the old mouse")
+    result = run_command("fable-run", "the old mouse")  # the installed script, in a process of its own
     assert result.returncode == 0, result.stderr
     line = result.stdout.strip()
     assert "\n" not in line and line.startswith(GOLDEN)

@@ -8,20 +8,16 @@ import pytest
 
 torch = pytest.importorskip("torch", reason='needs the train extra: pip install "fable[train]"')
 
-from fable.cli import run_app
 from fable.training.checkpoint import CHECKPOINT_NAME
-from fable.training.cli import app
 from fable.training.metrics import read_metrics
 
-from .helpers import run_command, snapshot
+from .helpers import invoke, run_command, snapshot
 
 
-def fable_train(capsys, *args: str) -> tuple[int, str, str]:
+def fable_train(*args: str) -> tuple[int, str, str]:
     """The command in this process (torch loads once): exit code, stdout, stderr."""
-    with pytest.raises(SystemExit) as exit_:
-        run_app(app, "fable-train", list(args))
-    captured = capsys.readouterr()
-    return exit_.value.code, captured.out, captured.err
+    result = invoke("fable-train", *args)
+    return result.returncode, result.stdout, result.stderr
 
 
 @pytest.fixture
@@ -48,10 +44,10 @@ BAD_CORPORA = {
 
 
 @pytest.mark.parametrize("case", BAD_CORPORA)
-def test_a_corpus_that_cannot_train_is_refused(capsys, tmp_path, out, case):
+def test_a_corpus_that_cannot_train_is_refused(tmp_path, out, case):
     data, phrase = BAD_CORPORA[case]
     before = snapshot(out)
-    code, _, err = fable_train(capsys, "--corpus", corpus(tmp_path, data), "--out", str(out))
+    code, _, err = fable_train("--corpus", corpus(tmp_path, data), "--out", str(out))
     assert (code, len(err.strip().splitlines())) == (2, 1) and phrase in err
     assert snapshot(out) == before
 
@@ -75,34 +71,34 @@ BAD_FLAGS = {
 
 
 @pytest.mark.parametrize("case", BAD_FLAGS)
-def test_a_bad_flag_is_refused(capsys, tmp_path, out, case):
+def test_a_bad_flag_is_refused(tmp_path, out, case):
     args, phrase = BAD_FLAGS[case]
     small = corpus(tmp_path, b"one two three four five six seven")
     args = [small if a == "SMALL" else a for a in args]
     before = snapshot(out)
-    code, _, err = fable_train(capsys, *args, "--out", str(out))
+    code, _, err = fable_train(*args, "--out", str(out))
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and phrase in err, err
     assert snapshot(out) == before
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is here")
-def test_cuda_without_cuda_is_refused(capsys, out):
+def test_cuda_without_cuda_is_refused(out):
     before = snapshot(out)
-    code, _, err = fable_train(capsys, "--device", "cuda", "--out", str(out))
+    code, _, err = fable_train("--device", "cuda", "--out", str(out))
     assert code == 2 and "no CUDA GPU" in err
     assert snapshot(out) == before
 
 
-def test_resume_without_a_checkpoint_is_refused(capsys, out):
+def test_resume_without_a_checkpoint_is_refused(out):
     before = snapshot(out)
-    code, _, err = fable_train(capsys, "--resume", "--out", str(out))
+    code, _, err = fable_train("--resume", "--out", str(out))
     assert code == 2 and f"no {CHECKPOINT_NAME}" in err
     assert snapshot(out) == before
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "foreign"])
-def test_resume_from_a_damaged_checkpoint_is_refused(capsys, tiny_run, out, damage):
+def test_resume_from_a_damaged_checkpoint_is_refused(tiny_run, out, damage):
     _, run = tiny_run
     good = (run / CHECKPOINT_NAME).read_bytes()
     if damage == "garbage":
@@ -112,37 +108,37 @@ def test_resume_from_a_damaged_checkpoint_is_refused(capsys, tiny_run, out, dama
     else:
         torch.save({"model": {"weight": torch.zeros(3)}}, out / CHECKPOINT_NAME)
     before = snapshot(out)
-    code, _, err = fable_train(capsys, "--resume", "--out", str(out))
+    code, _, err = fable_train("--resume", "--out", str(out))
     assert code == 2, err
     assert len(err.strip().splitlines()) == 1 and ("damaged" in err or "not a fable checkpoint" in err), err
     assert snapshot(out) == before
 
 
-def test_a_fresh_run_never_overwrites_an_earlier_one(capsys, tiny_run, out):
+def test_a_fresh_run_never_overwrites_an_earlier_one(tiny_run, out):
     _, run = tiny_run
     shutil.copy(run / CHECKPOINT_NAME, out / CHECKPOINT_NAME)
     before = snapshot(out)
-    code, _, err = fable_train(capsys, "--out", str(out))
+    code, _, err = fable_train("--out", str(out))
     assert code == 2 and "--resume" in err
     assert snapshot(out) == before
 
 
-def test_resume_refuses_flags_that_contradict_the_checkpoint(capsys, tiny_run, out):
+def test_resume_refuses_flags_that_contradict_the_checkpoint(tiny_run, out):
     _, run = tiny_run
     shutil.copy(run / CHECKPOINT_NAME, out / CHECKPOINT_NAME)
     before = snapshot(out)
-    code, _, err = fable_train(capsys, "--resume", "--hidden", "64", "--out", str(out))
+    code, _, err = fable_train("--resume", "--hidden", "64", "--out", str(out))
     assert code == 2 and "--hidden 64" in err
-    code, _, err = fable_train(capsys, "--resume", "--steps", "10", "--out", str(out))
+    code, _, err = fable_train("--resume", "--steps", "10", "--out", str(out))
     assert code == 2 and "fewer than" in err
     assert snapshot(out) == before
 
 
-def test_resume_with_another_corpus_is_refused(capsys, tmp_path, tiny_run, out):
+def test_resume_with_another_corpus_is_refused(tmp_path, tiny_run, out):
     _, run = tiny_run
     shutil.copy(run / CHECKPOINT_NAME, out / CHECKPOINT_NAME)
     before = snapshot(out)
-    code, _, err = fable_train(capsys, "--resume", "--corpus", corpus(tmp_path, b"a b c d e f g h"), "--out", str(out))
+    code, _, err = fable_train("--resume", "--corpus", corpus(tmp_path, b"a b c d e f g h"), "--out", str(out))
     assert code == 2 and "not the one the checkpoint" in err
     assert snapshot(out) == before
 
@@ -160,16 +156,16 @@ def test_a_run_on_your_own_text_end_to_end(tmp_path):
     assert "of windows, ceiling 100.0%" in result.stdout and "on cpu" in result.stdout  # no context repeats
     assert all(row["ceiling"] == 1.0 for row in read_metrics(out / "metrics.jsonl"))
     assert "Traceback" not in result.stderr
-    resumed = run_command(
+    resumed = invoke(
         "fable-train", "--resume", "--corpus", str(text), "--steps", "40", "--out", str(out), "--no-progress"
     )
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming at step 30" in resumed.stdout and "step 40 of at most 40" in resumed.stdout
 
 
-def test_evaluations_read_a_sample_along_the_way_and_every_window_at_the_end(capsys, tmp_path):
+def test_evaluations_read_a_sample_along_the_way_and_every_window_at_the_end(tmp_path):
     out = tmp_path / "run"
-    code, stdout, err = fable_train(capsys, "--steps", "30", "--hidden", "32", "--eval-every", "10",
+    code, stdout, err = fable_train("--steps", "30", "--hidden", "32", "--eval-every", "10",
                                     "--eval-windows", "50", "--threads", "1", "--out", str(out), "--no-progress")  # fmt: skip
     assert code == 0, err
     rows = read_metrics(out / "metrics.jsonl")
@@ -178,11 +174,11 @@ def test_evaluations_read_a_sample_along_the_way_and_every_window_at_the_end(cap
     assert f"{rows[-1]['correct']}/201" in stdout  # the summary's accuracy is over every window
 
 
-def test_resume_may_change_how_often_it_evaluates_and_saves(capsys, tmp_path):
+def test_resume_may_change_how_often_it_evaluates_and_saves(tmp_path):
     out = tmp_path / "run"
-    assert fable_train(capsys, "--steps", "20", "--hidden", "32", "--eval-every", "10", "--out", str(out),
+    assert fable_train("--steps", "20", "--hidden", "32", "--eval-every", "10", "--out", str(out),
                        "--no-progress")[0] == 0  # fmt: skip
-    code, stdout, err = fable_train(capsys, "--resume", "--steps", "32", "--eval-every", "4", "--checkpoint-every",
+    code, stdout, err = fable_train("--resume", "--steps", "32", "--eval-every", "4", "--checkpoint-every",
                                     "8", "--out", str(out), "--no-progress")  # fmt: skip
     assert code == 0, err
     assert "this run had finished its schedule" in err and "holds the rate at 0.003 again" in err  # said plainly
