@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 import fable
-from fable.benchmark import machine, tune
+from fable.benchmark import tune
 from fable.contract import FILE_NAMES
+from fable.machine import describe as describe_machine
 from fable.tuning import CACHE_ENV
 
 # Each run's summary goes here, untracked (see .gitignore); results worth keeping are copied to
@@ -94,7 +95,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     summary = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "settings": settings,
-        "machine": machine(),
+        "machine": describe_machine(),
         "median_us": {name: 1e6 * value for name, value in sorted(medians.items())},
         "requests_per_second": throughput,
         "ratios": ratios,
