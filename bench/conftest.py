@@ -33,6 +33,14 @@ COMPARISONS = [
     ("test_word[int4-sampled-step]", "test_word[int8-sampled-step]", "int4 vs int8, default settings"),
     *(
         (
+            f"test_serve_suggest[hypercorn-{n}]",
+            f"test_serve_suggest[http.server-{n}]",
+            f"fable-serve /suggest, {n} client(s) kept alive: hypercorn vs the http.server it replaced",
+        )
+        for n in (1, 8)
+    ),
+    *(
+        (
             f"test_eight_prompts[{q}-batch]",
             f"test_eight_prompts[{q}-one-by-one]",
             f"{q}: 8 prompts batched vs one by one",

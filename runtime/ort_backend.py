@@ -3,6 +3,7 @@ numpy buffers bound once (IOBinding), so a word costs one `run_with_iobinding` a
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,13 @@ import onnxruntime as ort
 
 from . import contract
 from .contract import ModelMetadata
+from .errors import ModelFileError
 from .modelfile import checked_path, described, unreadable
+from .onnxfile import read_onnx
+
+# The int4 file's MatMulNBits takes a bias from this onnxruntime on (1.18.1 refuses the file,
+# measured); pyproject asks for it, but an older one can come from elsewhere (a system package).
+INT4_NEEDS = (1, 19)
 
 
 def session_options(threads: int, spin: bool) -> ort.SessionOptions:
@@ -36,7 +43,7 @@ class OrtBackend:
             options = session_options(threads, spin)
             self.session = ort.InferenceSession(name, options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own, untyped, multi-line errors for damaged files
-            raise unreadable(name, error) from None
+            raise _refusal(name, error) from None
         props = self.session.get_modelmeta().custom_metadata_map
         self.metadata = described(props, self.session.get_inputs(), self.session.get_outputs(), name)
 
@@ -44,6 +51,32 @@ class OrtBackend:
         if self.metadata.graph == contract.GRAPH_STEP:
             return OrtStepKernel(self.session, self.metadata, batch)
         return OrtWindowKernel(self.session, self.metadata, batch)
+
+
+def _refusal(name: str, error: Exception) -> ModelFileError:
+    """Why onnxruntime cannot open the file: an int4 file on an onnxruntime too old for it, or damage."""
+    if _version(ort.__version__) < INT4_NEEDS:
+        try:
+            quantization = read_onnx(Path(name).read_bytes()).metadata.get(contract.KEY_QUANTIZATION)
+        except (OSError, ValueError):
+            quantization = None
+        if quantization == "int4":
+            return ModelFileError(
+                f"model file {name} is int4, which needs onnxruntime {'.'.join(map(str, INT4_NEEDS))} or newer; "
+                f"this is {ort.__version__}: pip install -U onnxruntime, or run it with the numpy backend"
+            )
+    return unreadable(name, error)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    """(1, 18, 1) of "1.18.1"; the leading numbers of anything else."""
+    numbers = []
+    for part in text.split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        if not digits:
+            break
+        numbers.append(int(digits))
+    return tuple(numbers)
 
 
 def _bind(binding: ort.IOBinding, name: str, array: np.ndarray, output: bool = False) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -15,9 +14,14 @@ Sampler = Callable[[np.ndarray], int]
 
 # The range of each setting, once: Sampling checks them, the CLI's flags declare them.
 MIN_TEMPERATURE = 0.0
+# Past this the draw is as good as uniform over the allowed words, and the noise's scale stays far
+# from overflowing float64 (1e308 made it inf, and NaN won the argmax).
+MAX_TEMPERATURE = 1000.0
 MIN_TOP_K = 1
+MAX_TOP_K = 10_000_000  # past any vocabulary: it means all of it
 MAX_TOP_P = 1.0  # and more than 0
 MIN_SEED = 0
+MAX_SEED = 2**63 - 1
 
 
 def _is_whole(value: object) -> bool:
@@ -39,14 +43,14 @@ class Sampling:
 
     def __post_init__(self) -> None:
         t, k, p, seed = self.temperature, self.top_k, self.top_p, self.seed
-        if not (_is_number(t) and math.isfinite(t) and t >= MIN_TEMPERATURE):
-            raise SettingError("temperature", f"a finite number of {MIN_TEMPERATURE:g} or more", t)
-        if k is not None and not (_is_whole(k) and k >= MIN_TOP_K):
-            raise SettingError("top_k", f"a whole number of {MIN_TOP_K} or more", k)
+        if not (_is_number(t) and MIN_TEMPERATURE <= t <= MAX_TEMPERATURE):  # NaN fails both
+            raise SettingError("temperature", f"a number from {MIN_TEMPERATURE:g} to {MAX_TEMPERATURE:g}", t)
+        if k is not None and not (_is_whole(k) and MIN_TOP_K <= k <= MAX_TOP_K):
+            raise SettingError("top_k", f"a whole number from {MIN_TOP_K} to {MAX_TOP_K:,}", k)
         if p is not None and not (_is_number(p) and 0 < p <= MAX_TOP_P):
             raise SettingError("top_p", f"more than 0 and at most {MAX_TOP_P:g}", p)
-        if seed is not None and not (_is_whole(seed) and seed >= MIN_SEED):
-            raise SettingError("seed", f"a whole number of {MIN_SEED} or more", seed)
+        if seed is not None and not (_is_whole(seed) and MIN_SEED <= seed <= MAX_SEED):
+            raise SettingError("seed", f"a whole number from {MIN_SEED} to {MAX_SEED:,}", seed)
 
     @property
     def greedy(self) -> bool:
@@ -102,8 +106,10 @@ def _allowed(logits: np.ndarray, top_k: int | None, top_p: float | None, tempera
     if top_k is not None:
         ids = ids[:top_k]
     if top_p is not None and top_p < 1:
-        scaled = logits[ids].astype(np.float64) / temperature
-        cumulative = np.cumsum(np.exp(scaled - scaled[0]))
+        # relative to the best, then scaled: a tiny temperature gives -inf (probability 0), never inf - inf
+        with np.errstate(over="ignore"):
+            scaled = (logits[ids].astype(np.float64) - float(logits[ids[0]])) / temperature
+        cumulative = np.cumsum(np.exp(scaled))
         ids = ids[: int(np.searchsorted(cumulative, top_p * cumulative[-1], side="left")) + 1]
     return ids
 

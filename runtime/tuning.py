@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from . import contract
 from .atomic import write_text
 from .backend import default_backend
@@ -35,6 +37,7 @@ GIVEN = "given"  # why a Model(...) runs as it does: exactly what its caller gav
 CACHE_ENV = "FABLE_CACHE_DIR"  # where the cache lives, instead of the platform's cache folder
 CACHE_NAME = "tune.json"
 CACHE_FORMAT = 1
+LOCK_SECONDS = 60  # a tune writes for well under a second; longer means a stuck one
 
 
 @dataclass(frozen=True)
@@ -204,10 +207,16 @@ def remember(model: Path, choice: Path, best: dict[Path, Setting], tuned_at: str
         "choice": next(f for f in files if f["file"] == str(choice.resolve())),
         "files": files,
     }
-    kept = [e for e in _entries(cache) if not (e.get("machine") == machine and e.get("model_sha256") == sha)]
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        write_text(cache, json.dumps({"format": CACHE_FORMAT, "entries": [*kept, entry]}, indent=2) + "\n")
+        # Read, change and write under one lock: two tunes at once (of two models, say) keep both
+        # entries, where the later write would otherwise drop the earlier one's.
+        with FileLock(f"{cache}.lock", timeout=LOCK_SECONDS):
+            kept = [e for e in _entries(cache) if not (e.get("machine") == machine and e.get("model_sha256") == sha)]
+            write_text(cache, json.dumps({"format": CACHE_FORMAT, "entries": [*kept, entry]}, indent=2) + "\n")
+    except Timeout:
+        raise FableError(f"the tune cache {cache} stayed locked for {LOCK_SECONDS} s; is another fable-bench "
+                         f"--tune stuck? Remove {cache}.lock if not") from None  # fmt: skip
     except OSError as error:
         raise _unwritable(cache, error) from None
     return cache

@@ -10,8 +10,10 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -186,13 +188,25 @@ def wait_until(condition, timeout: float = 60.0, process: subprocess.Popen | Non
 
 
 def start_server(*args: str) -> tuple[subprocess.Popen, str]:
-    """fable-serve on a free port of 127.0.0.1: the process and its URL."""
+    """fable-serve on a free port of 127.0.0.1: the process and its URL. Its standard error is read
+    as it comes (a server that logs into a full pipe would stop); `stop_server` returns it."""
     process = start_command("fable-serve", "--port", "0", *args)
-    line = (
-        process.stdout.readline()
-    )  # "fable-serve: fable.int8.onnx (onnxruntime) on http://127.0.0.1:PORT  (Ctrl-C to stop)"
+    line = process.stdout.readline()  # "fable-serve: fable.int8.onnx (onnxruntime) on http://127.0.0.1:PORT  (...)"
     assert " on http://127.0.0.1:" in line, (line, process.poll() is not None and process.communicate())
+    logged: list[str] = []
+    reader = threading.Thread(target=lambda: logged.extend(process.stderr), daemon=True)
+    reader.start()
+    process.logged, process.log_reader = logged, reader  # type: ignore[attr-defined]
     return process, line.split(" on ")[1].split()[0]
+
+
+def stop_server(process: subprocess.Popen) -> tuple[int, str]:
+    """Ctrl-C the server: its exit code and everything it wrote on standard error."""
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=30)
+    process.log_reader.join(timeout=30)  # type: ignore[attr-defined]
+    process.stdout.close()
+    return process.returncode, "".join(process.logged)  # type: ignore[attr-defined]
 
 
 def help_options(text: str) -> dict[str, str]:

@@ -55,11 +55,15 @@ def test_a_stop_while_writing_leaves_every_target_old(tmp_path):
     assert visible(tmp_path) == {"fable.onnx": b"old"} and len(list(tmp_path.iterdir())) == 1
 
 
-def test_new_files_get_the_usual_permissions_not_mkstemps_private_ones(tmp_path):
+def test_new_files_get_the_usual_permissions_and_the_umask_is_never_changed(tmp_path, monkeypatch):
+    """Made with mode 0o666, so the umask applies as to any new file; reading the umask would
+    mean setting it, which races with the other threads of an app."""
     mask = os.umask(0o022)
     try:
+        monkeypatch.setattr(os, "umask", lambda *_: pytest.fail("atomic writes changed the process's umask"))
         write_text(tmp_path / "report.json", "{}")
     finally:
+        monkeypatch.undo()
         os.umask(mask)
     assert stat.S_IMODE((tmp_path / "report.json").stat().st_mode) == 0o644
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
+from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
 
-from .helpers import GOLDEN, ROOT, start_server
+from .helpers import GOLDEN, ROOT, start_server, stop_server
 
 SCREENSHOT = ROOT / "bench" / "results" / "local" / "fable-serve-page.png"  # untracked; a kept copy sits beside local/
 
@@ -18,6 +18,7 @@ def browser_or_skip():
     """Selenium's Chrome on Debian's chromium and chromium-driver. Where they cannot be had the test
     skips with the reason, unless FABLE_REQUIRE_BROWSER is set: CI installs them and must run it."""
     missing = [name for name in ("chromium", "chromedriver") if not shutil.which(name)]
+    missing += [f"{name} (pip install '.[serve]')" for name in ("starlette", "hypercorn") if not find_spec(name)]
     try:
         from selenium import webdriver
     except ImportError:
@@ -44,8 +45,7 @@ def page():
         yield browser
     finally:
         browser.quit()
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=30)
+        stop_server(process)
 
 
 def suggested(page) -> list[str]:

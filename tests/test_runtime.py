@@ -128,8 +128,8 @@ def test_unknown_words_are_each_named_with_the_closest_words(model):
 
 @pytest.mark.parametrize(
     "settings",
-    [{"temperature": -1}, {"temperature": float("nan")}, {"top_k": 0}, {"top_k": 2.5}, {"top_p": 0.0},
-     {"top_p": 1.5}, {"seed": -1}, {"seed": True}],
+    [{"temperature": -1}, {"temperature": float("nan")}, {"temperature": 1e308}, {"top_k": 0}, {"top_k": 2.5},
+     {"top_k": 10**100}, {"top_p": 0.0}, {"top_p": 1.5}, {"seed": -1}, {"seed": True}, {"seed": 2**64}],
 )  # fmt: skip
 def test_bad_sampling_is_refused_when_made_naming_the_parameter(settings):
     (name,) = settings

@@ -12,7 +12,7 @@ FORBIDDEN = ("torch", "onnx")
 TRAINING = "fable.training"
 
 PROBE = f"""
-import importlib, pkgutil, sys
+import importlib, importlib.util, pkgutil, sys
 
 class Forbid:
     def find_spec(self, name, path=None, target=None):
@@ -22,8 +22,9 @@ class Forbid:
 
 sys.meta_path.insert(0, Forbid())
 import fable
+serve_extra = all(importlib.util.find_spec(name) for name in ("starlette", "hypercorn"))
 names = [m.name for m in pkgutil.walk_packages(fable.__path__, "fable.")
-         if not (m.name + ".").startswith({TRAINING!r} + ".")]
+         if not (m.name + ".").startswith({TRAINING!r} + ".") and (serve_extra or m.name != "fable.server")]
 for name in names:
     importlib.import_module(name)
 model = fable.load()

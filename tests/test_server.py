@@ -1,11 +1,11 @@
-"""fable-serve as a client meets it: a real server process on 127.0.0.1, real HTTP requests."""
+"""fable-serve as a client meets it: a real server process on 127.0.0.1, real HTTP requests.
+(Its limits under load: test_server_load.py.)"""
 
 from __future__ import annotations
 
 import http.client
 import json
 import os
-import signal
 import socket
 import time
 import urllib.error
@@ -14,10 +14,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+pytest.importorskip("starlette", reason='fable-serve needs the serve extra: pip install "fable[serve]"')
+pytest.importorskip("hypercorn", reason='fable-serve needs the serve extra: pip install "fable[serve]"')
+
 import fable
 from fable import Sampling
 
-from .helpers import GOLDEN, GOLDEN_TOKENS, start_server
+from .helpers import GOLDEN, GOLDEN_TOKENS, assert_clean_failure, invoke, start_server, stop_server
 
 MAX_WORDS = 50
 
@@ -26,8 +29,7 @@ MAX_WORDS = 50
 def server():
     process, url = start_server("--max-words", str(MAX_WORDS))
     yield url
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=30)
+    stop_server(process)
 
 
 def request(url: str, path: str, body=None, method: str | None = None) -> tuple[int, dict | str, str]:
@@ -127,14 +129,29 @@ def test_a_bad_request_gets_its_status_and_a_json_error(server, case):
     assert phrase in answer["error"] and "Traceback" not in answer["error"], answer
 
 
-def test_a_body_without_a_length_is_refused(server):
-    host, port = server.removeprefix("http://").split(":")
+def chunked(url: str, path: str, pieces: list[bytes]) -> tuple[int, dict]:
+    """POST a body sent in chunks, with no Content-Length (Transfer-Encoding: chunked)."""
+    host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
-    connection.putrequest("POST", "/generate")
-    connection.putheader("Transfer-Encoding", "chunked")
-    connection.endheaders()
+    connection.request("POST", path, body=iter(pieces), encode_chunked=True)
     response = connection.getresponse()
-    assert response.status == 411 and "Content-Length" in json.loads(response.read())["error"]
+    return response.status, json.loads(response.read())
+
+
+def test_a_chunked_body_is_read_and_held_to_64_kb_as_it_comes(server):
+    status, answer = chunked(server, "/suggest", [b'{"text": "the ol', b'd mo"}'])
+    assert status == 200 and answer["suggestions"][0]["word"] == "mouse"
+    status, answer = chunked(server, "/score", [b'{"text": "' + b"the old mouse " * 2000] * 3)  # 84 KB, no length
+    assert status == 413 and "more than 65,536" in answer["error"]
+
+
+def test_score_reads_at_most_max_score_words(server):
+    status, answer, _ = request(server, "/score", {"text": "the old mouse said " * 600})
+    assert status == 400 and "2,400 words; /score reads at most 2,000 (--max-score-words)" in answer["error"]
+
+
+def test_a_max_words_below_a_requests_default_is_refused_at_start():
+    assert_clean_failure(invoke("fable-serve", "--max-words", "10"), 2, "--max-words 10 is below the 32 words")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -162,16 +179,14 @@ def test_a_client_that_leaves_mid_stream_stops_its_stream_and_leaves_the_server_
         assert cpu_seconds(process.pid) - before < 0.3  # no stream is still being made for nobody
         assert request(url, "/health")[0] == 200
     finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=30)
+        stop_server(process)
 
 
 def test_ctrl_c_stops_the_server_and_frees_its_port():
     process, url = start_server()
     assert request(url, "/health")[0] == 200
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=30)
-    assert process.returncode == 130 and err.strip().endswith("fable-serve: interrupted"), err
+    code, err = stop_server(process)
+    assert code == 130 and err.strip().endswith("fable-serve: interrupted"), err
     with pytest.raises(OSError):
         urllib.request.urlopen(url + "/health", timeout=5)
 

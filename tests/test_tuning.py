@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -128,7 +130,8 @@ def test_the_cache_is_written_atomically(cache, export, monkeypatch):
     monkeypatch.setattr(os, "replace", crash)  # the write fails at its last step
     with pytest.raises(fable.FableError, match="cannot write the tune cache .*disk full.*FABLE_CACHE_DIR"):
         tune_in(export, INT4, int8=SLOW, int4=FAST)
-    assert cache.read_bytes() == before and sorted(p.name for p in cache.parent.iterdir()) == [cache.name]
+    assert cache.read_bytes() == before  # and no temporary file is left beside it (the lock is the lock's):
+    assert {p.name for p in cache.parent.iterdir()} <= {cache.name, cache.name + ".lock"}
 
 
 def test_a_new_tune_replaces_this_machines_entry_for_the_file_and_keeps_the_others(cache, export):
@@ -137,6 +140,29 @@ def test_a_new_tune_replaces_this_machines_entry_for_the_file_and_keeps_the_othe
     tune_in(export, INT4, int8=SLOW, int4=FAST)
     entries = json.loads(cache.read_text())["entries"]
     assert sorted(e["model"] for e in entries) == sorted(str(export / name) for name in (INT4, INT8))
+
+
+TUNE_MANY = """
+import sys
+from pathlib import Path
+from fable.tuning import Setting, remember
+for model in map(Path, sys.argv[1:]):
+    remember(model, model, {model: Setting(1, False, 100.0)}, "now")
+"""
+
+
+def test_two_tunes_at_once_keep_every_entry(cache, tmp_path):
+    """Two processes record tunes of 100 models each into one cache at the same time: each read,
+    change and write happens under the cache's lock, so neither drops an entry of the other's."""
+    models = [[tmp_path / f"model-{side}-{n}.onnx" for n in range(100)] for side in "ab"]
+    for path in models[0] + models[1]:
+        path.write_text(path.name)  # only hashed: a distinct file is a distinct model to the cache
+    env = {**os.environ, tuning.CACHE_ENV: str(cache.parent)}
+    processes = [subprocess.Popen([sys.executable, "-c", TUNE_MANY, *map(str, side)], env=env,
+                                  stderr=subprocess.PIPE) for side in models]  # fmt: skip
+    assert [p.wait(timeout=120) for p in processes] == [0, 0], [p.stderr.read() for p in processes]
+    entries = json.loads(cache.read_text())["entries"]
+    assert sorted(e["model"] for e in entries) == sorted(str(path.resolve()) for path in models[0] + models[1])
 
 
 def test_only_files_that_the_report_vouches_for_may_run_in_place_of_another(export):
@@ -193,10 +219,11 @@ def test_the_cache_lives_in_the_platforms_cache_folder(monkeypatch, tmp_path):
 
 def test_fable_serve_keeps_its_own_settings_whatever_the_tune_chose(cache, export, monkeypatch):
     """The tune measures one stream on idle cores; a server's request threads share those cores."""
-    import signal
     import urllib.request
 
-    from .helpers import start_server
+    pytest.importorskip("hypercorn", reason='fable-serve needs the serve extra: pip install "fable[serve]"')
+
+    from .helpers import start_server, stop_server
 
     monkeypatch.setattr(fable.model, "default_model_path", lambda: export / INT8)
     tune_in(export, INT8, int8=FAST)
@@ -204,8 +231,7 @@ def test_fable_serve_keeps_its_own_settings_whatever_the_tune_chose(cache, expor
     try:
         info = json.loads(urllib.request.urlopen(url + "/info", timeout=30).read())
     finally:
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=30)
+        stop_server(process)
     assert (info["threads"], info["spin"]) == (1, False) and "fable-serve's own" in info["settings"]
 
 

@@ -4,34 +4,20 @@ failing on the first `import torch`."""
 
 from __future__ import annotations
 
-import importlib
-
-from fable.cli import EXIT_USAGE, fail
+from fable.cli import require_extra
 
 TRAIN_EXTRA = ("torch", "onnx", "matplotlib", "tqdm")
 
 
-def _require_train_extra(prog: str) -> None:
-    missing = []
-    for name in TRAIN_EXTRA:
-        try:
-            importlib.import_module(name)
-        except ImportError:  # absent, or installed but broken: either way the extra is what to install
-            missing.append(name)
-    if missing:
-        fail(prog, f"{prog} needs {', '.join(missing)}, which a plain install leaves out; "
-             'install them with: pip install "fable[train]"', EXIT_USAGE)  # fmt: skip
-
-
 def train() -> None:
-    _require_train_extra("fable-train")
+    require_extra("fable-train", "train", TRAIN_EXTRA)
     from .cli import entry
 
     entry()
 
 
 def export() -> None:
-    _require_train_extra("fable-export")
+    require_extra("fable-export", "train", TRAIN_EXTRA)
     from .export.cli import entry
 
     entry()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -43,6 +44,20 @@ def columns(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in table]
     return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:]])
+
+
+def require_extra(prog: str, extra: str, modules: Sequence[str]) -> None:
+    """Exit with one line naming the extra to install unless every module imports (absent, or
+    installed but broken: either way the extra is what to install)."""
+    missing = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        fail(prog, f"{prog} needs {', '.join(missing[:-1]) + ' and ' if len(missing) > 1 else ''}{missing[-1]}, "
+             f'which a plain install leaves out; install them with: pip install "fable[{extra}]"', EXIT_USAGE)  # fmt: skip
 
 
 def fail(prog: str, message: str, code: int) -> NoReturn:

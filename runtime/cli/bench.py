@@ -28,7 +28,7 @@ from ..engine import MAX_BATCH
 from ..errors import UsageError
 from ..machine import describe as describe_machine
 from ..model import MAX_THREADS, Model, default_model_path
-from ..sampling import MIN_TEMPERATURE
+from ..sampling import MAX_TEMPERATURE, MIN_TEMPERATURE
 from ..tuning import check_writable
 from . import BACKEND_DEFAULT, BACKEND_HELP, Backend, columns, new_app, run_app
 
@@ -45,7 +45,7 @@ def main(
     spin: Annotated[bool, typer.Option("--spin/--no-spin", help="let onnxruntime's threads spin between runs")] = _d.spin,
     backend: Annotated[Backend | None, typer.Option(help=BACKEND_HELP, show_default=BACKEND_DEFAULT)] = None,
     words: Annotated[int, typer.Option(min=MIN_BENCH_WORDS, max=MAX_BENCH_WORDS, help="words timed per model (--tune: per setting), after warm-up")] = _d.words,
-    temperature: Annotated[float, typer.Option(min=MIN_TEMPERATURE, help="sampling temperature while timing; 0 is greedy")] = _d.temperature,
+    temperature: Annotated[float, typer.Option(min=MIN_TEMPERATURE, max=MAX_TEMPERATURE, help="sampling temperature while timing; 0 is greedy")] = _d.temperature,
     tune_: Annotated[bool, typer.Option("--tune", help="time every file of the model's export x threads x spinning, and remember the fastest for fable-run and fable.load()")] = False,
     batch: Annotated[str | None, typer.Option(metavar="SIZES", help="time batches of these sizes instead, e.g. 1,4,8,16: per-word latency and words/s of all prompts", show_default="no batches")] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="also write the results, with the machine's description, here", show_default="no file")] = None,

@@ -18,7 +18,7 @@ from ..errors import PromptError, UsageError
 from ..model import MAX_THREADS, Model, load
 from ..predict import DEFAULT_SUGGESTIONS, MAX_SUGGESTIONS, score_record, suggestion_record
 from ..records import generation_record
-from ..sampling import MAX_TOP_P, MIN_SEED, MIN_TEMPERATURE, MIN_TOP_K, Sampling
+from ..sampling import MAX_SEED, MAX_TEMPERATURE, MAX_TOP_K, MAX_TOP_P, MIN_SEED, MIN_TEMPERATURE, MIN_TOP_K, Sampling
 from . import BACKEND_DEFAULT, BACKEND_HELP, TUNED_DEFAULT, Backend, columns, new_app, run_app
 
 app = new_app()
@@ -36,10 +36,10 @@ def main(
     prompt: Annotated[str | None, typer.Argument(help="words to continue; the model reads the last `window` of them", show_default=False)] = None,
     model: Annotated[Path | None, typer.Option("--model", "-m", help="a .onnx file from fable-export", show_default="the shipped int8 model")] = None,
     words: Annotated[int, typer.Option("--words", "-n", min=1, max=MAX_WORDS, help="how many words to generate")] = DEFAULT_WORDS,
-    temperature: Annotated[float, typer.Option(min=MIN_TEMPERATURE, help="0 picks the most likely word; higher is more random")] = _defaults.temperature,
-    top_k: Annotated[int | None, typer.Option(min=MIN_TOP_K, help="sample among the K most likely words", show_default="all")] = _defaults.top_k,
+    temperature: Annotated[float, typer.Option(min=MIN_TEMPERATURE, max=MAX_TEMPERATURE, help="0 picks the most likely word; higher is more random")] = _defaults.temperature,
+    top_k: Annotated[int | None, typer.Option(min=MIN_TOP_K, max=MAX_TOP_K, help="sample among the K most likely words", show_default="all")] = _defaults.top_k,
     top_p: Annotated[float | None, typer.Option(min=0.0, max=MAX_TOP_P, help="sample among the most likely words whose probability reaches P (more than 0)", show_default="1")] = _defaults.top_p,
-    seed: Annotated[int | None, typer.Option(min=MIN_SEED, help="random seed: the same seed gives the same words", show_default="a new one each run")] = _defaults.seed,
+    seed: Annotated[int | None, typer.Option(min=MIN_SEED, max=MAX_SEED, help="random seed: the same seed gives the same words", show_default="a new one each run")] = _defaults.seed,
     stream: Annotated[bool, typer.Option("--stream", help="print each word as it is made")] = False,
     tokens: Annotated[bool, typer.Option("--tokens", help="print the tokens with a space between every two, as the rnn-words tutorial did, not joined as text")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON: prompt, words, model, settings, timings (a line per prompt)")] = False,
