@@ -89,13 +89,14 @@ SHAPES = {"1 layer": dict(layers=1), "window 5": dict(window=5), "index encoding
 
 @pytest.fixture(scope="session")
 def shape_export(tmp_path_factory, fable_corpus):
-    """shape_export(name) → the export folder of the SHAPES model `name`, trained on first use."""
-    from fable.training.export.exporter import ExportOptions, export_checkpoint
-    from fable.training.train import train
-
+    """shape_export(name) → the export folder of the SHAPES model `name`, trained on first use
+    (the train extra is imported then, so a test can skip without it first)."""
     made: dict[str, Path] = {}
 
     def export(name: str) -> Path:
+        from fable.training.export.exporter import ExportOptions, export_checkpoint
+        from fable.training.train import train
+
         if name not in made:
             shape = SHAPES[name]
             config = dataclasses.replace(tiny_config(steps=300, hidden=128, **shape), learning_rate=3e-3)
