@@ -33,6 +33,14 @@ COMPARISONS = [
     ("test_word[int4-sampled-step]", "test_word[int8-sampled-step]", "int4 vs int8, default settings"),
     *(
         (
+            f"test_word[{q}-sampled-step]",
+            f"test_typing_suggest[{q}]",
+            f"{q}: a generated word vs a typing suggest (the target: at most 1.5x)",
+        )
+        for q in ("int8", "fp32", "int4")
+    ),
+    *(
+        (
             f"test_serve_suggest[hypercorn-{n}]",
             f"test_serve_suggest[http.server-{n}]",
             f"fable-serve /suggest, {n} client(s) kept alive: hypercorn vs the http.server it replaced",
@@ -94,6 +102,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         for fast, slow, what in COMPARISONS
         if fast in medians and slow in medians
     ]
+    window = {name: median for name, median in medians.items() if name.startswith("test_window_setting[")}
+    if window and "test_tuned_word" in medians:  # the plain decode at its own best setting, as the tune would pick
+        best = min(window, key=window.get)
+        ratios.append({"what": "tuned int8 fast decode vs the plain int8 window graph at its best setting",
+                       "faster": "test_tuned_word", "slower": best, "ratio": window[best] / medians["test_tuned_word"]})  # fmt: skip
     throughput = {  # benchmarks whose round is a batch of requests
         b.name: b.extra_info["requests"] / b.stats.median
         for b in bench.benchmarks

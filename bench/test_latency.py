@@ -7,7 +7,9 @@ cannot flatter anything.
 
 from __future__ import annotations
 
+import os
 from collections import deque
+from itertools import cycle
 
 import pytest
 
@@ -20,6 +22,9 @@ PROMPT = "the old mouse"
 QUANTS = ["fp32", "int8", "int4"]
 MODES = {"greedy": Sampling(), "sampled": Sampling(temperature=1.0, seed=0)}
 PER_WORD = {"group": "per word", "min_rounds": 2000, "max_time": 2.0, "warmup": True}
+WINDOW_SETTINGS = [
+    (t, spin) for t in range(1, (os.cpu_count() or 1) + 1) for spin in (False, True) if t > 1 or not spin
+]
 
 
 @pytest.mark.benchmark(group="load")
@@ -94,6 +99,34 @@ def test_suggest(benchmark, shipped, quant, text):
     """Top-3 suggestions, as a keyboard asks for them at every keystroke (a whole window each)."""
     model = Model(shipped[quant])
     benchmark(model.suggest, text, 3)
+
+
+@pytest.mark.benchmark(**PER_WORD)
+@pytest.mark.parametrize("quant", QUANTS)
+def test_typing_suggest(benchmark, shipped, quant):
+    """Top-3 suggestions while the text grows a word a call (`model.typing()`: one step a word):
+    compared with test_word[...-sampled-step], a generated word on the same file and settings."""
+    model = Model(shipped[quant])
+    words = cycle(model.vocabulary[:40])
+    text = [" ".join(next(words) for _ in range(model.window))]
+    with model.typing() as typing:
+
+        def next_word() -> None:
+            text[0] += " " + next(words)
+            typing.suggest(text[0] + " ", 3)
+
+        benchmark(next_word)
+
+
+@pytest.mark.benchmark(**PER_WORD)
+@pytest.mark.parametrize(
+    "setting", WINDOW_SETTINGS, ids=[f"{t}-threads-spin-{'on' if s else 'off'}" for t, s in WINDOW_SETTINGS]
+)
+def test_window_setting(benchmark, window_files, setting):
+    """The plain window graph (int8) at each setting the tune tries, so that the tuned fable can
+    be held against the window graph at its own best (bench/conftest.py, the ratios)."""
+    threads, spin = setting
+    benchmark(word_stepper(Model(window_files["int8"], threads, spin=spin), MODES["sampled"]))
 
 
 @pytest.mark.benchmark(**PER_WORD)

@@ -7,6 +7,7 @@ computed on their own: docs/design.md, "Batches"). `Model` adds text on top of t
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -76,6 +77,11 @@ class Engine:
             with self._pool.decoder(len(turn)) as decoder:
                 logits[first : first + len(turn)] = _read(decoder, turn)
         return logits
+
+    def decoder(self, batch: int = 1) -> contextlib.AbstractContextManager[Decoder]:
+        """A decoder of `batch` sequences lent for a `with` block (each call of the API borrows
+        its own; `fable.predict.Typing` keeps one while a person types)."""
+        return self._pool.decoder(batch)
 
     def logits_along(self, ids: Sequence[int]) -> Iterator[np.ndarray]:
         """After each id of `ids` in turn, logits [vocab] of the next word given the last `window`

@@ -92,6 +92,12 @@ class Model(Engine):
         the word `text` ends inside (`fable.predict.suggest`)."""
         return predict.suggest(self, self._text(text, "text"), k)
 
+    def typing(self) -> predict.Typing:
+        """`suggest` for a text that grows as a person types, a step a word instead of a whole
+        window a call, with the same suggestions (`fable.predict.Typing`):
+        `with model.typing() as typing: typing.suggest("the old mo")`."""
+        return predict.Typing(self)
+
     def score(self, text: str) -> TextScore:
         """The log-probability of each word after the first window, given the window before it,
         with their total and the perplexity (`fable.predict.score`)."""
@@ -151,15 +157,18 @@ def load(
     threads: int | None = None,
     backend: str | None = None,
     spin: bool | None = None,
+    pattern: str = "paced",
 ) -> Model:
     """Load a model file; no path loads the shipped default (int8). `backend`: "onnxruntime" or
     "numpy"; None takes onnxruntime where it is installed and numpy where it is not.
 
     Where `fable-bench --tune` measured this file on this machine, its threads and spinning apply
-    unless given here, and without a `path` its fastest vouched-for variant of the default runs
-    (the model's `settings` says which and why). Untuned: 1 thread, no spinning."""
+    unless given here, and without a `path` its best vouched-for variant of the default runs (the
+    model's `settings` says which and why): for `pattern` "paced", an app's calls a few times a
+    second, the fastest setting that burns no idle core; for "stream", words back to back (a
+    generation to print), the fastest. Untuned: 1 thread, no spinning."""
     asked = default_model_path() if path is None else Path(path)
-    chosen = tuning.resolve(asked, named=path is not None, threads=threads, spin=spin, backend=backend)
+    chosen = tuning.resolve(asked, path is not None, threads, spin, backend, pattern)
     return Model(chosen.file, chosen.threads, backend, chosen.spin, chosen.why)
 
 

@@ -58,18 +58,103 @@ def suggest(model: Model, text: str, k: int = DEFAULT_SUGGESTIONS) -> list[Sugge
     needs `window` words.) Unknown words are a PromptError, as in `generate`, or <unk> where the
     model has one; an unfinished word that no known word completes then has no suggestions.
     """
-    check_whole("k", k, 1, MAX_SUGGESTIONS)
-    lexicon, window = model.lexicon, model.window
-    # the words of the window and the one being typed are all it reads
-    reading, partial = split_partial(text, lexicon.read(text, last_words=window + 1), lexicon.index)
-    if partial and not any(word.startswith(partial) for word in model.vocabulary if word != UNKNOWN):
-        if lexicon.unknown_id is None:
-            raise unknown_words([partial], model.vocabulary)
-        return []  # no word it knows completes it, and it never suggests <unk>
-    shortest = 1 if model.metadata.graph == GRAPH_STEP else window
-    ids = lexicon.ids(reading, "text", shortest, window, last=window)
-    *_, logits = model.logits_along(ids)  # after the last word
-    return rank(model.vocabulary, log_softmax(logits), partial, k, banned=lexicon.unknown_id)
+    query = _Query.of(model, text, k)
+    if query is None:
+        return []
+    *_, logits = model.logits_along(query.ids)  # after the last word
+    return query.ranked(model, logits)
+
+
+class Typing:
+    """`suggest` for a text that grows as a person types: each call advances the model by the
+    words finished since the last one (one LSTM step a word) instead of reading the whole window
+    from the zero state, and gives exactly the suggestions of `suggest`. A text that changed some
+    other way is read afresh. It holds one of the model's decoders: use it in a `with` block, or
+    `close()` it. One typist at a time (not shared by threads)."""
+
+    LOOKBACK = 3  # words finished between two calls that are fed on (more: read afresh, as a paste is)
+
+    def __init__(self, model: Model):
+        self._model = model
+        self._lease = model.decoder(1)
+        self._decoder = self._lease.__enter__()
+        self._fed: list[int] = []  # the last `window` ids fed since the decoder was reset
+        self._count = 0  # how many were fed since then
+        self._logits: np.ndarray | None = None  # after the last of them
+        self._token = np.zeros((1, 1), np.int64)  # [batch 1, 1]: the word fed
+
+    def suggest(self, text: str, k: int = DEFAULT_SUGGESTIONS) -> list[Suggestion]:
+        query = _Query.of(self._model, text, k, lookback=self.LOOKBACK)
+        if query is None:
+            return []
+        return query.ranked(self._model, self._advance(query))
+
+    def close(self) -> None:
+        self._lease.__exit__(None, None, None)
+
+    def __enter__(self) -> Typing:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _advance(self, query: _Query) -> np.ndarray:
+        """The logits after the query's words: fed on from where the last call left off when the
+        text only grew, else afresh. The row that answers has read the same last `window` words
+        from the zero state either way, so the numbers are the same as `suggest`'s."""
+        recent = query.recent
+        for added in range(min(self.LOOKBACK, len(recent)) + 1):
+            before, new = recent[: len(recent) - added], recent[len(recent) - added :]
+            if self._continues(before) and None not in new and (new or self._logits is not None):
+                return self._feed(new) if new else self._logits  # type: ignore[return-value]
+        self._decoder.reset()
+        self._fed, self._count = [], 0
+        return self._feed(query.ids)
+
+    def _continues(self, before: list[int | None]) -> bool:
+        window = self._model.window
+        if self._count < window:
+            return self._count > 0 and before == self._fed
+        return before[-window:] == self._fed
+
+    def _feed(self, ids: list[int]) -> np.ndarray:
+        for word in ids:
+            self._token[0, 0] = word
+            logits = self._decoder.feed(self._token)
+        self._fed = (self._fed + list(ids))[-self._model.window :]
+        self._count += len(ids)
+        self._logits = logits[0].copy()
+        return self._logits
+
+
+@dataclass(frozen=True)
+class _Query:
+    """What a suggestion reads of a text: the word being typed, the ids of the window before it,
+    and (for `Typing`) the ids of the finished words before that, None for ones it does not know."""
+
+    partial: str
+    ids: list[int]
+    recent: list[int | None]
+    k: int
+
+    @staticmethod
+    def of(model: Model, text: str, k: int, lookback: int = 0) -> _Query | None:
+        """None when no word can be suggested; the errors of `suggest` otherwise."""
+        check_whole("k", k, 1, MAX_SUGGESTIONS)
+        lexicon, window = model.lexicon, model.window
+        # the words of the window and the one being typed are all it reads (and `lookback` more)
+        reading, partial = split_partial(text, lexicon.read(text, last_words=window + 1 + lookback), lexicon.index)
+        if partial and not any(word.startswith(partial) for word in model.vocabulary if word != UNKNOWN):
+            if lexicon.unknown_id is None:
+                raise unknown_words([partial], model.vocabulary)
+            return None  # no word it knows completes it, and it never suggests <unk>
+        shortest = 1 if model.metadata.graph == GRAPH_STEP else window
+        ids = lexicon.ids(reading, "text", shortest, window, last=window)
+        recent = [lexicon.index.get(token, lexicon.unknown_id) for token in reading.tokens]
+        return _Query(partial, ids, recent, k)
+
+    def ranked(self, model: Model, logits: np.ndarray) -> list[Suggestion]:
+        return rank(model.vocabulary, logits, self.partial, self.k, banned=model.lexicon.unknown_id)
 
 
 def score(model: Model, text: str) -> TextScore:
@@ -112,13 +197,18 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def rank(
-    vocabulary: Sequence[str], log_probabilities: np.ndarray, partial: str, k: int, banned: int | None = None
+    vocabulary: Sequence[str], logits: np.ndarray, partial: str, k: int, banned: int | None = None
 ) -> list[Suggestion]:
     """The k likeliest words that start with `partial`, likeliest first (ties: vocabulary order),
-    never the id `banned` (a model's <unk>)."""
-    ranked = np.argsort(-log_probabilities, kind="stable")
-    shown = (i for i in ranked if i != banned and vocabulary[i].startswith(partial))  # read up to the k-th only
-    return [Suggestion(vocabulary[i], float(np.exp(log_probabilities[i]))) for i in itertools.islice(shown, k)]
+    never the id `banned` (a model's <unk>), each with its probability over the whole vocabulary,
+    computed for the words shown only (this runs on every keystroke, right after the model)."""
+    order = np.argsort(-logits, kind="stable").tolist()
+    shown = (i for i in order if i != banned and vocabulary[i].startswith(partial))  # read up to the k-th only
+    top = float(logits[order[0]])
+    log_total = math.log(float(np.exp(logits.astype(np.float64) - top).sum()))
+    return [
+        Suggestion(vocabulary[i], math.exp((float(logits[i]) - top) - log_total)) for i in itertools.islice(shown, k)
+    ]
 
 
 def text_score(words: Sequence[str], log_probabilities: Sequence[float]) -> TextScore:

@@ -1,11 +1,14 @@
 """Which file, threads and spinning a model runs with, and the cache `fable-bench --tune` keeps.
 
 An entry holds, for one machine (CPU model, core count, onnxruntime version) and one model file
-(its sha256), the fastest setting measured for each file of its export (threads, spinning) and
-the file to run in its place: the fastest variant that its export's report vouches for. `resolve`
-(for `load()`) reads it; nothing else does. A cache for another CPU, another onnxruntime or a
-changed file never matches, and a damaged one is ignored with a notice: a machine nobody tuned
-runs the safe defaults.
+(its sha256), for each pattern of use, the best setting measured for each file of its export
+(threads, spinning) and the file to run in its place: the best variant that its export's report
+vouches for. The patterns: "stream", words back to back (a generation), where the fastest wins;
+and "paced", calls a few times a second (an app that suggests as a person types), where the
+fastest of the settings that burn no idle core wins (spinning threads spin between calls too).
+`resolve` (for `load()`) reads it; nothing else does. A cache for another CPU, another
+onnxruntime or a changed file never matches, and a damaged one is ignored with a notice: a
+machine nobody tuned runs the safe defaults.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from filelock import FileLock, Timeout
 from . import contract
 from .atomic import write_text
 from .backend import default_backend
-from .errors import FableError, log
+from .errors import FableError, SettingError, log
 from .machine import tune_key
 from .modelfile import checked_path
 
@@ -36,7 +39,12 @@ GIVEN = "given"  # why a Model(...) runs as it does: exactly what its caller gav
 
 CACHE_ENV = "FABLE_CACHE_DIR"  # where the cache lives, instead of the platform's cache folder
 CACHE_NAME = "tune.json"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: a setting for each pattern; a cache of format 1 is ignored with a notice (tune again)
+PATTERNS = ("paced", "stream")
+PATTERN_SAID = {"paced": "for calls a few times a second", "stream": "for words back to back"}
+# CPU seconds a wall second a paced setting may burn between calls: threads that spin use cores the
+# app and the rest of the machine want, and a battery pays for them.
+MAX_IDLE_CPU = 0.1
 LOCK_SECONDS = 60  # a tune writes for well under a second; longer means a stuck one
 
 
@@ -44,17 +52,19 @@ LOCK_SECONDS = 60  # a tune writes for well under a second; longer means a stuck
 class Setting:
     threads: int
     spin: bool
-    word_us: float  # the median per-word time measured with it
+    micros: float  # the median measured with it: µs a word (stream), µs a call (paced)
+    idle_cpu: float  # CPU seconds a wall second it burnt between paced calls
 
 
 @dataclass(frozen=True)
 class Tuned:
-    """The cache's answer for one file: run `file` with `setting`."""
+    """The cache's answer for one file: run `file` with `setting`, tuned for `pattern`."""
 
     file: Path
     setting: Setting
     tuned_at: str
     cache: Path
+    pattern: str
 
 
 @dataclass(frozen=True)
@@ -74,22 +84,27 @@ class RunSettings:
         parts = [f"{' and '.join(self.given)} given"] if self.given else []
         if self.tuned is not None:
             swapped = f", which runs {self.file.name} in place of {self.asked.name}" if self.file != self.asked else ""
-            parts.append(f"tuned by fable-bench --tune at {self.tuned.tuned_at} ({self.tuned.cache}){swapped}")
+            parts.append(f"tuned {PATTERN_SAID[self.tuned.pattern]} by fable-bench --tune at {self.tuned.tuned_at} "
+                         f"({self.tuned.cache}){swapped}")  # fmt: skip
         elif len(self.given) < 2:
             parts.append("defaults where not given: this file was not tuned on this machine (fable-bench --tune)")
         return "; ".join(parts)
 
 
-def resolve(asked: Path, named: bool, threads: int | None, spin: bool | None, backend: str | None) -> RunSettings:
+def resolve(
+    asked: Path, named: bool, threads: int | None, spin: bool | None, backend: str | None, pattern: str = "paced"
+) -> RunSettings:
     """The file and settings to run `asked` with: `threads` and `spin` where given, else what the
-    tune cache holds for this machine (onnxruntime only), else the defaults. `named`: the caller
-    named `asked`, so it runs; otherwise the tune's choice of variant may run in its place."""
+    tune cache holds for this machine and `pattern` (onnxruntime only), else the defaults. `named`:
+    the caller named `asked`, so it runs; otherwise the tune's choice of variant may run in its place."""
+    if pattern not in PATTERNS:
+        raise SettingError("pattern", f"one of {', '.join(PATTERNS)}", pattern)
     tuned = None
     if (default_backend() if backend is None else backend) == "onnxruntime" and (
         threads is None or spin is None or not named
     ):
         checked_path(asked)
-        tuned = lookup(asked, choose_file=not named)
+        tuned = lookup(asked, choose_file=not named, pattern=pattern)
     given = tuple(name for name, value in (("threads", threads), ("spinning", spin)) if value is not None)
     return RunSettings(
         file=tuned.file if tuned else asked,
@@ -139,9 +154,9 @@ def _entries(cache: Path) -> list[dict[str, Any]]:
         return []
 
 
-def lookup(path: Path, choose_file: bool) -> Tuned | None:
-    """The tuned setting for `path` on this machine, or None. `choose_file`: `path` was not named by
-    the user, so the tune's choice of variant may replace it."""
+def lookup(path: Path, choose_file: bool, pattern: str = "paced") -> Tuned | None:
+    """The setting tuned for `path` and `pattern` on this machine, or None. `choose_file`: `path`
+    was not named by the user, so the tune's choice of variant may replace it."""
     cache = cache_path()
     entries = _entries(cache)
     if not entries:
@@ -150,14 +165,14 @@ def lookup(path: Path, choose_file: bool) -> Tuned | None:
     try:
         mine = [e for e in entries if e.get("machine") == machine]
         for entry in mine:
-            choice = entry["choice"]
+            choice = next(f for f in entry["files"] if f["file"] == entry["choices"][pattern])
             if choose_file and entry["model_sha256"] == sha and _unchanged(Path(choice["file"]), choice["sha256"]):
-                return Tuned(Path(choice["file"]), _setting(choice), entry["tuned_at"], cache)
+                return Tuned(Path(choice["file"]), _setting(choice[pattern]), entry["tuned_at"], cache, pattern)
         for entry in mine:
             for measured in entry["files"]:
                 if measured["sha256"] == sha:
-                    return Tuned(path, _setting(measured), entry["tuned_at"], cache)
-    except (KeyError, TypeError, ValueError) as error:
+                    return Tuned(path, _setting(measured[pattern]), entry["tuned_at"], cache, pattern)
+    except (KeyError, TypeError, ValueError, StopIteration) as error:
         log.warning("fable: ignoring the tune cache %s (an entry lacks %s); rerun fable-bench --tune", cache, error)
     return None
 
@@ -166,7 +181,7 @@ def _setting(record: dict[str, Any]) -> Setting:
     threads, spin = record["threads"], record["spin"]
     if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1 or not isinstance(spin, bool):
         raise ValueError("threads or spin")
-    return Setting(threads, spin, float(record["word_us"]))
+    return Setting(threads, spin, float(record["micros"]), float(record["idle_cpu"]))
 
 
 def _unchanged(path: Path, sha: str) -> bool:
@@ -192,19 +207,20 @@ def _unwritable(cache: Path, error: OSError) -> FableError:
     )
 
 
-def remember(model: Path, choice: Path, best: dict[Path, Setting], tuned_at: str) -> Path:
-    """Record a tune of `model`: `choice` runs in its place, each file with its best setting.
-    Replaces this machine's entry for the same model; written atomically."""
+def remember(model: Path, choices: dict[str, Path], best: dict[Path, dict[str, Setting]], tuned_at: str) -> Path:
+    """Record a tune of `model`: for each pattern, the file `choices` runs in its place, and each
+    file's best setting. Replaces this machine's entry for the same model; written atomically."""
     cache = cache_path()
     hashes = {path: file_sha256(path) for path in best}  # `model` is one of them: each file read once
     machine, sha = tune_key(), hashes.get(model) or file_sha256(model)
-    files = [{"file": str(path.resolve()), "sha256": hashes[path], **asdict(best[path])} for path in best]
+    files = [{"file": str(path.resolve()), "sha256": hashes[path], **{p: asdict(s) for p, s in best[path].items()}}
+             for path in best]  # fmt: skip
     entry = {
         "machine": machine,
         "model": str(model.resolve()),
         "model_sha256": sha,
         "tuned_at": tuned_at,
-        "choice": next(f for f in files if f["file"] == str(choice.resolve())),
+        "choices": {pattern: str(path.resolve()) for pattern, path in choices.items()},
         "files": files,
     }
     try:

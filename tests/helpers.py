@@ -174,6 +174,13 @@ def assert_clean_failure(result: subprocess.CompletedProcess, code: int, *phrase
         assert phrase in lines[0], (phrase, lines[0])
 
 
+def md_table(text: str) -> list[dict[str, str]]:
+    """The rows of the Markdown table in a command's output, each a dict by the header's names."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+    return [dict(zip(cells[0], row)) for row in cells[2:]] if len(cells) > 2 else []
+
+
 def snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())} if folder.exists() else {}
 

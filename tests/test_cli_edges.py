@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import SHIPPED, assert_clean_failure, check_help, invoke, run_command, start_command, wait_until
+from .helpers import SHIPPED, assert_clean_failure, check_help, invoke, md_table, run_command, start_command, wait_until
 
 RUNTIME_COMMANDS = ("fable-run", "fable-bench")
 
@@ -37,7 +37,9 @@ def test_fable_run_help_shows_switches_bare_and_every_default():
 
 def test_fable_bench_help_shows_switches_bare_and_every_default():
     check_help(
-        "fable-bench", flags={"--shipped"}, defaults={"--model", "--threads", "--words", "--temperature", "--json"}
+        "fable-bench",
+        flags={"--shipped", "--tune"},
+        defaults={"--model", "--threads", "--spin", "--words", "--out", "--pace"},
     )
 
 
@@ -101,7 +103,7 @@ def test_fable_bench_tells_apart_files_of_the_same_name_and_adds_the_shipped_one
     models = ["--model", str(tmp_path / "a" / "fable.int8.onnx"), "--model", str(tmp_path / "b" / "fable.int8.onnx")]
     result = invoke("fable-bench", *models, "--shipped", "--words", "10")
     assert result.returncode == 0, result.stderr
-    names = [line.split()[0] for line in result.stdout.splitlines()[2:]]
+    names = [row["model"] for row in md_table(result.stdout)]
     assert names[:2] == ["a/fable.int8.onnx", "b/fable.int8.onnx"]
     assert [Path(n).name for n in names[2:]] == ["fable.onnx", "fable.int8.onnx", "fable.int4.onnx"]
     assert len(set(names)) == 5

@@ -11,7 +11,7 @@ import pytest
 
 import fable
 
-from .helpers import GOLDEN, ROOT, SHIPPED, assert_clean_failure, command_env, command_line
+from .helpers import GOLDEN, ROOT, SHIPPED, assert_clean_failure, command_env, command_line, md_table
 
 BLOCK = """
 import sys
@@ -36,8 +36,8 @@ def run_without(blocked: set[str], module: str, *argv: str, env: dict | None = N
 def test_fable_bench_starts_where_python_has_no_resource_module():
     result = run_without({"resource"}, "bench", "--words", "10", "-m", str(SHIPPED / "fable.int8.onnx"))
     assert result.returncode == 0, result.stderr
-    row = result.stdout.splitlines()[2].split()
-    assert row[0] == "fable.int8.onnx" and row[-1] == "—"  # peak RSS: not known there, and said so
+    (row,) = md_table(result.stdout)
+    assert row["model"] == "fable.int8.onnx" and row["RSS MB"] == "—"  # peak RSS: not known there, and said so
 
 
 def test_a_broken_onnxruntime_is_said_in_one_line_and_numpy_runs(tmp_path):

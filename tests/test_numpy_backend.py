@@ -12,7 +12,7 @@ import fable
 from fable.tokenizer import make_windows
 
 from .conftest import SHAPES
-from .helpers import ROOT, SHIPPED, fable_tokens, invoke, streamed_runs
+from .helpers import ROOT, SHIPPED, fable_tokens, invoke, md_table, streamed_runs
 
 WORDS = 32
 
@@ -94,7 +94,7 @@ def test_onnxruntime_stays_the_default_where_it_is_installed():
 def test_the_commands_say_which_backend_ran():
     assert "backend       numpy" in invoke("fable-run", "--info", "--backend", "numpy").stdout
     result = invoke("fable-bench", "--backend", "numpy", "--words", "10", "--model", str(SHIPPED / "fable.int8.onnx"))
-    assert result.returncode == 0 and result.stdout.splitlines()[2].split()[1] == "numpy", result
+    assert result.returncode == 0 and md_table(result.stdout)[0]["backend"] == "numpy", result
     assert (
         '"backend": "numpy"' in invoke("fable-run", "the old mouse", "-n", "2", "--backend", "numpy", "--json").stdout
     )

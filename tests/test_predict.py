@@ -122,3 +122,39 @@ def test_fable_run_suggest_and_score_errors_are_one_line():
     assert_clean_failure(invoke("fable-run", "--suggest", "--score", "the old mouse"), 2, "one at a time")
     assert_clean_failure(invoke("fable-run", "--score", "the old zebra mouse"), 2, "'zebra'")
     assert_clean_failure(invoke("fable-run", "--suggest", "the old", "--suggestions", "0"), 2, "--suggestions")
+
+
+def typed(tokens: list[str]) -> list[str]:
+    """Every text a person makes typing `tokens` a character at a time, with a word deleted and
+    typed again now and then, and a few words pasted at once."""
+    texts, text = [], ""
+    for n, token in enumerate(tokens):
+        piece = (" " if text else "") + token
+        if n % 17 == 5:  # pasted: all at once
+            text += piece
+            texts.append(text)
+            continue
+        for character in piece:
+            text += character
+            texts.append(text)
+        if n % 23 == 11:  # deleted back to the last space, and typed again
+            kept = text.rsplit(" ", 1)[0]
+            texts += [kept, text]
+    return texts
+
+
+@pytest.mark.parametrize("name", ["fable.int8.onnx", "fable.onnx"])
+def test_typing_gives_the_suggestions_of_fresh_calls_over_the_whole_fable(name):
+    """The incremental suggest, held against a fresh `suggest` of every text typed on the way
+    through the fable: the same words, the same probabilities to the last bit, the same errors."""
+    model = fable.Model(SHIPPED / name)
+
+    def answer(call, text):
+        try:
+            return call(text, 5)
+        except fable.FableError as error:
+            return type(error), str(error)
+
+    with model.typing() as typing:
+        for text in typed(fable_tokens()):
+            assert answer(typing.suggest, text) == answer(model.suggest, text), text[-40:]

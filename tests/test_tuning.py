@@ -16,7 +16,16 @@ pytest.importorskip("onnxruntime", reason="--tune times onnxruntime's settings")
 import fable
 from fable import tuning
 from fable.contract import FILE_NAMES, REPORT_NAME
-from fable.tuning import Setting, cache_path, export_variants, file_sha256, lookup, remember, user_cache_folder
+from fable.tuning import (
+    PATTERNS,
+    Setting,
+    cache_path,
+    export_variants,
+    file_sha256,
+    lookup,
+    remember,
+    user_cache_folder,
+)
 
 from .helpers import GOLDEN, SHIPPED, assert_clean_failure, invoke
 
@@ -40,13 +49,15 @@ def export(tmp_path):
     return folder
 
 
-def tune_in(folder, choice: str, **settings: Setting) -> None:
-    """An entry as fable-bench --tune leaves it: for int8, run `choice`; each file's best setting."""
-    best = {folder / FILE_NAMES[q]: setting for q, setting in settings.items()}
-    remember(folder / INT8, folder / choice, best, "2026-11-27T09:00:00")
+def tune_in(folder, choice: str, stream: str | None = None, **settings: Setting) -> None:
+    """An entry as fable-bench --tune leaves it: for int8, run `choice` (for streams `stream`, if
+    given); each file's best setting, the same for both patterns."""
+    best = {folder / FILE_NAMES[q]: {pattern: setting for pattern in PATTERNS} for q, setting in settings.items()}
+    choices = {"paced": folder / choice, "stream": folder / (stream or choice)}
+    remember(folder / INT8, choices, best, "2026-11-27T09:00:00")
 
 
-FAST, SLOW = Setting(2, True, 90.0), Setting(1, False, 170.0)
+FAST, SLOW = Setting(2, True, 90.0, 0.0), Setting(1, False, 170.0, 0.0)
 
 
 def test_the_default_model_runs_the_tuned_variant_with_its_setting(cache, export, monkeypatch):
@@ -54,8 +65,29 @@ def test_the_default_model_runs_the_tuned_variant_with_its_setting(cache, export
     tune_in(export, INT4, int8=SLOW, int4=FAST)
     model = fable.load()
     assert (model.path, model.threads, model.spin) == (export / INT4, 2, True)
-    assert "tuned by fable-bench --tune at 2026-11-27T09:00:00" in model.settings and INT4 in model.settings
+    assert "by fable-bench --tune at 2026-11-27T09:00:00" in model.settings and INT4 in model.settings
     assert model.generate("the old mouse", 9) == GOLDEN
+
+
+def test_an_app_runs_the_paced_winner_and_a_generation_the_stream_winner(cache, export, monkeypatch):
+    """load() is for an app's calls a few times a second unless told otherwise: the setting that
+    burns no idle core; fable-run with a prompt makes its words back to back: the fastest."""
+    monkeypatch.setattr(fable.model, "default_model_path", lambda: export / INT8)
+    quiet, spinning = Setting(1, False, 1200.0, 0.001), Setting(2, True, 90.0, 0.5)
+    best = {export / INT8: {"paced": quiet, "stream": spinning}, export / INT4: {"paced": quiet, "stream": quiet}}
+    remember(export / INT8, {"paced": export / INT4, "stream": export / INT8}, best, "2026-12-01T09:00:00")
+    app, stream = fable.load(), fable.load(pattern="stream")
+    assert (app.path, app.threads, app.spin) == (export / INT4, 1, False)
+    assert (stream.path, stream.threads, stream.spin) == (export / INT8, 2, True)
+    assert "tuned for calls a few times a second" in app.settings and "words back to back" in stream.settings
+    env = {tuning.CACHE_ENV: str(cache.parent)}
+    said = json.loads(invoke("fable-run", "the old mouse", "--json", "-m", str(export / INT8), env=env).stdout)
+    assert (said["settings"]["threads"], said["settings"]["spin"]) == (2, True)
+    assert (
+        "onnxruntime, 1 thread, spinning off" in invoke("fable-run", "--info", "-m", str(export / INT8), env=env).stdout
+    )
+    with pytest.raises(fable.SettingError, match="pattern must be one of paced, stream"):
+        fable.load(pattern="bursty")
 
 
 def test_a_named_file_keeps_its_name_and_takes_its_own_tuned_setting(cache, export):
@@ -107,8 +139,8 @@ def test_a_damaged_cache_is_ignored_with_a_one_line_notice(cache, export, damage
         cache.write_text(json.dumps({"format": 1, "entries": "x"}), encoding="utf-8")
     elif damage == "bad entry":
         data = json.loads(cache.read_text())
-        data["entries"][0]["files"][0]["threads"] = "many"
-        data["entries"][0]["choice"]["threads"] = -1
+        for measured in data["entries"][0]["files"]:
+            measured["paced"]["threads"] = measured["stream"]["threads"] = "many"
         cache.write_text(json.dumps(data), encoding="utf-8")
     else:
         cache.unlink()
@@ -136,7 +168,9 @@ def test_the_cache_is_written_atomically(cache, export, monkeypatch):
 
 def test_a_new_tune_replaces_this_machines_entry_for_the_file_and_keeps_the_others(cache, export):
     tune_in(export, INT8, int8=FAST)
-    remember(export / INT4, export / INT4, {export / INT4: SLOW}, "then")
+    remember(
+        export / INT4, dict.fromkeys(PATTERNS, export / INT4), {export / INT4: dict.fromkeys(PATTERNS, SLOW)}, "then"
+    )
     tune_in(export, INT4, int8=SLOW, int4=FAST)
     entries = json.loads(cache.read_text())["entries"]
     assert sorted(e["model"] for e in entries) == sorted(str(export / name) for name in (INT4, INT8))
@@ -147,7 +181,7 @@ import sys
 from pathlib import Path
 from fable.tuning import Setting, remember
 for model in map(Path, sys.argv[1:]):
-    remember(model, model, {model: Setting(1, False, 100.0)}, "now")
+    remember(model, {"paced": model, "stream": model}, {model: {p: Setting(1, False, 100.0, 0.0) for p in ("paced", "stream")}}, "now")
 """
 
 
@@ -177,21 +211,27 @@ def test_only_files_that_the_report_vouches_for_may_run_in_place_of_another(expo
 
 
 def test_fable_bench_tune_times_every_setting_and_fable_run_uses_the_choice(cache, export):
-    result = invoke("fable-bench", "--tune", "--model", str(export / INT8), "--words", "30",
-                         env={tuning.CACHE_ENV: str(cache.parent)})  # fmt: skip
+    result = invoke("fable-bench", "--tune", "--model", str(export / INT8), "--words", "30", "--pace", "2",
+                    "--calls", "3", env={tuning.CACHE_ENV: str(cache.parent)})  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = [line.split() for line in result.stdout.splitlines()[2:] if line.startswith("fable.")]
     cores = os.cpu_count()
-    assert len(rows) == 3 * cores * 2  # every file x threads 1..cores x spinning off and on
+    assert len(rows) == 3 * (2 * cores - 1)  # every file x threads 1..cores x spinning off and on (with 2 or more)
     assert {(r[0], r[2], r[3]) for r in rows} == {
-        (name, str(t), spin) for name in (INT8, FP32, INT4) for t in range(1, cores + 1) for spin in ("off", "on")
+        (name, str(t), spin)
+        for name in (INT8, FP32, INT4)
+        for t in range(1, cores + 1)
+        for spin in ("off", "on")
+        if t > 1 or spin == "off"
     }
-    assert sum("chosen" in line for line in result.stdout.splitlines()) == 1
+    for pattern in PATTERNS:  # a winner for each
+        assert sum(f"chosen for {pattern}" in line for line in result.stdout.splitlines()) == 1
     entry = json.loads(cache.read_text())["entries"][0]
     assert entry["model_sha256"] == file_sha256(export / INT8) and entry["machine"] == tuning.tune_key()
     info = invoke("fable-run", "--model", str(export / INT8), "--info", env={tuning.CACHE_ENV: str(cache.parent)})
-    own = next(f for f in entry["files"] if f["file"] == str(export / INT8))
-    assert f"onnxruntime, {own['threads']} thread" in info.stdout and "tuned by fable-bench --tune" in info.stdout
+    own = next(f for f in entry["files"] if f["file"] == str(export / INT8))["paced"]  # --info: a single call
+    assert f"onnxruntime, {own['threads']} thread" in info.stdout
+    assert "tuned for calls a few times a second by fable-bench --tune" in info.stdout
 
 
 def test_tune_refuses_bad_input_in_one_line(cache, tmp_path):
@@ -202,7 +242,7 @@ def test_tune_refuses_bad_input_in_one_line(cache, tmp_path):
     assert_clean_failure(invoke("fable-bench", "--tune", "-m", str(SHIPPED / INT8), "-m", str(SHIPPED / FP32)),
                          2, "--tune takes one --model")  # fmt: skip
     assert_clean_failure(invoke("fable-bench", "--tune", "-m", str(tmp_path / "none.onnx")), 1, "does not exist")
-    assert_clean_failure(invoke("fable-bench", "--tune", "--batch", "1,2"), 2, "give one of them")
+    assert_clean_failure(invoke("fable-bench", "--tune", "--batch", "1,2"), 2, "leave out --batch")
 
 
 def test_the_cache_lives_in_the_platforms_cache_folder(monkeypatch, tmp_path):
@@ -240,7 +280,9 @@ def test_fable_run_json_says_which_settings_ran_and_why(cache, export):
     env = {tuning.CACHE_ENV: str(cache.parent)}
     tuned = json.loads(invoke("fable-run", "-m", str(export / INT8), "--json", "the old mouse", env=env).stdout)
     assert (tuned["settings"]["threads"], tuned["settings"]["spin"]) == (2, True)
-    assert "tuned by fable-bench --tune" in tuned["settings"]["why"]
+    assert (
+        "tuned for words back to back by fable-bench --tune" in tuned["settings"]["why"]
+    )  # a prompt's words: a stream
     given = invoke("fable-run", "-m", str(export / INT8), "--json", "--threads", "1", "the old mouse", env=env)
     settings = json.loads(given.stdout)["settings"]
     assert (settings["threads"], settings["spin"]) == (1, True) and settings["why"].startswith("threads given")

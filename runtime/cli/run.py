@@ -54,7 +54,9 @@ def main(
 ) -> None:  # fmt: skip
     sampling = Sampling(temperature, top_k, top_p, seed)
     started = time.perf_counter()
-    loaded = load(model, threads, backend.value if backend else None, spin)
+    # One prompt's words come back to back; the loop and single calls are an app's pace (tuning.PATTERNS).
+    pattern = "stream" if prompt is not None and not (suggest or score or info) else "paced"
+    loaded = load(model, threads, backend.value if backend else None, spin, pattern)
     load_ms = 1000 * (time.perf_counter() - started)
     if suggest or score:
         if suggest and score or prompt is None:
