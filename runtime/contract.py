@@ -59,9 +59,14 @@ def next_state_name(state: str) -> str:
 
 QUANTIZATIONS = ("fp32", "int8", "int4")
 
-# What one export writes into its folder: a file per quantization (int4 on request), and the
-# report that proves them. The runtime reads the report to know which files passed their guards.
-FILE_NAMES = {"fp32": "fable.onnx", "int8": "fable.int8.onnx", "int4": "fable.int4.onnx"}
+# What one export writes into its folder: a file per variant (int4 and int8-lstm on request), and
+# the report that proves them. The runtime reads the report to know which files passed their
+# guards. A variant is a quantization of the step graph, or "int8-lstm": the step graph for one
+# sequence built of onnxruntime's LSTM operators, int8 by its dynamic quantizer (format 1), for
+# CPUs whose integer products are slow in format 2's plain ones (no VNNI; ARM without dot products).
+FILE_NAMES = {"fp32": "fable.onnx", "int8": "fable.int8.onnx", "int4": "fable.int4.onnx", "int8-lstm": "fable.int8-lstm.onnx"}
+LSTM_VARIANT = "int8-lstm"
+LSTM_FORMAT_VERSION = 1  # its graph takes one sequence, as every step graph of format 1 did
 REPORT_NAME = "report.json"
 
 # The weights of a version-2 step graph, as initializers of these names, so that a backend that

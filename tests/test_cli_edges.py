@@ -105,5 +105,10 @@ def test_fable_bench_tells_apart_files_of_the_same_name_and_adds_the_shipped_one
     assert result.returncode == 0, result.stderr
     names = [row["model"] for row in md_table(result.stdout)]
     assert names[:2] == ["a/fable.int8.onnx", "b/fable.int8.onnx"]
-    assert [Path(n).name for n in names[2:]] == ["fable.onnx", "fable.int8.onnx", "fable.int4.onnx"]
-    assert len(set(names)) == 5
+    assert [Path(n).name for n in names[2:]] == [
+        "fable.onnx",
+        "fable.int8.onnx",
+        "fable.int4.onnx",
+        "fable.int8-lstm.onnx",
+    ]
+    assert len(set(names)) == 6

@@ -167,7 +167,7 @@ def test_other_shapes_export_too(shape_export, shape):
 real_quantized_model = exporter.quantized_model
 
 
-def leave_lstm_in_fp32(weights, meta, fp32, work, block_size):
+def leave_lstm_in_fp32(weights, meta, variant, fp32, work, block_size):
     """The window graph's quantizer, told to leave the LSTMs alone."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -175,14 +175,14 @@ def leave_lstm_in_fp32(weights, meta, fp32, work, block_size):
     return with_metadata(onnx.load(work), meta)
 
 
-def keep_float_products(weights, meta, fp32, work, block_size):
+def keep_float_products(weights, meta, variant, fp32, work, block_size):
     """A 'quantizer' that copies the fp32 step graph: every product still float."""
     return with_metadata(onnx.load(fp32), meta)
 
 
-def damage_head(weights, meta, fp32, work, block_size):
+def damage_head(weights, meta, variant, fp32, work, block_size):
     """A quantizer that gets the numbers wrong: the file then disagrees with PyTorch."""
-    model = real_quantized_model(weights, meta, fp32, work, block_size)
+    model = real_quantized_model(weights, meta, variant, fp32, work, block_size)
     for init in model.graph.initializer:
         if init.name == contract.HEAD_BIAS:
             bias = numpy_helper.to_array(init).copy()
@@ -191,8 +191,8 @@ def damage_head(weights, meta, fp32, work, block_size):
     return model
 
 
-def break_graph(weights, meta, fp32, work, block_size):
-    model = real_quantized_model(weights, meta, fp32, work, block_size)
+def break_graph(weights, meta, variant, fp32, work, block_size):
+    model = real_quantized_model(weights, meta, variant, fp32, work, block_size)
     model.graph.node[0].input[0] = "no_such_tensor"
     return model
 
@@ -242,7 +242,9 @@ def test_agreement_leaves_out_near_ties_and_says_in_the_options_units(tiny_expor
         assert report.clear_windows < 201 and report.clear_agreement >= report.next_word_agreement - 1e-9
     strict = dataclasses.replace(OPTIONS, min_int8_agreement=1.0, max_int8_accuracy_drop=100.0)
     monkeypatch.setattr(exporter, "quantized_model", damage_head)
-    with pytest.raises(ExportGuardError, match=r"int8 .* is 0\.\d{4}, below --min-int8-agreement 1;"):
+    with pytest.raises(
+        ExportGuardError, match=r"fable\.int8\.onnx greedy .* is 0\.\d{4}, below --min-int8-agreement 1;"
+    ):
         export_checkpoint(checkpoint, CHECKPOINT_NAME, tmp_path / "b", strict)
 
 
@@ -250,7 +252,7 @@ def test_the_float_lstm_guard_reads_the_graph(tiny_export, tmp_path):
     checkpoint, out, _ = tiny_export
     export_checkpoint(checkpoint, CHECKPOINT_NAME, tmp_path / "window", WINDOW)
     window_meta = metadata_for(checkpoint, "window", "int8")
-    half = leave_lstm_in_fp32(None, window_meta, tmp_path / "window" / FP32_NAME, tmp_path / "half.onnx", 0)
+    half = leave_lstm_in_fp32(None, window_meta, "int8", tmp_path / "window" / FP32_NAME, tmp_path / "half.onnx", 0)
     with pytest.raises(ExportGuardError, match="2 float LSTM"):
         check_quantized(half, 512 * 512)
     quantize_window_int8(tmp_path / "window" / FP32_NAME, tmp_path / "whole.onnx")

@@ -29,7 +29,7 @@ from fable.tuning import (
 
 from .helpers import GOLDEN, SHIPPED, assert_clean_failure, invoke
 
-INT8, FP32, INT4 = (FILE_NAMES[q] for q in ("int8", "fp32", "int4"))
+INT8, FP32, INT4, LSTM = (FILE_NAMES[q] for q in ("int8", "fp32", "int4", "int8-lstm"))
 
 
 @pytest.fixture
@@ -200,14 +200,29 @@ def test_two_tunes_at_once_keep_every_entry(cache, tmp_path):
 
 
 def test_only_files_that_the_report_vouches_for_may_run_in_place_of_another(export):
-    assert export_variants(export / INT8) == [(export / INT8, True), (export / FP32, True), (export / INT4, True)]
+    assert export_variants(export / INT8) == [
+        (export / INT8, True),
+        (export / FP32, True),
+        (export / INT4, True),
+        (export / LSTM, True),
+    ]
     report = json.loads((export / REPORT_NAME).read_text())
     report["files"][INT4]["clear_agreement"] = 0.5  # below the report's own guard (windows away from near-ties)
     report["files"][FP32]["sha256"] = "0" * 64  # figures of another file
     (export / REPORT_NAME).write_text(json.dumps(report))
-    assert dict(export_variants(export / INT8)) == {export / INT8: True, export / FP32: False, export / INT4: False}
+    assert dict(export_variants(export / INT8)) == {
+        export / INT8: True,
+        export / FP32: False,
+        export / INT4: False,
+        export / LSTM: True,
+    }
     (export / REPORT_NAME).unlink()
-    assert dict(export_variants(export / INT4)) == {export / INT4: True, export / FP32: False, export / INT8: False}
+    assert dict(export_variants(export / INT4)) == {
+        export / INT4: True,
+        export / FP32: False,
+        export / INT8: False,
+        export / LSTM: False,
+    }
 
 
 def test_fable_bench_tune_times_every_setting_and_fable_run_uses_the_choice(cache, export):
@@ -216,10 +231,10 @@ def test_fable_bench_tune_times_every_setting_and_fable_run_uses_the_choice(cach
     assert result.returncode == 0, result.stderr
     rows = [line.split() for line in result.stdout.splitlines()[2:] if line.startswith("fable.")]
     cores = os.cpu_count()
-    assert len(rows) == 3 * (2 * cores - 1)  # every file x threads 1..cores x spinning off and on (with 2 or more)
+    assert len(rows) == 4 * (2 * cores - 1)  # every file x threads 1..cores x spinning off and on (with 2 or more)
     assert {(r[0], r[2], r[3]) for r in rows} == {
         (name, str(t), spin)
-        for name in (INT8, FP32, INT4)
+        for name in (INT8, FP32, INT4, LSTM)
         for t in range(1, cores + 1)
         for spin in ("off", "on")
         if t > 1 or spin == "off"

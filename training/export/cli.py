@@ -13,7 +13,7 @@ from fable.cli import choices, new_app, run_app
 from fable.quantization import INT4_BLOCK_SIZES
 
 from ..checkpoint import load_checkpoint
-from .exporter import FP32_NAME, INT4_NAME, INT8_NAME, REPORT_NAME, ExportOptions, export_checkpoint
+from .exporter import FP32_NAME, INT4_NAME, INT8_NAME, LSTM_NAME, REPORT_NAME, ExportOptions, export_checkpoint
 from .guards import ExportGuardError
 
 app = new_app()
@@ -33,6 +33,7 @@ def main(
     graph: Annotated[Graph, typer.Option(help="step (fast decode, what the runtime ships) or window (plain)")] = DEFAULT_GRAPH,
     int4: Annotated[bool, typer.Option("--int4", help=f"also write {INT4_NAME}: 4-bit weights (onnxruntime's MatMulNBits), held to the int8 guards")] = _d.int4,
     int4_block_size: Annotated[BlockSize, typer.Option(help="weights per int4 scale, along each column")] = DEFAULT_BLOCK_SIZE,
+    lstm: Annotated[bool, typer.Option("--lstm", help=f"also write {LSTM_NAME}: one sequence on onnxruntime's LSTM operators, for CPUs without fast integer dot products (the tune picks)")] = _d.lstm,
     max_fp32_logit_diff: Annotated[float, typer.Option(min=0.0, help="largest |fp32 logit - torch| allowed")] = _d.max_fp32_logit_diff,
     min_int8_agreement: Annotated[float, typer.Option(min=0.0, max=1.0, help="least share (a fraction) of the windows away from near-ties whose int8 (and int4) next word is torch's")] = _d.min_int8_agreement,
     near_tie_margin: Annotated[float, typer.Option(min=0.0, help="torch's top two logits closer than this are a near-tie, left out of that share")] = _d.near_tie_margin,
@@ -44,6 +45,7 @@ def main(
         graph=graph.value,
         int4=int4,
         int4_block_size=int(int4_block_size.value),
+        lstm=lstm,
         max_fp32_logit_diff=max_fp32_logit_diff,
         min_int8_agreement=min_int8_agreement,
         near_tie_margin=near_tie_margin,

@@ -10,6 +10,7 @@ the old report, never a new report beside an old model.
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -22,12 +23,12 @@ from fable.contract import FILE_NAMES, REPORT_NAME, ModelMetadata, Provenance
 from fable.quantization import DEFAULT_INT4_BLOCK
 
 from ..checkpoint import Checkpoint
-from .graphs import build_step_graph, build_window_graph, quantize_window_int8
+from .graphs import build_lstm_step_graph, build_step_graph, build_window_graph, quantize_window_int8
 from .guards import ExportGuardError, check_onnx, check_quantized, clear_windows, failed_guards
 from .report import FileReport, format_table, measure_file, select_windows, torch_reference
 from .weights import Weights, weights_from_arrays, weights_from_torch
 
-FP32_NAME, INT8_NAME, INT4_NAME = FILE_NAMES["fp32"], FILE_NAMES["int8"], FILE_NAMES["int4"]
+FP32_NAME, INT8_NAME, INT4_NAME, LSTM_NAME = (FILE_NAMES[v] for v in ("fp32", "int8", "int4", contract.LSTM_VARIANT))
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class ExportOptions:
     graph: str = contract.GRAPH_STEP
     int4: bool = False  # also write fable.int4.onnx (step graph only)
     int4_block_size: int = DEFAULT_INT4_BLOCK
+    lstm: bool = (
+        False  # also write fable.int8-lstm.onnx: one sequence on onnxruntime's LSTM operators (step graph only)
+    )
     max_fp32_logit_diff: float = 1e-4
     # Share of the windows not near a tie (PyTorch's top two logits more than `near_tie_margin`
     # apart) whose int8 (and int4) greedy next word is PyTorch's. At a near-tie the two words are
@@ -49,8 +53,9 @@ class ExportOptions:
     max_windows: int = 5000  # a larger corpus is measured on an even sample of its windows
 
     @property
-    def quantizations(self) -> tuple[str, ...]:
-        return ("fp32", "int8", "int4") if self.int4 else ("fp32", "int8")
+    def variants(self) -> tuple[str, ...]:
+        """The files to write, by their contract.FILE_NAMES keys, fp32 first."""
+        return ("fp32", "int8") + ("int4",) * self.int4 + (contract.LSTM_VARIANT,) * self.lstm
 
 
 @dataclass(frozen=True)
@@ -98,11 +103,25 @@ def build_graph(weights: Weights, meta: ModelMetadata, int4_block_size: int = DE
     return with_metadata(model, meta)
 
 
+def variant_metadata(meta: ModelMetadata, variant: str) -> ModelMetadata:
+    """The metadata of one file of an export: its quantization; the LSTM variant is format 1's."""
+    if variant == contract.LSTM_VARIANT:
+        return replace(meta, quantization="int8", format_version=contract.LSTM_FORMAT_VERSION)
+    return replace(meta, quantization=variant)
+
+
 def quantized_model(
-    weights: Weights, meta: ModelMetadata, fp32_path: Path, work: Path, block_size: int
+    weights: Weights, meta: ModelMetadata, variant: str, fp32_path: Path, work: Path, block_size: int
 ) -> onnx.ModelProto:
-    """The file of `meta.quantization`: step graphs are built quantized; the window graph is
-    quantized from its fp32 file by onnxruntime's quantizer (which writes it to `work`)."""
+    """The file of a quantized `variant`: step graphs are built quantized; the window graph, and the
+    LSTM variant's graph, are quantized from an fp32 file by onnxruntime's quantizer (which writes
+    to `work`)."""
+    if variant == contract.LSTM_VARIANT:
+        with tempfile.TemporaryDirectory() as folder:
+            fp32_path = Path(folder) / "lstm.onnx"
+            onnx.save(with_metadata(build_lstm_step_graph(weights, meta.config), meta), fp32_path)
+            quantize_window_int8(fp32_path, work)
+        return with_metadata(onnx.load(work), meta)
     if meta.graph == contract.GRAPH_STEP:
         return build_graph(weights, meta, block_size)
     quantize_window_int8(fp32_path, work)
@@ -110,15 +129,15 @@ def quantized_model(
 
 
 def write_files(weights: Weights, meta: ModelMetadata, paths: dict[str, Path], options: ExportOptions) -> None:
-    """Write a file per quantization in `paths` (fp32 first) and check their structure (not their numbers)."""
+    """Write a file per variant in `paths` (fp32 first) and check their structure (not their numbers)."""
     fp32_path = paths["fp32"]
     onnx.save(build_graph(weights, replace(meta, quantization="fp32")), fp32_path)
     check_onnx(fp32_path)
-    for quantization, path in paths.items():
-        if quantization == "fp32":
+    for variant, path in paths.items():
+        if variant == "fp32":
             continue
         model = quantized_model(
-            weights, replace(meta, quantization=quantization), fp32_path, path, options.int4_block_size
+            weights, variant_metadata(meta, variant), variant, fp32_path, path, options.int4_block_size
         )
         check_quantized(model, options.max_float_elements)
         onnx.save(model, path)
@@ -130,21 +149,22 @@ def export_checkpoint(
 ) -> ExportResult:
     """Export, prove, and only then put the files in `out`. A file whose figures fail a guard
     leaves the previous model files in place, and a report.json marked failed with its figures."""
-    if options.int4 and options.graph != contract.GRAPH_STEP:
-        raise ExportGuardError("int4 files are made of the step graph only; drop --int4 or --graph window")
+    if (options.int4 or options.lstm) and options.graph != contract.GRAPH_STEP:
+        raise ExportGuardError("int4 and int8-lstm files are made of the step graph only; drop --int4 and --lstm, "
+                               "or --graph window")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     torch_model = checkpoint.build_model()
     meta = metadata_for(checkpoint, options.graph, "fp32")
     contexts, labels, total = select_windows(checkpoint.ids, meta.config.window, options.max_windows)
     reference = torch_reference(torch_model, contexts, labels, options.continuation_words)
-    names = [FILE_NAMES[q] for q in options.quantizations]
+    names = [FILE_NAMES[v] for v in options.variants]
     try:
         with atomic_paths(*(out / name for name in names), out / REPORT_NAME) as temporary:
-            paths = dict(zip(options.quantizations, temporary))
+            paths = dict(zip(options.variants, temporary))
             weights = weights_from_torch(torch_model)
             write_files(weights, meta, paths, options)
             clear = clear_windows(reference.logits, options.near_tie_margin)
-            measured = [measure_file(paths[q], reference, FILE_NAMES[q], clear) for q in options.quantizations]
+            measured = [measure_file(paths[v], reference, FILE_NAMES[v], clear) for v in options.variants]
             fp32 = measured[0]
             files = [fp32] + [replace(f, accuracy_drop_points=100 * (fp32.accuracy - f.accuracy)) for f in measured[1:]]
             table = format_table(files, reference, total)

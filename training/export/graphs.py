@@ -30,7 +30,7 @@ from fable.quantization import (
     int8_weights,
 )
 
-from .weights import Weights
+from .weights import LayerWeights, Weights
 
 OPSET = 17
 IR_VERSION = 8  # older than any onnxruntime fable runs on needs (1.19, for int4's MatMulNBits with a bias)
@@ -100,8 +100,32 @@ class GraphBuilder:
         return self.node("MatMulNBits", inputs, domain=MS_DOMAIN, K=k, N=n, bits=4, block_size=self.block_size,
                          accuracy_level=INT4_ACCURACY_LEVEL)  # fmt: skip
 
-    def model(self, config: ModelConfig, graph: str, vocab_size: int) -> onnx.ModelProto:
-        inputs, outputs = contract.graph_io(graph, config, vocab_size)
+    def encode(self, ids: str, embedding: np.ndarray | None) -> str:
+        """int64 ids [a, b] → floats [a, b, in]: embedding rows, or the id itself (the tutorial's way)."""
+        if embedding is None:
+            return self.ids_as_floats(ids)
+        return self.node("Gather", [self.const(contract.EMBEDDING, embedding), ids], axis=0)
+
+    def lstm(
+        self, layer: int, x: str, lw: LayerWeights, hidden: int, state: tuple[str, str], outputs: list[str]
+    ) -> None:
+        """ONNX's LSTM operator for layer `layer` on x [seq, batch, in], from `state` (h, c: [1, batch,
+        H], or "" for zeros), writing `outputs` (Y, Y_h, Y_c; "" for one not wanted). Its layout:
+        W [1, 4H, in], R [1, 4H, H], B [1, 8H] (input biases, then recurrent ones)."""
+        w, r = self.const(f"lstm{layer}.W", lw.input.T[None]), self.const(f"lstm{layer}.R", lw.recurrent.T[None])
+        bias = self.const(f"lstm{layer}.B", np.concatenate([lw.bias, np.zeros_like(lw.bias)])[None])
+        self.nodes.append(helper.make_node("LSTM", [x, w, r, bias, "", *state], outputs, name=f"LSTM_{layer}",
+                                           hidden_size=hidden))  # fmt: skip
+
+    def head(self, top: str, weights: Weights) -> str:
+        """The linear layer on [..., H] → the logits output [..., vocab], in fp32."""
+        product = self.node("MatMul", [top, self.const(contract.HEAD_WEIGHT, weights.head_w)])
+        return self.node("Add", [product, self.const(contract.HEAD_BIAS, weights.head_b)], contract.OUTPUT_LOGITS)
+
+    def model(
+        self, config: ModelConfig, graph: str, vocab_size: int, format_version: int = contract.FORMAT_VERSION
+    ) -> onnx.ModelProto:
+        inputs, outputs = contract.graph_io(graph, config, vocab_size, format_version)
         onnx_graph = helper.make_graph(
             self.nodes,
             f"fable_{graph}",
@@ -172,26 +196,33 @@ def _step_input(b: GraphBuilder, weights: Weights) -> str | None:
 def build_window_graph(weights: Weights, config: ModelConfig) -> onnx.ModelProto:
     """window [N, w] → logits [N, V]; each window from a zero state, by ONNX's LSTM operator."""
     b = GraphBuilder()
-    ids = b.node("Transpose", [contract.INPUT_WINDOW], perm=[1, 0])  # [w, N]: ONNX LSTMs are time-major
-    if weights.embedding is None:
-        x = b.ids_as_floats(ids)
-    else:
-        x = b.node("Gather", [b.const(contract.EMBEDDING, weights.embedding), ids], axis=0)  # [w, N, in]
+    x = b.encode(b.node("Transpose", [contract.INPUT_WINDOW], perm=[1, 0]), weights.embedding)  # [w, N, in]: time-major
     for layer, lw in enumerate(weights.layers):
-        top = layer == config.layers - 1  # the top layer's last hidden state is all the head needs
-        # The LSTM operator's layout: W [1, 4H, in], R [1, 4H, H], B [1, 8H] (input biases, then recurrent).
-        w, r = b.const(f"lstm{layer}.W", lw.input.T[None]), b.const(f"lstm{layer}.R", lw.recurrent.T[None])
-        bias = b.const(f"lstm{layer}.B", np.concatenate([lw.bias, np.zeros_like(lw.bias)])[None])
-        outputs = ["", "top.Y_h", ""] if top else [f"lstm{layer}.Y", f"lstm{layer}.Y_h", f"lstm{layer}.Y_c"]
-        b.nodes.append(
-            helper.make_node("LSTM", [x, w, r, bias], outputs, name=f"LSTM_{layer}", hidden_size=config.hidden)
-        )
-        if not top:
-            x = b.node("Squeeze", [outputs[0], b.ints([1])])  # this layer's outputs [w, N, H], the next one's input
-    last = b.node("Squeeze", ["top.Y_h", b.ints([0])])  # [N, H]
-    head = b.node("MatMul", [last, b.const(contract.HEAD_WEIGHT, weights.head_w)])
-    b.node("Add", [head, b.const(contract.HEAD_BIAS, weights.head_b)], contract.OUTPUT_LOGITS)
+        if layer < config.layers - 1:
+            b.lstm(layer, x, lw, config.hidden, ("", ""), [f"lstm{layer}.Y", "", ""])
+            x = b.node(
+                "Squeeze", [f"lstm{layer}.Y", b.ints([1])]
+            )  # this layer's outputs [w, N, H], the next one's input
+        else:  # the top layer's last hidden state is all the head needs
+            b.lstm(layer, x, lw, config.hidden, ("", ""), ["", "top.Y_h", ""])
+    b.head(b.node("Squeeze", ["top.Y_h", b.ints([0])]), weights)  # last step [N, H] → [N, V]
     return b.model(config, contract.GRAPH_WINDOW, weights.head_b.shape[0])
+
+
+def build_lstm_step_graph(weights: Weights, config: ModelConfig) -> onnx.ModelProto:
+    """The step graph for one sequence by ONNX's LSTM operator (format 1): tokens [1, w], state
+    [1, w, H] → logits [1, w, V] and the next state. The w windows in flight are the operator's
+    batch, one time step long; the state tensors are its initial and final h and c as they are."""
+    b = GraphBuilder()
+    x = b.encode(contract.INPUT_TOKENS, weights.embedding)  # [1, w, in]: one time step, a batch of w rows
+    states = contract.state_names(config.layers)
+    for layer, lw in enumerate(weights.layers):
+        h, c = states[2 * layer], states[2 * layer + 1]
+        y = f"lstm{layer}.Y"
+        b.lstm(layer, x, lw, config.hidden, (h, c), [y, contract.next_state_name(h), contract.next_state_name(c)])
+        x = b.node("Squeeze", [y, b.ints([1])])  # Y [1, 1, w, H] → [1, w, H]
+    b.head(x, weights)
+    return b.model(config, contract.GRAPH_STEP, weights.head_b.shape[0], contract.LSTM_FORMAT_VERSION)
 
 
 def quantize_window_int8(fp32_path: Path, int8_path: Path) -> None:

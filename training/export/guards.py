@@ -39,7 +39,7 @@ def check_quantized(model: onnx.ModelProto, max_float_elements: int) -> None:
     float_lstms = [node.name or "unnamed" for node in model.graph.node if node.op_type == "LSTM"]
     if float_lstms:
         raise ExportGuardError(
-            f"guard: the int8 file still holds {len(float_lstms)} float LSTM node(s) ({', '.join(float_lstms)}): "
+            f"guard: a quantized file still holds {len(float_lstms)} float LSTM node(s) ({', '.join(float_lstms)}): "
             "the quantizer left them in fp32; nothing to relax, the export is wrong"
         )
     for init in model.graph.initializer:
@@ -69,11 +69,11 @@ def failed_guards(files: list[FileReport], options: ExportOptions) -> list[str]:
     for f in files[1:]:
         checks += [
             (f.clear_agreement < options.min_int8_agreement,
-             f"{f.quantization} greedy next-word agreement with torch away from near-ties (top two logits more than "
+             f"{f.file} greedy next-word agreement with torch away from near-ties (top two logits more than "
              f"{options.near_tie_margin:g} apart, {f.clear_windows:,} windows) is {f.clear_agreement:.4f}, "
              f"below --min-int8-agreement {options.min_int8_agreement:g}"),
             (f.accuracy_drop_points > options.max_int8_accuracy_drop,
-             f"{f.quantization} accuracy drop against fp32 is {f.accuracy_drop_points:.2f} points, "
+             f"{f.file} accuracy drop against fp32 is {f.accuracy_drop_points:.2f} points, "
              f"above --max-int8-accuracy-drop {options.max_int8_accuracy_drop:g}"),
         ]  # fmt: skip
     return [line for tripped, line in checks if tripped]
