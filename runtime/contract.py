@@ -64,7 +64,12 @@ QUANTIZATIONS = ("fp32", "int8", "int4")
 # guards. A variant is a quantization of the step graph, or "int8-lstm": the step graph for one
 # sequence built of onnxruntime's LSTM operators, int8 by its dynamic quantizer (format 1), for
 # CPUs whose integer products are slow in format 2's plain ones (no VNNI; ARM without dot products).
-FILE_NAMES = {"fp32": "fable.onnx", "int8": "fable.int8.onnx", "int4": "fable.int4.onnx", "int8-lstm": "fable.int8-lstm.onnx"}
+FILE_NAMES = {
+    "fp32": "fable.onnx",
+    "int8": "fable.int8.onnx",
+    "int4": "fable.int4.onnx",
+    "int8-lstm": "fable.int8-lstm.onnx",
+}
 LSTM_VARIANT = "int8-lstm"
 LSTM_FORMAT_VERSION = 1  # its graph takes one sequence, as every step graph of format 1 did
 REPORT_NAME = "report.json"
