@@ -123,9 +123,9 @@ def file_facts(path: Path, model: Model) -> FileFacts:
     parsed = read_onnx(path.read_bytes())
     gathered = {node.inputs[0] for node in parsed.nodes if node.op_type == "Gather"}
     weights = sum(array.nbytes for name, array in parsed.initializers.items() if name not in gathered)
-    meta = model.metadata
-    return FileFacts(path.name, file_sha256(path)[:12], path.stat().st_size,
-                     int(parsed.metadata[KEY_FORMAT_VERSION]), f"{meta.quantization} {meta.graph}", weights)  # fmt: skip
+    meta, version = model.metadata, int(parsed.metadata[KEY_FORMAT_VERSION])
+    variant = f"{meta.quantization} {meta.graph}" + ("" if meta.batched or meta.graph != "step" else " (one sequence)")
+    return FileFacts(path.name, file_sha256(path)[:12], path.stat().st_size, version, variant, weights)
 
 
 @dataclass(frozen=True)
@@ -379,11 +379,19 @@ def tune(
     return TuneResult(rows, choices, best, cache)
 
 
+# A call after an idle gap varies by about this much from one measurement to the next (200 ms
+# apart on the Xeon of docs/performance.md: 1,582 and 1,749 µs for the same setting), so more
+# threads must win by more than that to be worth waking up for each call.
+PACED_NOISE = 0.10
+
+
 def _best(pattern: str, rows: list[TuneRow]) -> TuneRow:
     if pattern == "stream":
         return min(rows, key=lambda r: r.word_us)
     quiet = [r for r in rows if r.idle_cpu <= MAX_IDLE_CPU] or [min(rows, key=lambda r: r.idle_cpu)]
-    return min(quiet, key=lambda r: r.call_us)
+    fastest = min(quiet, key=lambda r: r.call_us)
+    fewest = min(quiet, key=lambda r: (r.threads, r.call_us))
+    return fewest if fewest.call_us <= fastest.call_us * (1 + PACED_NOISE) else fastest
 
 
 def _setting(pattern: str, row: TuneRow) -> Setting:

@@ -202,10 +202,13 @@ def rank(
     """The k likeliest words that start with `partial`, likeliest first (ties: vocabulary order),
     never the id `banned` (a model's <unk>), each with its probability over the whole vocabulary,
     computed for the words shown only (this runs on every keystroke, right after the model)."""
-    order = np.argsort(-logits, kind="stable").tolist()
-    shown = (i for i in order if i != banned and vocabulary[i].startswith(partial))  # read up to the k-th only
+    order = np.argsort(-logits, kind="stable")
     top = float(logits[order[0]])
-    log_total = math.log(float(np.exp(logits.astype(np.float64) - top).sum()))
+    z = np.subtract(logits, top, dtype=np.float64)
+    log_total = math.log(float(np.add.reduce(np.exp(z, out=z))))
+    if not partial:
+        order = order[: k + 1]  # k words even when one of them is `banned`
+    shown = (i for i in order.tolist() if i != banned and vocabulary[i].startswith(partial))  # up to the k-th
     return [
         Suggestion(vocabulary[i], math.exp((float(logits[i]) - top) - log_total)) for i in itertools.islice(shown, k)
     ]

@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import bisect
 import difflib
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 from .errors import PromptError, UnknownWordError, log
 from .tokenizer import UNKNOWN, normalize, token_pattern, tokenize
@@ -19,11 +21,30 @@ _TYPED = re.compile(r"\S+")
 
 @dataclass(frozen=True)
 class Reading:
-    """A text cut into tokens, each with the typed word it came from."""
+    """A text cut into tokens. Which typed word each token came from is worked out only when asked
+    (for an error): reading runs on every keystroke."""
 
+    text: str  # normalized
     tokens: list[str]
-    typed: list[str]  # the text's words as typed (runs of non-space), normalized
-    origin: list[int]  # for each token, the index of its word in `typed`
+    version: int  # of the tokenizer
+
+    @property
+    def typed(self) -> list[str]:
+        """The text's words as typed (runs of non-space), normalized, up to the last token's."""
+        return self._layout[0]
+
+    @property
+    def origin(self) -> list[int]:
+        """For each token, the index of its word in `typed`."""
+        return self._layout[1]
+
+    @cached_property
+    def _layout(self) -> tuple[list[str], list[int]]:
+        spans = [m.span() for m in _TYPED.finditer(self.text)]
+        starts = [start for start, _ in spans]
+        found = itertools.islice(token_pattern(self.version).finditer(self.text), len(self.tokens))
+        origin = [bisect.bisect_right(starts, m.start()) - 1 for m in found]
+        return [self.text[start:end] for start, end in spans[: origin[-1] + 1 if origin else 0]], origin
 
     def split(self, token_index: int) -> str:
         """How the typed word of a token was cut, or '' when the token is the whole word."""
@@ -34,22 +55,26 @@ class Reading:
         return f"{show(self.typed[word], 30)} is read as {_tokens(parts)}"
 
     def without_last(self) -> Reading:
-        """The reading without its last token, and without its typed word when that was all of it."""
-        origin = self.origin[:-1]
-        return Reading(self.tokens[:-1], self.typed[: origin[-1] + 1 if origin else 0], origin)
+        """The reading without its last token (and without its typed word when that was all of it)."""
+        return Reading(self.text, self.tokens[:-1], self.version)
 
 
 def read(text: str, version: int) -> Reading:
     """`text` cut into tokens by the rules of tokenizer `version`."""
     normalized = normalize(text, version)
-    spans = [m.span() for m in _TYPED.finditer(normalized)]
-    starts = [start for start, _ in spans]
-    found = list(token_pattern(version).finditer(normalized))
-    return Reading(
-        tokens=[m.group() for m in found],
-        typed=[normalized[start:end] for start, end in spans],
-        origin=[bisect.bisect_right(starts, m.start()) - 1 for m in found],
-    )
+    return Reading(normalized, token_pattern(version).findall(normalized), version)
+
+
+def tail_words(text: str, count: int) -> str:
+    """The last `count` runs of non-space in `text`, joined by spaces, without copying the text
+    before them (an editor may ask on every keystroke of a long document)."""
+    size = 32 * count
+    while True:
+        start = max(0, len(text) - size)
+        words = text[start:].split()
+        if start == 0 or len(words) > count:  # the first may be cut at `start`: more than `count`
+            return " ".join(words[-count:]) if count else ""
+        size *= 4
 
 
 class Lexicon:
@@ -64,9 +89,7 @@ class Lexicon:
     def read(self, text: str, last_words: int | None = None) -> Reading:
         """`text` read by this model's tokenizer; only its `last_words` typed words when given (each
         typed word makes at least one token, so that many words hold as many tokens)."""
-        if last_words is not None:
-            text = " ".join(text.rsplit(None, last_words)[-last_words:])
-        return read(text, self.version)
+        return read(text if last_words is None else tail_words(text, last_words), self.version)
 
     def tokens(self, text: str) -> list[str]:
         return tokenize(text, self.version)
