@@ -135,6 +135,13 @@ class Provenance:
     device: str
     seed: int
     ceiling: float | None = None  # the best accuracy any model with this window can reach; None in older files
+    # With a part of the corpus held out of training (fable-train --holdout): its share, and the
+    # trained weights' figures there: words predicted, top-1, top-3, perplexity. None otherwise.
+    heldout: float | None = None
+    heldout_words: int | None = None
+    heldout_top1: float | None = None
+    heldout_top3: float | None = None
+    heldout_perplexity: float | None = None
 
 
 @dataclass(frozen=True)
@@ -275,11 +282,23 @@ def metadata_from_props(props: Mapping[str, str], source: str = "model file") ->
             device=reader.field_str(KEY_PROVENANCE, provenance, "device"),
             seed=reader.field_int(KEY_PROVENANCE, provenance, "seed", None, None),
             ceiling=reader.field_float(KEY_PROVENANCE, provenance, "ceiling") if "ceiling" in provenance else None,
+            **_heldout(reader, provenance),
         ),
         producer=reader.text(KEY_PRODUCER),
         tokenizer_version=tokenizer_version,
         format_version=version,
     )
+
+
+def _heldout(reader: _Reader, provenance: dict[str, Any]) -> dict[str, Any]:
+    """The held-out figures of a provenance, those present (older files have none)."""
+    found: dict[str, Any] = {}
+    for name in ("heldout", "heldout_top1", "heldout_top3", "heldout_perplexity"):
+        if provenance.get(name) is not None:
+            found[name] = reader.field_float(KEY_PROVENANCE, provenance, name)
+    if provenance.get("heldout_words") is not None:
+        found["heldout_words"] = reader.field_int(KEY_PROVENANCE, provenance, "heldout_words", 0, None)
+    return found
 
 
 class _Reader:

@@ -8,11 +8,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from . import predict, tuning
+from . import evaluation, predict, tuning
 from .backend import open_backend
 from .contract import ModelMetadata
 from .engine import DEFAULT_WORDS, Engine
 from .errors import ModelFileError, PromptError, SettingError, UnknownWordError, check_whole
+from .evaluation import Evaluation
 from .predict import DEFAULT_SUGGESTIONS, Suggestion, TextScore
 from .prompt import Lexicon
 from .sampling import GREEDY, Sampling
@@ -102,6 +103,11 @@ class Model(Engine):
         """The log-probability of each word after the first window, given the window before it,
         with their total and the perplexity (`fable.predict.score`)."""
         return predict.score(self, self._text(text, "text"))
+
+    def evaluate(self, text: str) -> Evaluation:
+        """How well the model predicts `text`: top-1, top-3 and perplexity over its words, each
+        from the window before it (`fable.evaluation`): to measure it on text it was not trained on."""
+        return evaluation.evaluate(self, self._text(text, "text"))
 
     def stream(self, prompt: str, words: int = DEFAULT_WORDS, sampling: Sampling = GREEDY) -> Iterator[str]:
         """The generated words, one by one as they are made."""

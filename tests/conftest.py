@@ -71,13 +71,13 @@ def tiny_export(tiny_run, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def default_run(tmp_path_factory, fable_corpus):
-    """The default preset, trained for real on the fable (about 7 s on two cores)."""
+    """The memorize preset, trained for real on the fable (about 7 s on two cores)."""
     from fable.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
     from fable.training.config import PRESETS
     from fable.training.train import train
 
-    out = tmp_path_factory.mktemp("default")
-    result = train(fable_corpus, PRESETS["default"].for_corpus(fable_corpus.window_count(3)), "cpu", out)
+    out = tmp_path_factory.mktemp("memorize")
+    result = train(fable_corpus, PRESETS["memorize"].for_corpus(fable_corpus.window_count(3)), "cpu", out)
     return load_checkpoint(out / CHECKPOINT_NAME), result
 
 

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("torch", reason='needs the train extra: pip install "fable[train]"')
 
-from fable.tokenizer import tokenize
+from fable.tokenizer import make_windows, tokenize
 from fable.training.corpus import ceiling
 
 from .helpers import SHIPPED, fable_windows, invoke
@@ -34,7 +34,7 @@ def ids(text: str) -> np.ndarray:
     ],
 )
 def test_ceiling_arithmetic_on_hand_made_corpora(text, window, correct, windows):
-    best = ceiling(ids(text), window)
+    best = ceiling(*make_windows(ids(text), window))
     assert (best.correct, best.windows) == (correct, windows)
     assert best.accuracy == correct / windows
 
@@ -43,7 +43,7 @@ def test_the_fables_ceiling_is_199_of_201_as_its_text_says(fable_corpus):
     followers: dict = {}
     for context, word in fable_windows():  # counted here from the text, not by the code under test
         followers.setdefault(context, Counter())[word] += 1
-    best = ceiling(fable_corpus.ids, 3)
+    best = ceiling(*fable_corpus.windows(3))
     assert (best.correct, best.windows) == (sum(max(c.values()) for c in followers.values()), 201) == (199, 201)
 
 

@@ -124,6 +124,44 @@ def test_fable_run_suggest_and_score_errors_are_one_line():
     assert_clean_failure(invoke("fable-run", "--suggest", "the old", "--suggestions", "0"), 2, "--suggestions")
 
 
+def test_evaluate_counts_what_suggest_and_score_say(model):
+    """Top-1 and top-3 are how often the word that came is suggest's first, or among its three;
+    the perplexity is score's: three public calls that do not share the evaluation's code."""
+    tokens = fable_tokens()[:80]
+    found = model.evaluate(" ".join(tokens))
+    window = model.window
+    shown = [
+        [s.word for s in model.suggest(" ".join(tokens[i - window : i]) + " ", 3)] for i in range(window, len(tokens))
+    ]
+    nexts = tokens[window:]
+    assert found.words == len(nexts) and found.skipped == 0
+    assert found.top1 == sum(words[0] == word for words, word in zip(shown, nexts))
+    assert found.top3 == sum(word in words for words, word in zip(shown, nexts))
+    assert found.perplexity == pytest.approx(model.score(" ".join(tokens)).perplexity, rel=1e-9)
+
+
+def test_evaluate_skips_what_it_cannot_read_and_says_when_nothing_is_left(model):
+    whole = model.evaluate("the mice held a general council to consider")
+    broken = model.evaluate("the mice held a zebra general council to consider")
+    assert broken.words < whole.words and broken.skipped == 5  # zebra, and the words it is in the window of
+    with pytest.raises(PromptError, match="no word of the text could be predicted"):
+        model.evaluate("the old zebra mouse")
+
+
+def test_fable_run_scores_a_file(tmp_path):
+    text = tmp_path / "held-out.txt"
+    text.write_text(" ".join(fable_tokens()[:80]), encoding="utf-8")
+    line = invoke("fable-run", "--score", "--file", str(text)).stdout.strip()
+    assert line.startswith(f"{text}: 77 words: top-1 ") and "perplexity" in line
+    record = json.loads(invoke("fable-run", "--score", "--file", str(text), "--json").stdout)
+    assert record["words"] == 77 and 0 <= record["top3"] <= 1 and record["perplexity"] >= 1
+    assert_clean_failure(invoke("fable-run", "--score", "--file", str(tmp_path / "none.txt")), 2, "does not exist")
+    (tmp_path / "bytes.txt").write_bytes(b"\xff\xfe the old")
+    assert_clean_failure(invoke("fable-run", "--score", "--file", str(tmp_path / "bytes.txt")), 2, "not UTF-8")
+    assert_clean_failure(invoke("fable-run", "--file", str(text)), 2, "--file goes with --score")
+    assert_clean_failure(invoke("fable-run", "--score", "--file", str(text), "the old mouse"), 2, "no PROMPT")
+
+
 def typed(tokens: list[str]) -> list[str]:
     """Every text a person makes typing `tokens` a character at a time, with a word deleted and
     typed again now and then, and a few words pasted at once."""

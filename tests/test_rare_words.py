@@ -58,7 +58,8 @@ def test_the_ceiling_is_of_the_text_the_model_sees(tmp_path: Path):
     # windows of 2 over a b a <unk> a b <unk> <unk> a b, counted by hand:
     # (a b)->a, (b a)-><unk>, (a <unk>)->a, (<unk> a)->b, (a b)-><unk>, (b <unk>)-><unk>, (<unk> <unk>)->a, (<unk> a)->b
     # (a b) is followed by a and <unk>: one of the two; every other context has one next word.
-    assert ceiling(corpus.ids, 2).correct == 7 and ceiling(corpus.ids, 2).windows == 8
+    best = ceiling(*corpus.windows(2))
+    assert (best.correct, best.windows) == (7, 8)
 
 
 @pytest.fixture(scope="module")

@@ -70,7 +70,7 @@ def test_json():
 
 def test_info_is_the_model_card():
     card = fable_run("--info").stdout
-    for phrase in ("112 words", "3 words", "2 LSTM x 512", "int8", "fable.txt", "default preset", "MB", "99.0%"):
+    for phrase in ("112 words", "3 words", "2 LSTM x 512", "int8", "fable.txt", "memorize preset", "MB", "99.0%"):
         assert phrase in card
 
 

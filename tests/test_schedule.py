@@ -1,4 +1,4 @@
-"""The default preset's schedule: hold, then decay once accuracy reaches the ceiling or stops
+"""The memorize preset's schedule: hold, then decay once accuracy reaches the ceiling or stops
 improving, or the budget runs low; its budget follows the corpus; a resumed run keeps it."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ pytest.importorskip("torch", reason='needs the train extra: pip install "fable[t
 from fable.training.config import PRESETS  # noqa: E402
 from fable.training.schedule import Schedule  # noqa: E402
 
-DEFAULT = PRESETS["default"]
+DEFAULT = PRESETS["memorize"]
 
 
 def plateau(steps: int = 1000, **changes) -> Schedule:

@@ -26,7 +26,7 @@ def test_vocabulary_and_corpus_hash_match_the_shipped_corpus():
         model = fable.load(path)
         assert list(model.vocabulary) == build_vocabulary(fable_tokens())
         assert model.metadata.provenance.corpus_sha256 == sha256
-        assert model.metadata.provenance.preset == "default"
+        assert model.metadata.provenance.preset == "memorize"
 
 
 def test_fp32_reaches_the_ceiling_and_int8_stays_within_one_window_of_it():

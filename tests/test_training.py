@@ -92,7 +92,7 @@ def test_an_interrupted_run_resumed_ends_with_the_weights_of_an_uninterrupted_on
 def test_the_tutorial_holds_its_rate_and_a_recipe_names_a_known_schedule():
     assert {Schedule(PRESETS["tutorial"]).rate(step) for step in (1, 12345, 50_000)} == {1e-3}
     with pytest.raises(SettingError, match="schedule must be"):
-        dataclasses.replace(PRESETS["default"], schedule="cosine").validate()
+        dataclasses.replace(PRESETS["memorize"], schedule="cosine").validate()
 
 
 def test_checkpoints_hold_only_plain_data(tiny_run):

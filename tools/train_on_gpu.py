@@ -1,4 +1,4 @@
-"""Train the fable on a CUDA GPU with both presets, export the default run, and print the figures.
+"""Train the fable on a CUDA GPU with the memorize and tutorial presets, export the memorize run, and print the figures.
 
 Run where torch sees a GPU:  python tools/train_on_gpu.py OUT [--tutorial-steps N]
 It needs torch, onnx and onnxruntime (no progress bar, no curves: no tqdm or matplotlib). What it
@@ -35,10 +35,10 @@ def main() -> None:
     print(f"device: {torch.cuda.get_device_name(0)}; torch {torch.__version__}, CUDA {torch.version.cuda}, "
           f"Python {platform.python_version()}, onnxruntime {onnxruntime.__version__}")  # fmt: skip
     corpus = load_corpus(None, 3)
-    run_preset(corpus, "default", PRESETS["default"].steps, args.out)
-    checkpoint = load_checkpoint(args.out / "default" / CHECKPOINT_NAME)
-    exported = export_checkpoint(checkpoint, "default/checkpoint.pt", args.out / "exported", ExportOptions())
-    print("export of the CUDA-trained default checkpoint (measured with onnxruntime on the CPU):")
+    run_preset(corpus, "memorize", PRESETS["memorize"].steps, args.out)
+    checkpoint = load_checkpoint(args.out / "memorize" / CHECKPOINT_NAME)
+    exported = export_checkpoint(checkpoint, "memorize/checkpoint.pt", args.out / "exported", ExportOptions())
+    print("export of the CUDA-trained memorize checkpoint (measured with onnxruntime on the CPU):")
     print(exported.table)
     words = fable.load(args.out / "exported" / "fable.int8.onnx").generate("the old mouse")
     print(f"int8 runtime: the old mouse {words}")
@@ -47,7 +47,7 @@ def main() -> None:
 
 
 def run_preset(corpus, name: str, steps: int | None, out: Path) -> None:
-    """`steps` None: the preset's own (the default preset's budget and schedule)."""
+    """`steps` None: the preset's own (the budget and schedule for the corpus)."""
     config = dataclasses.replace(PRESETS[name], steps=steps).for_corpus(corpus.window_count(PRESETS[name].model.window))
     started = time.perf_counter()
     result = train(corpus, config, "cuda", out / name)

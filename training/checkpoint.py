@@ -18,10 +18,12 @@ from fable import __version__
 from fable.atomic import atomic_path
 from fable.contract import ModelConfig
 from fable.errors import UsageError
+from fable.tokenizer import UNKNOWN
 
-from .config import TrainConfig
+from .config import Size, TrainConfig
 from .corpus import ceiling
 from .model import WordLSTM
+from .split import part_windows
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = "fable-checkpoint"
@@ -47,11 +49,24 @@ class Checkpoint:
     optimizer_state: dict[str, Any]
     rng_state: dict[str, Any]  # torch's and the data sampler's generators, and the sampler's position
     schedule_state: dict[str, Any]  # when and why the rate began to decay (training/schedule.py)
+    # With a held-out part: the figures of these weights there (words, top1, top3, perplexity),
+    # and, while a run that keeps its best held-out weights goes on, those weights.
+    heldout: dict[str, float] | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+
+    @property
+    def unknown_id(self) -> int | None:
+        return self.vocabulary.index(UNKNOWN) if UNKNOWN in self.vocabulary else None
+
+    def windows(self, part: str = "train") -> tuple[np.ndarray, np.ndarray]:
+        """contexts [N, window] and labels [N] of the corpus's training or held-out part, split as
+        the run split it (`split.part_windows`)."""
+        return part_windows(self.ids, self.config.holdout, self.config.model.window, part, self.unknown_id)
 
     @property
     def ceiling(self) -> float:
-        """The best accuracy any model with this window can reach on the checkpoint's corpus."""
-        return ceiling(self.ids, self.config.model.window).accuracy
+        """The best accuracy any model with this window can reach on the windows it trained on."""
+        return ceiling(*self.windows()).accuracy
 
     def build_model(self) -> WordLSTM:
         model = WordLSTM(self.config.model, len(self.vocabulary))
@@ -77,6 +92,10 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         "optimizer": checkpoint.optimizer_state,
         "rng": checkpoint.rng_state,
         "schedule": checkpoint.schedule_state,
+        "heldout": checkpoint.heldout,
+        "best": None
+        if checkpoint.best_state is None
+        else {k: v.detach().cpu() for k, v in checkpoint.best_state.items()},
     }
     with atomic_path(path) as temporary:
         torch.save(payload, temporary)
@@ -105,6 +124,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
     try:
         config = dict(payload["config"])
         config["model"] = ModelConfig(**config["model"])
+        config["sizes"] = tuple(Size(**size) for size in config.get("sizes", ()))
         config.setdefault("tokenizer_version", 1)  # checkpoints from before tokenizer version 2
         checkpoint = Checkpoint(
             config=TrainConfig(**config),
@@ -120,6 +140,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
             optimizer_state=payload["optimizer"],
             rng_state=payload["rng"],
             schedule_state=payload.get("schedule", payload["rng"].get("schedule", {})),  # older: inside "rng"
+            heldout=payload.get("heldout"),  # None in checkpoints from before held-out parts
+            best_state=payload.get("best"),
         )
         checkpoint.build_model()  # the weights must fit the configuration they claim
     except Exception as error:

@@ -19,6 +19,7 @@ from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 from .config import (
     DEVICES,
     MAX_EVAL_WINDOWS,
+    MAX_HOLDOUT,
     MAX_SEED,
     MAX_STEPS,
     MAX_THREADS,
@@ -26,14 +27,16 @@ from .config import (
     PRESETS,
     RESUMABLE,
     TrainConfig,
+    choose_preset,
 )
-from .corpus import load_corpus
+from .corpus import Corpus, load_corpus, read_corpus
 from .metrics import plot_curves
 from .progress import Progress
 from .train import TrainResult, resolve_device, train
 
 app = new_app()
-_default = PRESETS["default"]
+_default = PRESETS["memorize"]
+_predict = PRESETS["predict"]
 Preset = choices("Preset", list(PRESETS))
 Device = choices("Device", DEVICES)
 
@@ -41,15 +44,16 @@ Device = choices("Device", DEVICES)
 @app.command(help="Train the next-word LSTM; checkpoints, metrics.jsonl and curves.png go to --out.")
 def main(
     corpus: Annotated[Path | None, typer.Option(help="UTF-8 text file to learn from", show_default="the fable")] = None,
-    preset: Annotated[Preset | None, typer.Option(help="the recipe", show_default="default, or the checkpoint's with --resume")] = None,
+    preset: Annotated[Preset | None, typer.Option(help="the recipe: predict for text the model has not seen, memorize to learn a text by heart, tutorial", show_default="predict for a corpus that can spare a held-out part, else memorize; the checkpoint's with --resume")] = None,
+    holdout: Annotated[float | None, typer.Option(min=0.0, max=MAX_HOLDOUT, help="share of the corpus kept out of training and measured at every evaluation (the end of each tenth of the text)", show_default=f"the preset's: {_predict.holdout:g} for predict, 0 for memorize")] = None,
     device: Annotated[Device, typer.Option(help="auto takes CUDA when torch sees it")] = Device.auto,
-    steps: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="the most training steps; the default preset may stop sooner, when accuracy stops improving", show_default=f"the preset's: for default {_default.epochs:g} passes over the windows, at least {_default.min_steps:,}")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="the most training steps; predict and memorize may stop sooner, when held-out perplexity or accuracy stops improving", show_default=f"the preset's: for predict {' or '.join(f'{size.steps:,}' for size in _predict.sizes)} by the corpus's size, for memorize {_default.epochs:g} passes over the windows, at least {_default.min_steps:,}")] = None,
     seed: Annotated[int | None, typer.Option(min=0, max=MAX_SEED, help="random seed", show_default=str(_default.seed))] = None,
     layers: Annotated[int | None, typer.Option(min=1, max=MAX_LAYERS, help="stacked LSTM layers", show_default=str(_default.model.layers))] = None,
     hidden: Annotated[int | None, typer.Option(min=1, max=MAX_HIDDEN, help="units per LSTM layer", show_default=str(_default.model.hidden))] = None,
     window: Annotated[int | None, typer.Option(min=1, max=MAX_WINDOW, help="words read to predict the next", show_default=str(_default.model.window))] = None,
-    eval_every: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="steps between evaluations", show_default=f"the preset's: {_default.eval_every} for default")] = None,
-    checkpoint_every: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="steps between checkpoints", show_default=f"the preset's: {_default.checkpoint_every} for default")] = None,
+    eval_every: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="steps between evaluations", show_default=f"the preset's: {_default.eval_every} for memorize")] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="steps between checkpoints", show_default=f"the preset's: {_default.checkpoint_every} for memorize")] = None,
     eval_windows: Annotated[int | None, typer.Option(min=1, max=MAX_EVAL_WINDOWS, help="windows each evaluation reads, an even sample (the last reads all)", show_default=str(_default.eval_windows))] = None,
     min_count: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help=f"read words seen fewer times than this as {UNKNOWN}", show_default=f"{_default.min_count}: keep every word")] = None,
     max_vocab: Annotated[int | None, typer.Option(min=2, max=MAX_VOCABULARY, help=f"keep at most this many words, {UNKNOWN} included; the rarer ones are read as {UNKNOWN}", show_default="no limit")] = None,
@@ -59,22 +63,32 @@ def main(
     progress: Annotated[bool, typer.Option(help="draw a progress bar", show_default="on a terminal")] = sys.stderr.isatty(),
 ) -> None:  # fmt: skip
     preset_name = preset.value if preset is not None else None
-    out = out or Path("runs") / (preset_name or "default")
+    if resume and out is None and preset_name is None:
+        raise UsageError("--resume continues the run in --out; give --out (or --preset for runs/PRESET)")
     flags = {"steps": steps, "seed": seed, "eval_every": eval_every, "checkpoint_every": checkpoint_every,
-             "eval_windows": eval_windows, "min_count": min_count, "max_vocab": max_vocab}  # fmt: skip
+             "eval_windows": eval_windows, "min_count": min_count, "max_vocab": max_vocab, "holdout": holdout}  # fmt: skip
     model_flags = {"layers": layers, "hidden": hidden, "window": window}
     resolved_device = resolve_device(device.value)
+    chosen = ""
     if resume:
+        out = out or Path("runs") / str(preset_name)
         checkpoint = load_checkpoint(out / CHECKPOINT_NAME) if (out / CHECKPOINT_NAME).exists() else None
         if checkpoint is None:
             raise CheckpointError(f"--resume: there is no {CHECKPOINT_NAME} in {out}; start without --resume")
         config = _resume_config(checkpoint.config, checkpoint.step, preset_name, flags, model_flags)
+        config.validate()
+        read = read_corpus(corpus, config.tokenizer_version)
     else:
         checkpoint = None
-        config = _fresh_config(PRESETS[preset_name or "default"], flags, model_flags)
+        read = read_corpus(corpus)
+        if preset_name is None:
+            preset_name, chosen = choose_preset(len(read.tokens))
+        out = out or Path("runs") / preset_name
+        config = _fresh_config(PRESETS[preset_name], flags, model_flags)
+        config.validate()
         _check_fresh_out(out)
-    config.validate()
-    text = load_corpus(corpus, config.model.window, config.tokenizer_version, config.min_count, config.max_vocab)
+    text = load_corpus(read, config.model.window, config.tokenizer_version, config.min_count, config.max_vocab,
+                       config.holdout)  # fmt: skip
     if checkpoint is not None and text.sha256 != checkpoint.corpus_sha256:
         raise UsageError(
             f"the corpus {text.name} is not the one the checkpoint in {out} was trained on; pass that --corpus"
@@ -82,20 +96,36 @@ def main(
 
     windows = text.window_count(config.model.window)
     config = config.for_corpus(windows)
-    rare = f", {text.rare_words} rare words ({text.rare_tokens} tokens) read as {UNKNOWN}" if text.rare_words else ""
-    typer.echo(
-        f"fable-train: {config.preset} preset on {text.name} ({len(text.tokens)} tokens, {len(text.vocabulary)} words"
-        f"{rare}, {windows} windows), {config.model.layers}x{config.model.hidden} LSTM, window {config.model.window}, "
-        f"{_budget(config)} on {resolved_device}" + (f", resuming at step {checkpoint.step}" if checkpoint else "")
-    )
+    typer.echo(_opening(text, config, windows, resolved_device, chosen, checkpoint.step if checkpoint else None))
     with output_folder(out):
         result = train(text, config, resolved_device, out, checkpoint, Progress(config.steps, bar=progress), threads)
     plot_curves(out / "metrics.jsonl", out / "curves.png")
     typer.echo(_summary(result, out))
 
 
+def _opening(text: Corpus, config: TrainConfig, windows: int, device: str, chosen: str, resumed: int | None) -> str:
+    rare = f", {text.rare_words} rare words ({text.rare_tokens} tokens) read as {UNKNOWN}" if text.rare_words else ""
+    held = ""
+    if config.holdout:
+        held = f", {config.holdout:.0%} held out ({len(text.windows(config.model.window, 'heldout')[1]):,} windows)"
+    return (
+        f"fable-train: {config.preset} preset"
+        + (f" (chosen: {chosen})" if chosen else "")
+        + f" on {text.name} ({len(text.tokens)} tokens, {len(text.vocabulary)} words{rare}, {windows} training "
+        f"windows{held}), {config.model.layers}x{config.model.hidden} LSTM, window {config.model.window}, "
+        f"{_budget(config)} on {device}" + (f", resuming at step {resumed}" if resumed is not None else "")
+    )
+
+
 def _fresh_config(preset: TrainConfig, flags: dict, model_flags: dict) -> TrainConfig:
-    model = dataclasses.replace(preset.model, **{k: v for k, v in model_flags.items() if v is not None})
+    given = {k: v for k, v in model_flags.items() if v is not None}
+    if "hidden" in given and preset.tie:
+        given["embedding_dim"] = given["hidden"]  # the output layer shares the embedding's weights
+    if "hidden" in given:  # the width asked for; dropout and the budget still follow the corpus's size
+        preset = dataclasses.replace(
+            preset, sizes=tuple(dataclasses.replace(size, hidden=given["hidden"]) for size in preset.sizes)
+        )
+    model = dataclasses.replace(preset.model, **given)
     return dataclasses.replace(preset, model=model, **{k: v for k, v in flags.items() if v is not None})
 
 
@@ -125,6 +155,8 @@ def _check_fresh_out(out: Path) -> None:
 
 
 def _budget(config: TrainConfig) -> str:
+    if config.stop == "heldout":
+        return f"until held-out perplexity stops improving, at most {config.steps:,} steps"
     if config.schedule == "plateau":
         return f"until accuracy stops improving, at most {config.steps:,} steps"
     return f"{config.steps:,} steps"
@@ -141,6 +173,9 @@ def _summary(result: TrainResult, out: Path) -> str:
         f"no model reading {ck.config.model.window} words gets more than {result.ceiling.correct} right)",
         f"  loss {ev.loss:.4f}, perplexity {ev.perplexity:.3f}; evaluating took {result.eval_seconds:.1f} s "
         f"({100 * result.eval_seconds / max(result.wall_seconds, 1e-9):.0f}% of this run)",
+        *([f"  held out ({ck.config.holdout:.0%} of the text, never trained on): {result.heldout.line()}"]
+          if result.heldout is not None else []),
+        *([f"  {result.stopped}"] if result.stopped else []),
         f"  checkpoint {out / CHECKPOINT_NAME}",
         f"  metrics    {out / 'metrics.jsonl'}",
         f"  curves     {out / 'curves.png'}",

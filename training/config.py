@@ -19,6 +19,22 @@ MAX_VOCABULARY = 10_000_000
 RESUMABLE = ("steps", "eval_every", "checkpoint_every", "eval_windows")
 DEVICES = ("auto", "cpu", "cuda")
 SCHEDULES = ("plateau", "constant")  # training/schedule.py
+STOPS = ("schedule", "heldout")  # when the schedule ends, or when held-out perplexity stops improving
+MAX_HOLDOUT = 0.5
+# With no preset named, a corpus of at least this many tokens trains with `predict` and holds 10%
+# out (about 200 windows or more to measure it on); a smaller one, like the fable's 204 tokens,
+# trains with `memorize`: learning its windows is the whole point there.
+PREDICT_FROM_TOKENS = 2000
+
+
+@dataclass(frozen=True)
+class Size:
+    """The model and budget of a recipe for corpora of at least `windows` training windows."""
+
+    windows: int
+    hidden: int  # units per layer, and the embedding's width where it is tied to the output layer
+    dropout: float
+    steps: int  # the most steps
 
 
 @dataclass(frozen=True)
@@ -60,9 +76,36 @@ class TrainConfig:
     min_decay: int = 50
     patience_fraction: float = 0.25
     min_patience: int = 100
+    # Text the model has not seen (the predict preset). `holdout`: the share of the corpus kept out
+    # of training (training/split.py) and measured at every evaluation. `dropout` on the
+    # embedding, between the layers and before the output layer; AdamW's `weight_decay`; `tie`:
+    # the output layer shares the embedding's weights (needs embedding_dim == hidden). `distill`:
+    # the share of each step's target taken from the Kneser-Ney 4-gram counted on the training
+    # part (training/ngram.py), the rest being the word that came. `stop`: "heldout" stops when
+    # held-out perplexity has not improved for `patience` evaluations (after cutting the rate to a
+    # quarter `rate_cuts` times, each after as long without a new best) and keeps the best weights.
+    holdout: float = 0.0
+    dropout: float = 0.0
+    weight_decay: float = 0.0
+    tie: bool = False
+    distill: float = 0.0
+    stop: str = "schedule"
+    patience: int = 10
+    rate_cuts: int = 0
+    # By the corpus's size (`for_corpus`): the last Size whose `windows` it reaches sets hidden,
+    # dropout and the budget. Empty: the recipe's own.
+    sizes: tuple[Size, ...] = ()
 
     def for_corpus(self, windows: int) -> TrainConfig:
-        """This recipe with its step budget worked out for a corpus of `windows` windows."""
+        """This recipe with its model (`sizes`) and step budget worked out for a corpus of
+        `windows` training windows."""
+        fitting = [size for size in self.sizes if windows >= size.windows]
+        if fitting:
+            size = fitting[-1]
+            width = {"embedding_dim": size.hidden} if self.tie else {}
+            model = dataclasses.replace(self.model, hidden=size.hidden, **width)
+            steps = size.steps if self.steps is None else self.steps
+            return dataclasses.replace(self, model=model, dropout=size.dropout, steps=steps, sizes=())
         if self.steps is not None:
             return self
         if self.epochs is None:
@@ -87,17 +130,58 @@ class TrainConfig:
             check_whole(name, value, low, high)
         if self.schedule not in SCHEDULES:
             raise SettingError("schedule", f"one of {', '.join(SCHEDULES)}", self.schedule)
+        if self.stop not in STOPS:
+            raise SettingError("stop", f"one of {', '.join(STOPS)}", self.stop)
+        for name, value, high in (("holdout", self.holdout, MAX_HOLDOUT), ("dropout", self.dropout, 0.9),
+                                  ("distill", self.distill, 1.0), ("weight_decay", self.weight_decay, 1.0)):  # fmt: skip
+            if not 0 <= value <= high:
+                raise SettingError(name, f"a number from 0 to {high:g}", value)
+        if self.sampling == "tutorial" and self.holdout:
+            raise SettingError("holdout", "0 with the tutorial's walk over the whole text", self.holdout)
+        if self.stop == "heldout" and self.holdout == 0:
+            raise SettingError("holdout", "above 0 when training stops on held-out perplexity", self.holdout)
+        if self.tie and (self.model.encoding != "embedding" or self.model.embedding_dim != self.model.hidden):
+            raise SettingError("tie", "used with an embedding as wide as the hidden layer", self.model.embedding_dim)
 
 
 PRESETS: dict[str, TrainConfig] = {
-    # Adam at 3e-3 on 256 random windows a step, held until accuracy reaches the ceiling or stops
-    # improving, then decayed (training/schedule.py), within 16 passes over the windows and at
-    # least 1,000 steps. Chosen by measurement on the fable and two real corpora (README, "Real
-    # corpora"; bench/results/preset-choice-intel-xeon.txt): on 2 CPU cores 256 windows a step
-    # learned more per second than 1,024, and decaying over half the held steps ended nearer the
-    # ceiling than over a fifth.
-    "default": TrainConfig(
-        preset="default",
+    # For text the model has not seen: what an app meets. Chosen by measurement on held-out text
+    # of the two real corpora against a Kneser-Ney 4-gram (bench/results/predict-recipe-intel-xeon.md):
+    # the embedding tied to the output layer, a 6-word window, targets mixed half and half with
+    # the 4-gram's distribution, Adam at 3e-3 held, and the weights of the best held-out
+    # perplexity kept. By size: 256 units and dropout 0.65 for a few thousand windows, 512 units
+    # and dropout 0.1 from 20,000 (a smaller model learns too slowly there, a larger one overfits
+    # the small corpus); each within 3 and 15 minutes on 2 CPU cores.
+    "predict": TrainConfig(
+        preset="predict",
+        steps=None,
+        batch_size=256,
+        optimizer="adam",
+        learning_rate=3e-3,
+        schedule="constant",
+        warmup=0,
+        clip_norm=1.0,
+        sampling="windows",
+        eval_every=100,  # a whole held-out pass of python-reference takes about 3 s at 512 units
+        checkpoint_every=500,
+        cpu_onednn=True,
+        model=ModelConfig(window=6, hidden=256, embedding_dim=256),
+        min_count=2,
+        holdout=0.1,
+        tie=True,
+        distill=0.5,
+        stop="heldout",
+        sizes=(Size(0, hidden=256, dropout=0.65, steps=2500), Size(20_000, hidden=512, dropout=0.1, steps=3400)),
+    ),
+    # For learning a text by heart (the fable: its 201 windows are the golden test). Adam at 3e-3
+    # on 256 random windows a step, held until accuracy reaches the ceiling or stops improving,
+    # then decayed (training/schedule.py), within 16 passes over the windows and at least 1,000
+    # steps. Chosen by measurement on the fable and two real corpora (docs/performance.md;
+    # bench/results/preset-choice-intel-xeon.txt): on 2 CPU cores 256 windows a step learned more
+    # per second than 1,024, and decaying over half the held steps ended nearer the ceiling than
+    # over a fifth. fable 0.2 called it "default".
+    "memorize": TrainConfig(
+        preset="memorize",
         steps=None,
         epochs=16,
         min_steps=1000,
@@ -130,3 +214,12 @@ PRESETS: dict[str, TrainConfig] = {
         model=ModelConfig(encoding="index"),
     ),
 }
+
+
+def choose_preset(tokens: int) -> tuple[str, str]:
+    """The preset for a corpus of `tokens` tokens when none is named, and why."""
+    if tokens >= PREDICT_FROM_TOKENS:
+        return "predict", (f"its {tokens:,} tokens can spare 10% to measure it on text it has not seen "
+                           f"(--preset memorize learns all of it by heart)")  # fmt: skip
+    return "memorize", (f"its {tokens:,} tokens are fewer than {PREDICT_FROM_TOKENS:,}, too few to hold any out, "
+                        f"so it learns them by heart (--preset predict to hold 10% out)")  # fmt: skip

@@ -9,6 +9,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from fable.evaluation import NOTHING, evaluation_of
+from fable.evaluation import Evaluation as TextEvaluation
+
 from .model import WordLSTM
 
 CHUNK = 8192  # windows per forward pass, to bound memory on large corpora
@@ -49,6 +52,16 @@ def evaluate(model: WordLSTM, contexts: torch.Tensor, labels: torch.Tensor) -> E
     loss = F.cross_entropy(logits, labels, reduction="sum").item() / len(labels)
     correct = int((logits.argmax(dim=1) == labels).sum())
     return Evaluation(loss=loss, correct=correct, windows=len(labels))
+
+
+def held_out(model: WordLSTM, contexts: np.ndarray, labels: np.ndarray, banned: int | None) -> TextEvaluation:
+    """Top-1, top-3 and perplexity on held-out windows, computed as the runtime computes them for
+    any text (`fable.evaluation`): `banned` (<unk>) is never a suggestion, nor among `labels`."""
+    total = NOTHING
+    for start in range(0, len(labels), CHUNK):
+        logits = logits_of(model, contexts[start : start + CHUNK]).float().cpu().numpy()
+        total += evaluation_of(logits, labels[start : start + CHUNK], banned)
+    return total
 
 
 def greedy_continuations(model: WordLSTM, contexts: np.ndarray, words: int) -> np.ndarray:

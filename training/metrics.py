@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +59,15 @@ def plot_curves(metrics_path: Path, out: Path) -> None:
     figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 4))
     loss_axes.plot(steps, [row["loss"] for row in rows], label="all windows")
     loss_axes.plot(steps, [row["train_loss"] for row in rows], label="training steps", alpha=0.6)
-    loss_axes.set(xlabel="step", ylabel="cross-entropy", yscale="log", title="loss")
     accuracy_axes.plot(steps, [100 * row["accuracy"] for row in rows], label="all windows")
     accuracy_axes.plot(steps, [100 * row["train_accuracy"] for row in rows], label="training steps", alpha=0.6)
+    held = [row for row in rows if "heldout_perplexity" in row]  # text never trained on (--holdout)
+    if held:
+        at = [row["step"] for row in held]
+        loss_axes.plot(at, [math.log(row["heldout_perplexity"]) for row in held], label="held out")
+        accuracy_axes.plot(at, [100 * row["heldout_top1"] for row in held], label="held out, top-1")
+        accuracy_axes.plot(at, [100 * row["heldout_top3"] for row in held], label="held out, top-3")
+    loss_axes.set(xlabel="step", ylabel="cross-entropy", yscale="log", title="loss")
     if rows and "ceiling" in rows[-1]:  # the best any model with this window can do on this corpus
         ceiling = 100 * rows[-1]["ceiling"]
         accuracy_axes.axhline(ceiling, color="grey", linestyle="--", label=f"ceiling {ceiling:.1f}%")

@@ -9,21 +9,32 @@ from fable.contract import ModelConfig
 
 
 class WordLSTM(nn.Module):
-    def __init__(self, config: ModelConfig, vocab_size: int):
+    """`dropout` (in training only: the exported graphs never see it) drops a share of the
+    embedding's values, of each layer's outputs to the next, and of the last layer's to the head.
+    `tie`: the head's weights are the embedding's (Press and Wolf, 2017), which needs an embedding
+    as wide as the hidden layer; the exported file simply holds the same matrix twice."""
+
+    def __init__(self, config: ModelConfig, vocab_size: int, dropout: float = 0.0, tie: bool = False):
         super().__init__()
         self.config = config
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, config.embedding_dim) if config.encoding == "embedding" else None
-        self.lstm = nn.LSTM(config.input_size, config.hidden, config.layers, batch_first=True)
+        between = dropout if config.layers > 1 else 0.0
+        self.lstm = nn.LSTM(config.input_size, config.hidden, config.layers, batch_first=True, dropout=between)
+        self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(config.hidden, vocab_size)
+        if tie:
+            if self.embedding is None or config.embedding_dim != config.hidden:
+                raise ValueError("tied weights need an embedding as wide as the hidden layer")
+            self.head.weight = self.embedding.weight
 
     def encode(self, windows: torch.Tensor) -> torch.Tensor:
         """[N, window] ids → [N, window, input_size] floats."""
         if self.embedding is not None:
-            return self.embedding(windows)
+            return self.drop(self.embedding(windows))
         return windows.unsqueeze(-1).float()  # the tutorial's encoding: the id itself as one float
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         """[N, window] ids → [N, vocab] logits; every window starts from a zero state."""
         out, _ = self.lstm(self.encode(windows))
-        return self.head(out[:, -1])
+        return self.head(self.drop(out[:, -1]))

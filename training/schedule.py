@@ -104,3 +104,63 @@ class Schedule:
 def _half_cosine(rate: float, done: int, length: int) -> float:
     """`rate` after `done` of `length` steps of a half cosine down to zero (zero past its end)."""
     return rate * 0.5 * (1 + math.cos(math.pi * min(1.0, done / max(1, length))))
+
+
+@dataclass
+class KeepBest:
+    """Early stopping for text the model has not seen (the predict preset): the weights of the
+    best held-out perplexity so far are kept. Once `patience` evaluations in a row have not beaten
+    it, the rate is cut to `cut` of itself, up to `cuts` times, and then training stops. The
+    weights go back to the best ones at the end."""
+
+    patience: int
+    cuts: int = 0
+    cut: float = 0.25
+    best: float = math.inf
+    best_step: int = 0
+    since: int = 0  # evaluations without a new best
+    made: int = 0  # cuts made so far
+    stopped_at: int | None = None
+
+    @property
+    def scale(self) -> float:
+        """What the rate is multiplied by now."""
+        return self.cut**self.made
+
+    @property
+    def stopped(self) -> bool:
+        return self.stopped_at is not None
+
+    def observe(self, step: int, perplexity: float) -> bool:
+        """After an evaluation of the whole held-out part: True when it is a new best (keep these weights)."""
+        if perplexity < self.best:
+            self.best, self.best_step, self.since = perplexity, step, 0
+            return True
+        self.since += 1
+        if self.since >= self.patience and self.made < self.cuts:
+            self.made, self.since = self.made + 1, 0
+        elif self.since >= self.patience:
+            self.stopped_at = step
+        return False
+
+    def reason(self, step: int) -> str:
+        """Why a run that ended at `step` holds the weights it holds."""
+        if not self.stopped:
+            if not self.best_step or self.best_step == step:
+                return ""
+            return (f"the budget ended at step {step}; it kept the weights of step {self.best_step}, "
+                    f"the best held-out perplexity")  # fmt: skip
+        cuts = f" (after cutting the rate {self.made} times)" if self.made else ""
+        return (f"held-out perplexity had not improved for {self.since} evaluations since step {self.best_step}{cuts}, "
+                f"so it stopped at step {self.stopped_at} and kept the weights of step {self.best_step}")  # fmt: skip
+
+    def state(self) -> dict[str, Any]:
+        return {"best": self.best, "best_step": self.best_step, "since": self.since, "made": self.made,
+                "stopped_at": self.stopped_at}  # fmt: skip
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.best = float(state.get("best", math.inf))
+        self.best_step = int(state.get("best_step", 0))
+        self.since = int(state.get("since", 0))
+        self.made = int(state.get("made", 0))
+        self.stopped_at = state.get("stopped_at")

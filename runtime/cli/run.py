@@ -13,12 +13,14 @@ from typing import Annotated
 import typer
 
 from .. import __version__
+from ..contract import Provenance
 from ..engine import DEFAULT_WORDS, MAX_WORDS
 from ..errors import PromptError, UsageError
 from ..model import MAX_THREADS, Model, load
 from ..predict import DEFAULT_SUGGESTIONS, MAX_SUGGESTIONS, score_record, suggestion_record
 from ..records import generation_record
 from ..sampling import MAX_SEED, MAX_TEMPERATURE, MAX_TOP_K, MAX_TOP_P, MIN_SEED, MIN_TEMPERATURE, MIN_TOP_K, Sampling
+from ..textfile import read_text_file
 from . import BACKEND_DEFAULT, BACKEND_HELP, TUNED_DEFAULT, Backend, columns, new_app, run_app
 
 app = new_app()
@@ -47,6 +49,7 @@ def main(
     suggest: Annotated[bool, typer.Option("--suggest", help="print the likeliest next words of PROMPT, or completions of its unfinished last word")] = False,
     suggestions: Annotated[int, typer.Option(min=1, max=MAX_SUGGESTIONS, help="how many words --suggest prints")] = DEFAULT_SUGGESTIONS,
     score: Annotated[bool, typer.Option("--score", help="print the log-probability of each word of PROMPT after the first window")] = False,
+    file: Annotated[Path | None, typer.Option("--file", "-f", help="with --score: how well the model predicts this UTF-8 text file (top-1, top-3, perplexity), e.g. text held out of training", show_default=False)] = None,
     threads: Annotated[int | None, typer.Option(min=1, max=MAX_THREADS, help="intra-op threads", show_default=TUNED_DEFAULT)] = None,
     spin: Annotated[bool | None, typer.Option("--spin/--no-spin", help="let onnxruntime's threads spin between words", show_default=TUNED_DEFAULT)] = None,
     backend: Annotated[Backend | None, typer.Option(help=BACKEND_HELP, show_default=BACKEND_DEFAULT)] = None,
@@ -54,11 +57,19 @@ def main(
 ) -> None:  # fmt: skip
     sampling = Sampling(temperature, top_k, top_p, seed)
     started = time.perf_counter()
-    # One prompt's words come back to back; the loop and single calls are an app's pace (tuning.PATTERNS).
-    pattern = "stream" if prompt is not None and not (suggest or score or info) else "paced"
+    # One prompt's words, and a file's, come back to back; the loop and single calls are an app's
+    # pace (tuning.PATTERNS).
+    streamed = prompt is not None and not (suggest or score or info) or file is not None
+    pattern = "stream" if streamed else "paced"
     loaded = load(model, threads, backend.value if backend else None, spin, pattern)
     load_ms = 1000 * (time.perf_counter() - started)
-    if suggest or score:
+    if file is not None and not score:
+        raise UsageError("--file goes with --score: fable-run --score --file TEXT")
+    if score and file is not None:
+        if prompt is not None or suggest:
+            raise UsageError("--score --file reads the file's text; give no PROMPT and no --suggest")
+        typer.echo(file_score(loaded, file, as_json))
+    elif suggest or score:
         if suggest and score or prompt is None:
             raise UsageError("--suggest and --score each need a PROMPT, and one at a time")
         typer.echo(predictions(loaded, prompt, suggestions if suggest else None, as_json))
@@ -98,6 +109,16 @@ def predictions(model: Model, text: str, suggestions: int | None, as_json: bool)
     rows = [(w.word, f"{w.log_probability:.4f}", f"{math.exp(w.log_probability):.4f}") for w in scored.words]
     summary = f"{len(scored.words)} words: total log-probability {scored.total:.4f}, perplexity {scored.perplexity:.3f}"
     return columns(("word", "log p", "p"), rows) + "\n" + summary
+
+
+def file_score(model: Model, path: Path, as_json: bool) -> str:
+    """--score --file: top-1, top-3 and perplexity over the file's words, a line or a JSON object."""
+    text, _ = read_text_file(path, "--file", "pass --file PATH to a UTF-8 text file")
+    found = model.evaluate(text)
+    if as_json:
+        return json.dumps({"file": str(path), **found.as_dict()})
+    skipped = f" ({found.skipped:,} not predicted: unknown or <unk>, or too near one)" if found.skipped else ""
+    return f"{path}: {found.line()}{skipped}"
 
 
 def generation_json(model: Model, prompt: str, words: int, sampling: Sampling, load_ms: float) -> str:
@@ -157,12 +178,21 @@ def model_card(model: Model) -> str:
             f"{100 * prov.accuracy:.1f}% of next words over the training windows"
             + (f", of a ceiling of {100 * prov.ceiling:.1f}%" if prov.ceiling is not None else ""),
         ),
+        ("held out", _held_out(prov)),
         ("trained on", f"{prov.corpus_name} (sha256 {prov.corpus_sha256[:16]}...)"),
         ("training", f"{prov.preset} preset, {prov.steps:,} steps on {prov.device}, seed {prov.seed}"),
         ("made by", f"{meta.producer}, model format {meta.format_version}, tokenizer {meta.tokenizer_version}"),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
+
+
+def _held_out(prov: Provenance) -> str:
+    if prov.heldout is None or prov.heldout_perplexity is None:
+        return "nothing: no figures on text it was not trained on (fable-train --holdout measures them)"
+    return (f"{prov.heldout:.0%} of the corpus, never trained on: top-1 {100 * (prov.heldout_top1 or 0):.1f}%, "
+            f"top-3 {100 * (prov.heldout_top3 or 0):.1f}%, perplexity {prov.heldout_perplexity:.2f} "
+            f"over {prov.heldout_words or 0:,} words (the trained weights, before export)")  # fmt: skip
 
 
 def entry() -> None:

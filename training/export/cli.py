@@ -38,6 +38,7 @@ def main(
     min_int8_agreement: Annotated[float, typer.Option(min=0.0, max=1.0, help="least share (a fraction) of the windows away from near-ties whose int8 (and int4) next word is torch's")] = _d.min_int8_agreement,
     near_tie_margin: Annotated[float, typer.Option(min=0.0, help="torch's top two logits closer than this are a near-tie, left out of that share")] = _d.near_tie_margin,
     max_int8_accuracy_drop: Annotated[float, typer.Option(min=0.0, help="most accuracy points int8 (and int4) may lose against fp32")] = _d.max_int8_accuracy_drop,
+    max_heldout_perplexity_rise: Annotated[float, typer.Option(min=0.0, help="most int8 (and int4) perplexity on the held-out part may rise above fp32's, as a share (0.02 is 2%)")] = _d.max_heldout_perplexity_rise,
     max_float_elements: Annotated[int, typer.Option(min=1, help="no float weight this large may stay in the int8 file")] = _d.max_float_elements,
     max_windows: Annotated[int, typer.Option(min=1, help="measure at most this many windows (an even sample)")] = _d.max_windows,
 ) -> None:  # fmt: skip
@@ -50,6 +51,7 @@ def main(
         min_int8_agreement=min_int8_agreement,
         near_tie_margin=near_tie_margin,
         max_int8_accuracy_drop=max_int8_accuracy_drop,
+        max_heldout_perplexity_rise=max_heldout_perplexity_rise,
         max_float_elements=max_float_elements,
         max_windows=max_windows,
     )

@@ -25,7 +25,7 @@ from fable.quantization import DEFAULT_INT4_BLOCK
 from ..checkpoint import Checkpoint
 from .graphs import build_lstm_step_graph, build_step_graph, build_window_graph, quantize_window_int8
 from .guards import ExportGuardError, check_onnx, check_quantized, clear_windows, failed_guards
-from .report import FileReport, format_table, measure_file, select_windows, torch_reference
+from .report import FileReport, HeldOutWindows, format_table, measure_file, select_windows, torch_reference
 from .weights import Weights, weights_from_arrays, weights_from_torch
 
 FP32_NAME, INT8_NAME, INT4_NAME, LSTM_NAME = (FILE_NAMES[v] for v in ("fp32", "int8", "int4", contract.LSTM_VARIANT))
@@ -48,6 +48,9 @@ class ExportOptions:
     min_int8_agreement: float = 0.99
     near_tie_margin: float = 0.5  # logits: the top word at most e^0.5 = 1.65 times as likely as the next
     max_int8_accuracy_drop: float = 0.5  # points of accuracy lost against fp32 (int8 and int4)
+    # How much higher than fp32's a quantized file's perplexity on the held-out part may be, as a
+    # share (0.02: 2%); checked where the checkpoint's corpus has a held-out part.
+    max_heldout_perplexity_rise: float = 0.02
     max_float_elements: int = 512 * 512  # no float matrix this big may survive quantization
     continuation_words: int = 32
     max_windows: int = 5000  # a larger corpus is measured on an even sample of its windows
@@ -80,10 +83,19 @@ def metadata_for(checkpoint: Checkpoint, graph: str, quantization: str) -> Model
             device=checkpoint.device,
             seed=checkpoint.config.seed,
             ceiling=checkpoint.ceiling,
+            **_heldout_provenance(checkpoint),
         ),
         producer=f"fable {__version__}",
         tokenizer_version=checkpoint.config.tokenizer_version,
     )
+
+
+def _heldout_provenance(checkpoint: Checkpoint) -> dict:
+    figures = checkpoint.heldout
+    if not checkpoint.config.holdout or not figures:
+        return {}
+    return {"heldout": checkpoint.config.holdout, "heldout_words": int(figures["words"]), "heldout_top1": figures["top1"],
+            "heldout_top3": figures["top3"], "heldout_perplexity": figures["perplexity"]}  # fmt: skip
 
 
 def with_metadata(model: onnx.ModelProto, meta: ModelMetadata) -> onnx.ModelProto:
@@ -155,8 +167,11 @@ def export_checkpoint(
     out.mkdir(parents=True, exist_ok=True)
     torch_model = checkpoint.build_model()
     meta = metadata_for(checkpoint, options.graph, "fp32")
-    contexts, labels, total = select_windows(checkpoint.ids, meta.config.window, options.max_windows)
-    reference = torch_reference(torch_model, contexts, labels, options.continuation_words)
+    contexts, labels, total = select_windows(*checkpoint.windows(), options.max_windows)
+    heldout = None
+    if checkpoint.config.holdout:
+        heldout = HeldOutWindows(*checkpoint.windows("heldout"), checkpoint.unknown_id)
+    reference = torch_reference(torch_model, contexts, labels, options.continuation_words, heldout)
     names = [FILE_NAMES[v] for v in options.variants]
     try:
         with atomic_paths(*(out / name for name in names), out / REPORT_NAME) as temporary:
@@ -166,7 +181,8 @@ def export_checkpoint(
             clear = clear_windows(reference.logits, options.near_tie_margin)
             measured = [measure_file(paths[v], reference, FILE_NAMES[v], clear) for v in options.variants]
             fp32 = measured[0]
-            files = [fp32] + [replace(f, accuracy_drop_points=100 * (fp32.accuracy - f.accuracy)) for f in measured[1:]]
+            files = [fp32] + [replace(f, accuracy_drop_points=100 * (fp32.accuracy - f.accuracy),
+                                      heldout_perplexity_rise=_rise(fp32, f)) for f in measured[1:]]  # fmt: skip
             table = format_table(files, reference, total)
             failures = failed_guards(files, options)
             report = {
@@ -175,7 +191,12 @@ def export_checkpoint(
                 "corpus": {"name": checkpoint.corpus_name, "sha256": checkpoint.corpus_sha256},
                 "windows_measured": len(labels),
                 "windows_total": total,
-                "torch": {"correct": reference.correct, "accuracy": reference.correct / len(labels)},
+                "torch": {
+                    "correct": reference.correct,
+                    "accuracy": reference.correct / len(labels),
+                    "heldout": reference.heldout_figures,
+                },  # fmt: skip
+                "heldout_share": checkpoint.config.holdout,
                 "files": {r.file: r.as_dict() for r in files},
                 "guards": asdict(options),
                 "passed": not failures,
@@ -192,6 +213,12 @@ def export_checkpoint(
             refused.table,
         ) from None
     return ExportResult(files, table, report)
+
+
+def _rise(fp32: FileReport, quantized: FileReport) -> float | None:
+    if fp32.heldout is None or quantized.heldout is None:
+        return None
+    return quantized.heldout["perplexity"] / fp32.heldout["perplexity"] - 1
 
 
 class _Refused(Exception):

@@ -75,5 +75,8 @@ def failed_guards(files: list[FileReport], options: ExportOptions) -> list[str]:
             (f.accuracy_drop_points > options.max_int8_accuracy_drop,
              f"{f.file} accuracy drop against fp32 is {f.accuracy_drop_points:.2f} points, "
              f"above --max-int8-accuracy-drop {options.max_int8_accuracy_drop:g}"),
+            (f.heldout_perplexity_rise is not None and f.heldout_perplexity_rise > options.max_heldout_perplexity_rise,
+             f"{f.file} perplexity on the held-out part is {100 * (f.heldout_perplexity_rise or 0):.2f}% above fp32's, "
+             f"above --max-heldout-perplexity-rise {options.max_heldout_perplexity_rise:g}"),
         ]  # fmt: skip
     return [line for tripped, line in checks if tripped]

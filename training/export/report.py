@@ -13,11 +13,18 @@ from pathlib import Path
 import numpy as np
 
 import fable
-from fable.tokenizer import make_windows
+from fable.evaluation import evaluation_of
 from fable.tuning import file_sha256
 
-from ..evaluate import greedy_continuations, greedy_decode, logits_of
+from ..evaluate import greedy_continuations, greedy_decode, held_out, logits_of
 from ..model import WordLSTM
+
+
+@dataclass(frozen=True)
+class HeldOutWindows:
+    contexts: np.ndarray  # [M, window]
+    labels: np.ndarray  # [M], never `banned`
+    banned: int | None  # the model's <unk>: never a suggestion
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,8 @@ class TorchReference:
     labels: np.ndarray  # [N] the corpus's next words
     logits: np.ndarray  # [N, vocab]
     continuations: np.ndarray  # [N, words] greedy, the plain decode
+    heldout: HeldOutWindows | None = None  # the corpus's held-out part, when it has one
+    heldout_figures: dict | None = None  # torch's figures there (fable.evaluation.Evaluation.as_dict)
 
     @property
     def correct(self) -> int:
@@ -48,14 +57,15 @@ class FileReport:
     clear_windows: int  # how many windows that is
     continuation_agreement: float  # share of windows whose greedy continuation is PyTorch's, word for word
     accuracy_drop_points: float | None = None  # int8 only: fp32 accuracy minus this one's, in points
+    heldout: dict | None = None  # figures on the held-out part (fable.evaluation.Evaluation.as_dict)
+    heldout_perplexity_rise: float | None = None  # quantized files: held-out perplexity / fp32's - 1
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def select_windows(ids: np.ndarray, window: int, limit: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """All windows of the corpus, or `limit` evenly spaced ones: contexts, labels, and the total."""
-    contexts, labels = make_windows(ids, window)
+def select_windows(contexts: np.ndarray, labels: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """All the windows trained on, or `limit` evenly spaced ones: contexts, labels, and the total."""
     total = len(labels)
     if total > limit:
         picked = np.linspace(0, total - 1, limit).round().astype(np.int64)
@@ -63,12 +73,17 @@ def select_windows(ids: np.ndarray, window: int, limit: int) -> tuple[np.ndarray
     return contexts, labels, total
 
 
-def torch_reference(model: WordLSTM, contexts: np.ndarray, labels: np.ndarray, words: int) -> TorchReference:
+def torch_reference(
+    model: WordLSTM, contexts: np.ndarray, labels: np.ndarray, words: int, heldout: HeldOutWindows | None = None
+) -> TorchReference:
+    figures = None if heldout is None else held_out(model, heldout.contexts, heldout.labels, heldout.banned).as_dict()
     return TorchReference(
         contexts=contexts,
         labels=labels,
         logits=logits_of(model, contexts).cpu().numpy(),
         continuations=greedy_continuations(model, contexts, words),
+        heldout=heldout,
+        heldout_figures=figures,
     )
 
 
@@ -83,6 +98,10 @@ def measure_file(path: Path, reference: TorchReference, name: str, clear: np.nda
     continuations = greedy_decode(next_words, reference.contexts, words, first=logits.argmax(axis=1))
     chosen = logits.argmax(axis=1)
     correct = int((chosen == reference.labels).sum())
+    held = reference.heldout
+    heldout = None
+    if held is not None:
+        heldout = evaluation_of(model.window_logits(held.contexts), held.labels, held.banned).as_dict()
     windows = len(reference.labels)
     agrees = chosen == reference.logits.argmax(axis=1)
     return FileReport(
@@ -99,6 +118,7 @@ def measure_file(path: Path, reference: TorchReference, name: str, clear: np.nda
         clear_agreement=float(agrees[clear].mean()) if clear.any() else 1.0,
         clear_windows=int(clear.sum()),
         continuation_agreement=float((continuations == reference.continuations).all(axis=1).mean()),
+        heldout=heldout,
     )
 
 
@@ -106,15 +126,28 @@ def format_table(reports: list[FileReport], reference: TorchReference, total_win
     windows = len(reference.labels)
     sampled = "" if windows == total_windows else f" (an even sample of {windows:,} of {total_windows:,})"
     rows = [("file", "size", "accuracy", "max |Δlogit|", "next word = torch", "away from ties", "32 words = torch",
-             "drop")]  # fmt: skip
-    rows.append(("torch (checkpoint)", "", f"{reference.correct}/{windows}", "", "", "", "", ""))
+             "drop", "held out: top-1 / top-3 / perplexity")]  # fmt: skip
+    rows.append(("torch (checkpoint)", "", f"{reference.correct}/{windows}", "", "", "", "", "",
+                 _held(reference.heldout_figures)))  # fmt: skip
     for r in reports:
         drop = "" if r.accuracy_drop_points is None else f"{r.accuracy_drop_points:+.2f} pt"
+        rise = "" if r.heldout_perplexity_rise is None else f" ({100 * r.heldout_perplexity_rise:+.2f}%)"
         rows.append((r.file, f"{r.bytes / 1e6:.2f} MB", f"{r.correct}/{r.windows} ({100 * r.accuracy:.1f}%)",
                      f"{r.max_abs_logit_diff:.2e}", f"{100 * r.next_word_agreement:.1f}%",
                      f"{100 * r.clear_agreement:.1f}% of {r.clear_windows:,}", f"{100 * r.continuation_agreement:.1f}%",
-                     drop))  # fmt: skip
+                     drop, _held(r.heldout) + rise))  # fmt: skip
+    if reference.heldout is None:
+        rows = [row[:-1] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
-    return f"parity over {windows:,} windows{sampled}:\n" + "\n".join(lines)
+    held = (
+        "" if reference.heldout is None else f"; held out: {len(reference.heldout.labels):,} windows never trained on"
+    )
+    return f"parity over {windows:,} windows{sampled}{held}:\n" + "\n".join(lines)
+
+
+def _held(figures: dict | None) -> str:
+    if figures is None:
+        return ""
+    return f"{100 * figures['top1']:.1f}% / {100 * figures['top3']:.1f}% / {figures['perplexity']:.2f}"

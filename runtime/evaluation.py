@@ -1,0 +1,130 @@
+"""How well a model predicts a text: top-1, top-3 and perplexity over the words it reads there.
+
+One computation for every place that reports them: a user's own text (`Model.evaluate`,
+`fable-run --score --file`), the held-out part in training, each exported file, and the n-gram
+yardstick in bench/. A word counts when the model can read the `window` words before it and it
+is a word the model could suggest: never <unk>, which `suggest` never shows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import PromptError
+
+if TYPE_CHECKING:
+    from .model import Model
+
+CHUNK = 1024  # words ranked at a time: bounds the [words, vocab] arrays on a large vocabulary
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    words: int  # words predicted, each from the window before it
+    top1: int  # of them, the model's likeliest word
+    top3: int  # among its three likeliest
+    log_probability: float  # their total, natural log
+    skipped: int = 0  # words of the text not predicted: unknown, <unk>, or too near an unknown word
+
+    @property
+    def top1_rate(self) -> float:
+        return self.top1 / self.words if self.words else 0.0
+
+    @property
+    def top3_rate(self) -> float:
+        return self.top3 / self.words if self.words else 0.0
+
+    @property
+    def perplexity(self) -> float:
+        return math.exp(-self.log_probability / self.words) if self.words else math.inf
+
+    def __add__(self, other: Evaluation) -> Evaluation:
+        return Evaluation(self.words + other.words, self.top1 + other.top1, self.top3 + other.top3,
+                          self.log_probability + other.log_probability, self.skipped + other.skipped)  # fmt: skip
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"words": self.words, "top1": self.top1_rate, "top3": self.top3_rate,
+                "perplexity": self.perplexity, "skipped": self.skipped}  # fmt: skip
+
+    def line(self) -> str:
+        return (f"{self.words:,} words: top-1 {100 * self.top1_rate:.1f}%, top-3 {100 * self.top3_rate:.1f}%, "
+                f"perplexity {self.perplexity:.2f}")  # fmt: skip
+
+
+NOTHING = Evaluation(0, 0, 0, 0.0)
+
+
+def evaluation_of(scores: np.ndarray, labels: np.ndarray, banned: int | None = None) -> Evaluation:
+    """Scores [N, vocab] (logits, or log-probabilities: the ranks are the same) of the words that
+    came, labels [N] (none of them `banned`). A word's rank counts the words scored above it and
+    those tied with it that come first in the vocabulary (the order `suggest` shows), never
+    `banned` (a model's <unk>); its probability is over the whole vocabulary."""
+    total = NOTHING
+    for start in range(0, len(labels), CHUNK):
+        z = np.asarray(scores[start : start + CHUNK], np.float64)  # [n, vocab]
+        label = np.asarray(labels[start : start + CHUNK])
+        rows = np.arange(len(label))
+        top = z.max(axis=1, keepdims=True)
+        log_total = np.log(np.exp(z - top).sum(axis=1)) + top[:, 0]
+        mine = z[rows, label][:, None]
+        above = (z > mine) | ((z == mine) & (np.arange(z.shape[1]) < label[:, None]))
+        if banned is not None:
+            above[:, banned] = False
+        rank = above.sum(axis=1)
+        total += Evaluation(len(label), int((rank < 1).sum()), int((rank < 3).sum()),
+                            float((z[rows, label] - log_total).sum()))  # fmt: skip
+    return total
+
+
+def evaluate(model: Model, text: str) -> Evaluation:
+    """Each word of `text` predicted from the `window` words before it, read as `suggest` reads
+    them. Unknown words are read as <unk> where the model has one, and are never a word to
+    predict; without <unk>, the windows that hold one are skipped."""
+    lexicon, window = model.lexicon, model.window
+    tokens = lexicon.read(text).tokens
+    unknown = lexicon.unknown_id
+    ids = [lexicon.index.get(token, unknown) for token in tokens]
+    total = NOTHING
+    for run in _readable_runs(ids):
+        for logits, labels in _chunks(model, run, window):
+            keep = labels != unknown if unknown is not None else slice(None)
+            total += evaluation_of(logits[keep], labels[keep], unknown)
+    if not total.words:
+        raise PromptError(f"no word of the text could be predicted: the model needs {window} words it knows "
+                          f"before a word to predict it, and the text has {len(tokens)} tokens")  # fmt: skip
+    return Evaluation(
+        total.words, total.top1, total.top3, total.log_probability, max(0, len(ids) - window) - total.words
+    )
+
+
+def _readable_runs(ids: Sequence[int | None]) -> Iterator[list[int]]:
+    """The longest stretches of ids without an unknown word (None)."""
+    run: list[int] = []
+    for i in ids:
+        if i is None:
+            yield run
+            run = []
+        else:
+            run.append(i)
+    yield run
+
+
+def _chunks(model: Model, run: list[int], window: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(logits [n, vocab], labels [n]) for each word of `run` after its first `window`, in chunks."""
+    if len(run) <= window:
+        return
+    logits, labels = [], []
+    for position, row in enumerate(model.logits_along(run[:-1])):
+        if position >= window - 1:
+            logits.append(row.copy())
+            labels.append(run[position + 1])
+            if len(labels) == CHUNK:
+                yield np.stack(logits), np.array(labels)
+                logits, labels = [], []
+    if labels:
+        yield np.stack(logits), np.array(labels)

@@ -1,0 +1,188 @@
+"""Text the model has not seen: the split never leaks, the held-out figures are what an independent
+count gives, a resumed run keeps its split, and the export holds int8 to fp32 there."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason='needs the train extra: pip install "fable[train]"')
+
+import fable
+from fable.tokenizer import UNKNOWN
+from fable.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from fable.training.cli import _fresh_config
+from fable.training.config import PRESETS, choose_preset
+from fable.training.corpus import load_corpus
+from fable.training.evaluate import logits_of
+from fable.training.export.exporter import ExportOptions, export_checkpoint
+from fable.training.export.guards import ExportGuardError
+from fable.training.metrics import read_metrics
+from fable.training.schedule import KeepBest
+from fable.training.split import UNSEEN, part_windows, split
+from fable.training.train import TrainingInterrupted, train
+
+from .helpers import ROOT, tiny_config
+from .test_training import StopAt, same_weights, weights
+
+GPL = ROOT / "training" / "corpora" / "gpl-3.txt"
+
+
+@pytest.mark.parametrize("share", [0.1, 0.25, 0.5])
+@pytest.mark.parametrize("window", [1, 3, 6])
+def test_the_split_never_leaks_a_window(share, window):
+    ids = np.arange(1003)  # each id is its own position in the text
+    train_contexts, train_labels = part_windows(ids, share, window, "train", None)
+    held_contexts, held_labels = part_windows(ids, share, window, "heldout", None)
+    seen = set(train_contexts.ravel()) | set(train_labels)
+    held = set(held_contexts.ravel()) | set(held_labels)
+    assert not seen & held  # no held-out word is ever a training window's context or label
+    for contexts, labels in ((train_contexts, train_labels), (held_contexts, held_labels)):
+        whole = np.concatenate([contexts, labels[:, None]], axis=1)
+        assert (np.diff(whole, axis=1) == 1).all()  # each window is one stretch of text: none straddles
+    ranges = split(len(ids), share)
+    assert sum(end - start for start, end in ranges.heldout) == pytest.approx(share * len(ids), abs=10)
+    assert len(ranges.heldout) == 10  # the end of each tenth, so it samples the whole text
+
+
+def test_the_vocabulary_is_the_training_parts():
+    corpus = load_corpus(GPL, 3, holdout=0.1)  # every word kept: no <unk>
+    training = {t for start, end in corpus.split.train for t in corpus.tokens[start:end]}
+    assert set(corpus.vocabulary) == training
+    unseen = {t for t, i in zip(corpus.tokens, corpus.ids) if i == UNSEEN}
+    assert unseen and not unseen & training
+    contexts, labels = corpus.windows(3, "heldout")
+    assert (contexts != UNSEEN).all() and (labels != UNSEEN).all()
+    rare = load_corpus(GPL, 3, min_count=2, holdout=0.1)  # held-out words it lacks are read as <unk>
+    assert UNSEEN not in rare.ids and (rare.windows(3, "heldout")[1] != rare.unknown_id).all()
+
+
+def test_a_corpus_that_can_spare_a_part_trains_with_predict():
+    assert choose_preset(204)[0] == "memorize"  # the fable
+    preset, why = choose_preset(6470)
+    assert preset == "predict" and "6,470 tokens" in why
+    with pytest.raises(Exception, match="holds out no whole window"):
+        load_corpus(None, 3, holdout=0.1)  # the fable's tenths are too short to hold out a window
+
+
+def test_predict_sizes_its_model_by_the_corpus_and_keeps_a_width_asked_for():
+    small, large = (PRESETS["predict"].for_corpus(windows) for windows in (5_760, 68_305))
+    assert (small.model.hidden, small.dropout, small.steps) == (256, 0.65, 2500)
+    assert (large.model.hidden, large.dropout, large.steps) == (512, 0.1, 3400)
+    assert large.model.embedding_dim == 512 and large.sizes == ()
+    asked = _fresh_config(PRESETS["predict"], {"steps": None}, {"hidden": 32}).for_corpus(68_305)
+    assert (asked.model.hidden, asked.model.embedding_dim, asked.dropout, asked.steps) == (32, 32, 0.1, 3400)
+    asked.validate()
+
+
+def predict_config(steps: int = 40, **changes):
+    """The predict recipe, narrow and short: seconds on two cores."""
+    config = tiny_config("predict", steps=steps, window=4, hidden=16, embedding_dim=16)
+    return dataclasses.replace(config, batch_size=64, eval_every=10, checkpoint_every=10, **changes)
+
+
+@pytest.fixture(scope="module")
+def gpl_corpus():
+    config = predict_config()
+    return load_corpus(GPL, config.model.window, min_count=config.min_count, holdout=config.holdout)
+
+
+@pytest.fixture(scope="module")
+def predict_run(gpl_corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("predict")
+    return train(gpl_corpus, predict_config(), "cpu", out), out
+
+
+def independent_figures(model, contexts, labels, banned):
+    """Top-1, top-3 and perplexity one window at a time, in plain Python."""
+    logits = logits_of(model, contexts).double().numpy()
+    top1 = top3 = 0
+    log_probability = 0.0
+    for row, label in zip(logits, labels.tolist()):
+        biggest = max(row)
+        log_total = biggest + math.log(sum(math.exp(x - biggest) for x in row))
+        log_probability += row[label] - log_total
+        ranked = sorted((i for i in range(len(row)) if i != banned), key=lambda i: (-row[i], i))
+        top1 += ranked[0] == label
+        top3 += label in ranked[:3]
+    return top1, top3, math.exp(-log_probability / len(labels))
+
+
+def test_the_held_out_figures_are_an_independent_counts_figures(predict_run, gpl_corpus):
+    result, out = predict_run
+    checkpoint = load_checkpoint(out / CHECKPOINT_NAME)
+    contexts, labels = gpl_corpus.windows(4, "heldout")
+    top1, top3, perplexity = independent_figures(checkpoint.build_model(), contexts, labels, gpl_corpus.unknown_id)
+    assert (result.heldout.words, result.heldout.top1, result.heldout.top3) == (len(labels), top1, top3)
+    assert result.heldout.perplexity == pytest.approx(perplexity, rel=1e-6)
+    assert checkpoint.heldout["perplexity"] == pytest.approx(perplexity, rel=1e-6)
+    rows = read_metrics(out / "metrics.jsonl")
+    assert all({"heldout_top1", "heldout_top3", "heldout_perplexity"} <= set(row) for row in rows)
+
+
+def test_the_weights_kept_are_those_of_the_best_held_out_perplexity(predict_run):
+    result, out = predict_run
+    best = min(row["heldout_perplexity"] for row in read_metrics(out / "metrics.jsonl"))
+    assert result.heldout.perplexity == pytest.approx(best, rel=1e-6)
+
+
+def test_keep_best_cuts_the_rate_then_stops():
+    keeper = KeepBest(patience=2, cuts=1)
+    assert keeper.observe(10, 50.0) and keeper.scale == 1
+    assert not keeper.observe(20, 51.0) and not keeper.observe(30, 52.0)
+    assert keeper.scale == 0.25 and not keeper.stopped  # the rate cut once, patience anew
+    assert not keeper.observe(40, 50.5) and not keeper.observe(50, 50.1)
+    assert keeper.stopped_at == 50 and "kept the weights of step 10" in keeper.reason(50)
+    ended = KeepBest(patience=5)
+    ended.observe(10, 50.0)
+    ended.observe(20, 51.0)
+    assert (
+        ended.reason(20) == "the budget ended at step 20; it kept the weights of step 10, the best held-out perplexity"
+    )
+    assert KeepBest(patience=5).reason(20) == "" and ended.reason(10) == ""  # the last weights are the best
+
+
+def test_a_resumed_run_keeps_its_split_and_ends_as_an_uninterrupted_one(gpl_corpus, tmp_path):
+    config = predict_config(steps=60, patience=100)
+    whole = train(gpl_corpus, config, "cpu", tmp_path / "whole")
+    with pytest.raises(TrainingInterrupted, match="step 30"):
+        train(gpl_corpus, config, "cpu", tmp_path / "cut", progress=StopAt(config.steps, stop=35))
+    checkpoint = load_checkpoint(tmp_path / "cut" / CHECKPOINT_NAME)
+    assert checkpoint.best_state is not None  # the best held-out weights so far travel with it
+    for part in ("train", "heldout"):
+        for a, b in zip(checkpoint.windows(part), gpl_corpus.windows(4, part)):
+            assert np.array_equal(a, b)
+    resumed = train(gpl_corpus, config, "cpu", tmp_path / "cut", resume=checkpoint)
+    assert same_weights(weights(tmp_path / "whole"), weights(tmp_path / "cut"))
+    assert resumed.heldout == whole.heldout
+
+
+def test_the_export_measures_each_file_on_the_held_out_part(predict_run, tmp_path):
+    _, out = predict_run
+    checkpoint = load_checkpoint(out / CHECKPOINT_NAME)
+    options = ExportOptions(min_int8_agreement=0.0, max_int8_accuracy_drop=100.0)
+    result = export_checkpoint(checkpoint, "predict", tmp_path / "exported", options)
+    fp32, int8 = result.files
+    assert fp32.heldout["perplexity"] == pytest.approx(checkpoint.heldout["perplexity"], rel=1e-4)
+    assert int8.heldout_perplexity_rise == pytest.approx(int8.heldout["perplexity"] / fp32.heldout["perplexity"] - 1)
+    assert abs(int8.heldout_perplexity_rise) <= 0.02
+    provenance = fable.Model(tmp_path / "exported" / "fable.int8.onnx").metadata.provenance
+    assert provenance.heldout == 0.1 and provenance.heldout_words == fp32.heldout["words"]
+    assert provenance.heldout_perplexity == pytest.approx(checkpoint.heldout["perplexity"])
+    strict = dataclasses.replace(options, max_heldout_perplexity_rise=-1.0)  # no file can pass
+    with pytest.raises(ExportGuardError, match="perplexity on the held-out part"):
+        export_checkpoint(checkpoint, "predict", tmp_path / "refused", strict)
+
+
+def test_tied_weights_are_one_matrix_and_dropout_is_training_only(gpl_corpus, predict_run):
+    result, out = predict_run
+    model_state = load_checkpoint(out / CHECKPOINT_NAME).model_state
+    assert torch.equal(model_state["embedding.weight"], model_state["head.weight"])
+    model = load_checkpoint(out / CHECKPOINT_NAME).build_model()
+    contexts = torch.from_numpy(gpl_corpus.windows(4, "heldout")[0][:8])
+    assert torch.equal(model(contexts), model(contexts))  # eval mode: no dropout in the numbers
+    predict = PRESETS["predict"]
+    assert predict.tie and all(size.dropout > 0 for size in predict.sizes) and UNKNOWN in gpl_corpus.vocabulary
