@@ -1,16 +1,22 @@
-"""The default preset, the export and the runtime on the fable and on the two real corpora.
+"""Training, the export and the runtime on the fable and on the two real corpora.
 
-    OPENBLAS_NUM_THREADS=1 python bench/corpora.py [--only NAME] [--device auto|cpu|cuda]
+    OPENBLAS_NUM_THREADS=1 python bench/corpora.py [--only NAME] [--preset auto|predict|memorize] [--device ...]
 
-For each corpus it trains the default preset from scratch, exports with the default guards and
-times a sampled word with the runtime, then prints one row: windows, vocabulary, ceiling,
-accuracy and its share of the ceiling, steps taken of the budget, training wall time and the
-share of it spent evaluating, the export's verdict, int8's accuracy drop, and per-word µs for fp32 and int8. The rows also go to bench/results/local/corpora.json.
+For each corpus it trains from scratch with the preset fable-train would choose (or the one
+named: memorize holds 10% out too, so that it can be measured on text it never saw), exports
+with the default guards and times a sampled word with the runtime. Each row: windows,
+vocabulary, ceiling, accuracy and its share of the ceiling, steps taken of the budget, training
+wall time and the share of it spent evaluating, the export's verdict, int8's accuracy drop, µs
+a word for fp32 and int8; and on the held-out part, the int8 file's top-1, top-3 and perplexity
+beside those of an interpolated modified Kneser-Ney 4-gram counted on the same training part
+(training/ngram.py), with the ratio of the perplexities and the difference of the top-3s. The
+rows also go to bench/results/local/corpora.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -22,11 +28,13 @@ import fable
 from fable.benchmark import word_gaps_us
 from fable.cli import columns
 from fable.contract import FILE_NAMES, REPORT_NAME
+from fable.evaluation import Evaluation, evaluation_of
 from fable.machine import describe as describe_machine
-from fable.training.config import PRESETS
-from fable.training.corpus import fable_path, load_corpus
+from fable.training.config import PRESETS, choose_preset
+from fable.training.corpus import Corpus, Text, fable_path, load_corpus, read_corpus
 from fable.training.export.exporter import ExportOptions, export_checkpoint
 from fable.training.export.guards import ExportGuardError
+from fable.training.ngram import KneserNey
 from fable.training.train import resolve_device, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,9 +46,13 @@ CORPORA = {
 RESULTS = ROOT / "bench" / "results" / "local" / "corpora.json"
 
 
-def measure(name: str, path: Path, device: str, work: Path) -> dict:
-    preset = PRESETS["default"]
-    corpus = load_corpus(path, preset.model.window)
+def measure(name: str, text: Text, preset_name: str, device: str, work: Path) -> dict:
+    """Train `text` with a preset (by name, fable-train's choice resolved), export and time it."""
+    preset = PRESETS[preset_name]
+    if preset.preset == "memorize" and choose_preset(len(text.tokens))[0] == "predict":
+        preset = dataclasses.replace(preset, holdout=0.1)  # the same held-out part as predict's
+    corpus = load_corpus(text, preset.model.window, preset.tokenizer_version, preset.min_count, preset.max_vocab,
+                         preset.holdout)  # fmt: skip
     config = preset.for_corpus(corpus.window_count(preset.model.window))
     started = time.perf_counter()
     result = train(corpus, config, device, work / name)
@@ -60,41 +72,78 @@ def measure(name: str, path: Path, device: str, work: Path) -> dict:
             model = fable.Model(file)
             words[quantization] = float(np.median(word_gaps_us(model, fable.Sampling(1.0, seed=0), 200, 2000)))
     ev, best = result.evaluation, result.ceiling
-    return {
-        "corpus": name, "windows": ev.windows, "vocabulary": len(corpus.vocabulary), "ceiling": best.accuracy,
+    row = {
+        "corpus": name, "preset": config.preset, "window": config.model.window, "hidden": config.model.hidden,
+        "windows": ev.windows, "vocabulary": len(corpus.vocabulary), "ceiling": best.accuracy,
         "accuracy": ev.accuracy, "of_ceiling": ev.correct / best.correct, "steps": result.checkpoint.step,
-        "budget": result.checkpoint.config.steps, "decay": result.schedule.reason,
+        "budget": result.checkpoint.config.steps, "decay": result.schedule.reason or result.stopped,
         "eval_share": result.eval_seconds / result.wall_seconds,
         "train_seconds": seconds, "device": device, "export": verdict, "int8_drop_points": int8["accuracy_drop_points"],
         "fp32_word_us": words.get("fp32"), "int8_word_us": words.get("int8"),
     }  # fmt: skip
+    if config.holdout and int8.get("heldout"):
+        ngram = kneser_ney_heldout(corpus, config.model.window)
+        row |= {"heldout_words": int8["heldout"]["words"], "int8_heldout": int8["heldout"],
+                "fp32_heldout": report["files"][FILE_NAMES["fp32"]]["heldout"], "ngram_heldout": ngram.as_dict(),
+                "perplexity_ratio": int8["heldout"]["perplexity"] / ngram.perplexity,
+                "top3_points": 100 * (int8["heldout"]["top3"] - ngram.top3_rate)}  # fmt: skip
+    return row
+
+
+def kneser_ney_heldout(corpus: Corpus, window: int) -> Evaluation:
+    """The yardstick: a 4-gram counted on the training part, on the same held-out windows (it
+    reads their last 3 words), measured as the runtime measures a model."""
+    model = KneserNey([corpus.ids[start:end] for start, end in corpus.split.train], len(corpus.vocabulary))
+    contexts, labels = corpus.windows(window, "heldout")
+    return evaluation_of(np.log(model.distributions(contexts).dense()), labels, corpus.unknown_id)
 
 
 def table(rows: list[dict]) -> str:
-    header = ("corpus", "windows", "words", "ceiling", "accuracy", "of ceiling", "steps", "train s", "evaluating",
-              "export", "int8 drop", "fp32 µs", "int8 µs")  # fmt: skip
+    header = ("corpus", "preset", "windows", "words", "ceiling", "accuracy", "of ceiling", "steps", "train s",
+              "evaluating", "export", "int8 drop", "fp32 µs", "int8 µs")  # fmt: skip
     cells = [
-        (r["corpus"], f"{r['windows']:,}", f"{r['vocabulary']:,}", f"{100 * r['ceiling']:.1f}%",
+        (r["corpus"], r["preset"], f"{r['windows']:,}", f"{r['vocabulary']:,}", f"{100 * r['ceiling']:.1f}%",
          f"{100 * r['accuracy']:.1f}%", f"{100 * r['of_ceiling']:.1f}%", f"{r['steps']:,} of {r['budget']:,}",
          f"{r['train_seconds']:.1f}", f"{100 * r['eval_share']:.0f}%", r["export"],
          f"{r['int8_drop_points']:+.2f} pt", f"{r['fp32_word_us']:.1f}" if r["fp32_word_us"] else "—",
          f"{r['int8_word_us']:.1f}" if r["int8_word_us"] else "—")
         for r in rows
     ]  # fmt: skip
-    return columns(header, cells)
+    held = [r for r in rows if "ngram_heldout" in r]
+    if not held:
+        return columns(header, cells)
+    held_header = ("corpus", "preset", "held-out words", "int8 top-1", "int8 top-3", "int8 perplexity",
+                   "4-gram top-1", "4-gram top-3", "4-gram perplexity", "perplexity ratio", "top-3 gain")  # fmt: skip
+    held_cells = [
+        (r["corpus"], r["preset"], f"{r['heldout_words']:,}", f"{100 * r['int8_heldout']['top1']:.1f}%",
+         f"{100 * r['int8_heldout']['top3']:.1f}%", f"{r['int8_heldout']['perplexity']:.2f}",
+         f"{100 * r['ngram_heldout']['top1']:.1f}%", f"{100 * r['ngram_heldout']['top3']:.1f}%",
+         f"{r['ngram_heldout']['perplexity']:.2f}", f"{r['perplexity_ratio']:.3f}", f"{r['top3_points']:+.1f} pt")
+        for r in held
+    ]  # fmt: skip
+    return columns(header, cells) + "\n\n" + columns(held_header, held_cells)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", choices=list(CORPORA), action="append", help="a corpus; repeat for several")
+    parser.add_argument(
+        "--preset",
+        choices=["auto", "predict", "memorize"],
+        action="append",
+        help="fable-train's choice (auto), or a preset; repeat for several",
+    )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     args = parser.parse_args()
     device = resolve_device(args.device)
     rows = []
     with tempfile.TemporaryDirectory() as work:
         for name in args.only or list(CORPORA):
-            rows.append(measure(name, CORPORA[name], device, Path(work)))
-            print(table(rows[-1:]), flush=True)
+            text = read_corpus(CORPORA[name])
+            chosen = choose_preset(len(text.tokens))[0]
+            for preset in dict.fromkeys(chosen if p == "auto" else p for p in args.preset or ["auto"]):
+                rows.append(measure(name, text, preset, device, Path(work) / preset))
+                print(table(rows[-1:]), flush=True)
     print()
     print(table(rows))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
