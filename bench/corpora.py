@@ -93,7 +93,7 @@ def measure(name: str, text: Text, preset_name: str, device: str, work: Path) ->
 def kneser_ney_heldout(corpus: Corpus, window: int) -> Evaluation:
     """The yardstick: a 4-gram counted on the training part, on the same held-out windows (it
     reads their last 3 words), measured as the runtime measures a model."""
-    model = KneserNey([corpus.ids[start:end] for start, end in corpus.split.train], len(corpus.vocabulary))
+    model = KneserNey(corpus.segments(), len(corpus.vocabulary))
     contexts, labels = corpus.windows(window, "heldout")
     return evaluation_of(np.log(model.distributions(contexts).dense()), labels, corpus.unknown_id)
 

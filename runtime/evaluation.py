@@ -8,6 +8,7 @@ is a word the model could suggest: never <unk>, which `suggest` never shows.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -71,13 +72,12 @@ def evaluation_of(scores: np.ndarray, labels: np.ndarray, banned: int | None = N
         rows = np.arange(len(label))
         top = z.max(axis=1, keepdims=True)
         log_total = np.log(np.exp(z - top).sum(axis=1)) + top[:, 0]
-        mine = z[rows, label][:, None]
-        above = (z > mine) | ((z == mine) & (np.arange(z.shape[1]) < label[:, None]))
+        mine = z[rows, label]  # [n]
+        above = (z > mine[:, None]) | ((z == mine[:, None]) & (np.arange(z.shape[1]) < label[:, None]))
         if banned is not None:
             above[:, banned] = False
         rank = above.sum(axis=1)
-        total += Evaluation(len(label), int((rank < 1).sum()), int((rank < 3).sum()),
-                            float((z[rows, label] - log_total).sum()))  # fmt: skip
+        total += Evaluation(len(label), int((rank < 1).sum()), int((rank < 3).sum()), float((mine - log_total).sum()))
     return total
 
 
@@ -88,7 +88,7 @@ def evaluate(model: Model, text: str) -> Evaluation:
     lexicon, window = model.lexicon, model.window
     tokens = lexicon.read(text).tokens
     unknown = lexicon.unknown_id
-    ids = [lexicon.index.get(token, unknown) for token in tokens]
+    ids = lexicon.lookup(tokens)
     total = NOTHING
     for run in _readable_runs(ids):
         for logits, labels in _chunks(model, run, window):
@@ -97,9 +97,7 @@ def evaluate(model: Model, text: str) -> Evaluation:
     if not total.words:
         raise PromptError(f"no word of the text could be predicted: the model needs {window} words it knows "
                           f"before a word to predict it, and the text has {len(tokens)} tokens")  # fmt: skip
-    return Evaluation(
-        total.words, total.top1, total.top3, total.log_probability, max(0, len(ids) - window) - total.words
-    )
+    return dataclasses.replace(total, skipped=max(0, len(ids) - window) - total.words)
 
 
 def _readable_runs(ids: Sequence[int | None]) -> Iterator[list[int]]:

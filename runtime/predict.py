@@ -150,7 +150,7 @@ class _Query:
             return None  # no word it knows completes it, and it never suggests <unk>
         shortest = 1 if model.metadata.graph == GRAPH_STEP else window
         ids = lexicon.ids(reading, "text", shortest, window, last=window)
-        recent = [lexicon.index.get(token, lexicon.unknown_id) for token in reading.tokens]
+        recent = lexicon.lookup(reading.tokens)
         return _Query(partial, ids, recent, k)
 
     def ranked(self, model: Model, logits: np.ndarray) -> list[Suggestion]:

@@ -94,6 +94,10 @@ class Lexicon:
     def tokens(self, text: str) -> list[str]:
         return tokenize(text, self.version)
 
+    def lookup(self, tokens: Sequence[str]) -> list[int | None]:
+        """Each token's id; <unk>'s for a word not in the vocabulary, or None without one."""
+        return [self.index.get(token, self.unknown_id) for token in tokens]
+
     def ids(self, reading: Reading, what: str, least: int, window: int, last: int | None = None) -> list[int]:
         """The ids of the reading's tokens (of its `last` ones, when given); PromptError if it has
         fewer than `least`. Unknown words are refused, or read as <unk> with a notice where the
@@ -110,7 +114,7 @@ class Lexicon:
         if unknown:
             words = list(dict.fromkeys(reading.tokens[i] for i in unknown))
             log.warning("fable: %s not in the model's vocabulary, read as %s", _list(words), UNKNOWN)
-        return [self.index.get(token, self.unknown_id) for token in reading.tokens[first:]]  # type: ignore[misc]
+        return self.lookup(reading.tokens[first:])  # type: ignore[return-value]  # None only where refused above
 
     def unknown_error(self, reading: Reading, positions: list[int]) -> UnknownWordError:
         first = {}  # each unknown token once, at its first place

@@ -111,7 +111,7 @@ def independent_figures(model, contexts, labels, banned):
     return top1, top3, math.exp(-log_probability / len(labels))
 
 
-def test_the_held_out_figures_are_an_independent_counts_figures(predict_run, gpl_corpus):
+def test_the_held_out_figures_equal_an_independent_count(predict_run, gpl_corpus):
     result, out = predict_run
     checkpoint = load_checkpoint(out / CHECKPOINT_NAME)
     contexts, labels = gpl_corpus.windows(4, "heldout")

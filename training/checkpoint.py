@@ -18,12 +18,11 @@ from fable import __version__
 from fable.atomic import atomic_path
 from fable.contract import ModelConfig
 from fable.errors import UsageError
-from fable.tokenizer import UNKNOWN
 
 from .config import Size, TrainConfig
 from .corpus import ceiling
 from .model import WordLSTM
-from .split import part_windows
+from .split import part_windows, unknown_id
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = "fable-checkpoint"
@@ -56,7 +55,7 @@ class Checkpoint:
 
     @property
     def unknown_id(self) -> int | None:
-        return self.vocabulary.index(UNKNOWN) if UNKNOWN in self.vocabulary else None
+        return unknown_id(self.vocabulary)
 
     def windows(self, part: str = "train") -> tuple[np.ndarray, np.ndarray]:
         """contexts [N, window] and labels [N] of the corpus's training or held-out part, split as

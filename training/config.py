@@ -10,6 +10,8 @@ from fable.contract import MAX_HIDDEN, MAX_LAYERS, MAX_WINDOW, ModelConfig
 from fable.errors import SettingError, check_whole
 from fable.tokenizer import TOKENIZER_VERSION
 
+from .split import MAX_HOLDOUT
+
 MAX_STEPS = 10_000_000
 MAX_SEED = 2**63 - 1
 MAX_EVAL_WINDOWS = 100_000_000
@@ -20,7 +22,6 @@ RESUMABLE = ("steps", "eval_every", "checkpoint_every", "eval_windows")
 DEVICES = ("auto", "cpu", "cuda")
 SCHEDULES = ("plateau", "constant")  # training/schedule.py
 STOPS = ("schedule", "heldout")  # when the schedule ends, or when held-out perplexity stops improving
-MAX_HOLDOUT = 0.5
 # With no preset named, a corpus of at least this many tokens trains with `predict` and holds 10%
 # out (about 200 windows or more to measure it on); a smaller one, like the fable's 204 tokens,
 # trains with `memorize`: learning its windows is the whole point there.

@@ -14,7 +14,7 @@ from fable.errors import UsageError
 from fable.textfile import read_text_file
 from fable.tokenizer import TOKENIZER_VERSION, UNKNOWN, build_vocabulary, tokenize
 
-from .split import UNSEEN, Split, part_windows, split
+from .split import UNSEEN, Split, part_windows, split, unknown_id
 
 FABLE_NAME = "fable.txt"  # Aesop, "The Belling of the Cat", as the rnn-words tutorial used it
 
@@ -36,7 +36,11 @@ class Corpus:
 
     @property
     def unknown_id(self) -> int | None:
-        return self.vocabulary.index(UNKNOWN) if UNKNOWN in self.vocabulary else None
+        return unknown_id(self.vocabulary)
+
+    def segments(self, part: str = "train") -> list[np.ndarray]:
+        """The ids of each block of one part: what an n-gram is counted on, none across blocks."""
+        return [self.ids[start:end] for start, end in self.split.part(part)]
 
     def windows(self, window: int, part: str = "train") -> tuple[np.ndarray, np.ndarray]:
         """contexts [N, window] and next-word labels [N] of the training part, or the held-out one
@@ -140,7 +144,7 @@ def load_corpus(
     corpus = Corpus(
         name=text.path.name,
         sha256=text.sha256,
-        tokens=[t if t in kept else UNKNOWN if unknown != UNSEEN else t for t in tokens],
+        tokens=[t if t in kept or unknown == UNSEEN else UNKNOWN for t in tokens],
         vocabulary=vocabulary,
         ids=np.array([index[t] if t in kept else unknown for t in tokens], np.int64),
         rare_words=len(rare),

@@ -39,10 +39,10 @@ class Distributions:
     indices: np.ndarray  # int64
     values: np.ndarray  # float64
 
-    def dense(self, rows: np.ndarray | None = None) -> np.ndarray:
-        """float32 [len(rows), vocab] (every row when None)."""
+    def dense(self, rows: np.ndarray | None = None, dtype: type = np.float32) -> np.ndarray:
+        """[len(rows), vocab] (every row when None)."""
         rows = np.arange(len(self.weight)) if rows is None else np.asarray(rows)
-        out = (self.weight[rows, None] * self.base[None, :]).astype(np.float32)
+        out = (self.weight[rows, None] * self.base[None, :]).astype(dtype)
         starts, lengths = self.indptr[rows], self.indptr[rows + 1] - self.indptr[rows]
         owner = np.repeat(np.arange(len(rows)), lengths)
         flat = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
@@ -121,10 +121,7 @@ class KneserNey:
 
     def distribution(self, context: Sequence[int]) -> np.ndarray:
         """p(w | context) for every word of the vocabulary, float64 [vocab]."""
-        sparse = self.distributions(np.array(list(context), np.int64).reshape(1, -1))
-        out = sparse.weight[0] * self.base
-        out[sparse.indices] += sparse.values
-        return out
+        return self.distributions(np.array(list(context), np.int64).reshape(1, -1)).dense(dtype=np.float64)[0]
 
 
 def _discounts(counts: Counter) -> tuple[float, float, float]:

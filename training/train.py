@@ -107,8 +107,7 @@ def _train(
     else:
         teacher = None
         if config.distill:  # counted on the training part only, as the yardstick is
-            segments = [corpus.ids[start:end] for start, end in corpus.split.train]
-            teacher = KneserNey(segments, len(corpus.vocabulary)).distributions(train_contexts)
+            teacher = KneserNey(corpus.segments(), len(corpus.vocabulary)).distributions(train_contexts)
         batches = WindowBatches(
             train_contexts, train_labels, config.batch_size, device, data_rng, teacher, config.distill
         )

@@ -38,9 +38,8 @@ class ExportOptions:
     graph: str = contract.GRAPH_STEP
     int4: bool = False  # also write fable.int4.onnx (step graph only)
     int4_block_size: int = DEFAULT_INT4_BLOCK
-    lstm: bool = (
-        False  # also write fable.int8-lstm.onnx: one sequence on onnxruntime's LSTM operators (step graph only)
-    )
+    # also write fable.int8-lstm.onnx: one sequence on onnxruntime's LSTM operators (step graph only)
+    lstm: bool = False
     max_fp32_logit_diff: float = 1e-4
     # Share of the windows not near a tie (PyTorch's top two logits more than `near_tie_margin`
     # apart) whose int8 (and int4) greedy next word is PyTorch's. At a near-tie the two words are

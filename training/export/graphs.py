@@ -200,9 +200,8 @@ def build_window_graph(weights: Weights, config: ModelConfig) -> onnx.ModelProto
     for layer, lw in enumerate(weights.layers):
         if layer < config.layers - 1:
             b.lstm(layer, x, lw, config.hidden, ("", ""), [f"lstm{layer}.Y", "", ""])
-            x = b.node(
-                "Squeeze", [f"lstm{layer}.Y", b.ints([1])]
-            )  # this layer's outputs [w, N, H], the next one's input
+            # this layer's outputs [w, N, H], the next one's input
+            x = b.node("Squeeze", [f"lstm{layer}.Y", b.ints([1])])
         else:  # the top layer's last hidden state is all the head needs
             b.lstm(layer, x, lw, config.hidden, ("", ""), ["", "top.Y_h", ""])
     b.head(b.node("Squeeze", ["top.Y_h", b.ints([0])]), weights)  # last step [N, H] → [N, V]
