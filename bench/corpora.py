@@ -28,7 +28,7 @@ import fable
 from fable.benchmark import word_gaps_us
 from fable.cli import columns
 from fable.contract import FILE_NAMES, REPORT_NAME
-from fable.evaluation import Evaluation, evaluation_of
+from fable.evaluation import NOTHING, Evaluation, evaluation_of
 from fable.machine import describe as describe_machine
 from fable.training.config import PRESETS, choose_preset
 from fable.training.corpus import Corpus, Text, fable_path, load_corpus, read_corpus
@@ -49,7 +49,7 @@ RESULTS = ROOT / "bench" / "results" / "local" / "corpora.json"
 def measure(name: str, text: Text, preset_name: str, device: str, work: Path) -> dict:
     """Train `text` with a preset (by name, fable-train's choice resolved), export and time it."""
     preset = PRESETS[preset_name]
-    if preset.preset == "memorize" and choose_preset(len(text.tokens))[0] == "predict":
+    if preset.preset == "memorize" and choose_preset(len(text.ids))[0] == "predict":
         preset = dataclasses.replace(preset, holdout=0.1)  # the same held-out part as predict's
     corpus = load_corpus(text, preset.model.window, preset.tokenizer_version, preset.min_count, preset.max_vocab,
                          preset.holdout)  # fmt: skip
@@ -92,10 +92,17 @@ def measure(name: str, text: Text, preset_name: str, device: str, work: Path) ->
 
 def kneser_ney_heldout(corpus: Corpus, window: int) -> Evaluation:
     """The yardstick: a 4-gram counted on the training part, on the same held-out windows (it
-    reads their last 3 words), measured as the runtime measures a model."""
+    reads their last 3 words), measured as the runtime measures a model. A chunk of windows at a
+    time, so that no [windows, vocab] array is ever made, however long the held-out part."""
     model = KneserNey(corpus.segments(), len(corpus.vocabulary))
-    contexts, labels = corpus.windows(window, "heldout")
-    return evaluation_of(np.log(model.distributions(contexts).dense()), labels, corpus.unknown_id)
+    starts = corpus.starts(window, "heldout")
+    chunk = max(1, min(8192, 2**25 // len(corpus.vocabulary)))  # at most 2^25 probabilities, 128 MiB
+    total = NOTHING
+    for first in range(0, len(starts), chunk):
+        rows = corpus.ids[starts[first : first + chunk, None] + np.arange(window + 1)]  # [chunk, window + 1]
+        scores = model.distributions(rows[:, :window]).dense()  # float32 [chunk, vocab]
+        total += evaluation_of(np.log(scores, out=scores), rows[:, window], corpus.unknown_id)
+    return total
 
 
 def table(rows: list[dict]) -> str:
@@ -140,7 +147,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         for name in args.only or list(CORPORA):
             text = read_corpus(CORPORA[name])
-            chosen = choose_preset(len(text.tokens))[0]
+            chosen = choose_preset(len(text.ids))[0]
             for preset in dict.fromkeys(chosen if p == "auto" else p for p in args.preset or ["auto"]):
                 rows.append(measure(name, text, preset, device, Path(work) / preset))
                 print(table(rows[-1:]), flush=True)

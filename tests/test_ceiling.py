@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("torch", reason='needs the train extra: pip install "fable[train]"')
 
 from fable.tokenizer import make_windows, tokenize
-from fable.training.corpus import ceiling
+from fable.training.ceiling import ceiling
 
 from .helpers import SHIPPED, fable_windows, invoke
 

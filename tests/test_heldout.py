@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch", reason='needs the train extra: pip install "fable[train]"')
 
 import fable
-from fable.tokenizer import UNKNOWN
+from fable.tokenizer import UNKNOWN, tokenize
 from fable.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from fable.training.cli import _fresh_config
 from fable.training.config import PRESETS, choose_preset
@@ -50,9 +50,11 @@ def test_the_split_never_leaks_a_window(share, window):
 
 def test_the_vocabulary_is_the_training_parts():
     corpus = load_corpus(GPL, 3, holdout=0.1)  # every word kept: no <unk>
-    training = {t for start, end in corpus.split.train for t in corpus.tokens[start:end]}
+    tokens = tokenize(GPL.read_text(encoding="utf-8"))  # read here, not by the code under test
+    training = {t for start, end in corpus.split.train for t in tokens[start:end]}
     assert set(corpus.vocabulary) == training
-    unseen = {t for t, i in zip(corpus.tokens, corpus.ids) if i == UNSEEN}
+    assert [corpus.vocabulary[i] if i != UNSEEN else t for t, i in zip(tokens, corpus.ids)] == tokens
+    unseen = {t for t, i in zip(tokens, corpus.ids) if i == UNSEEN}
     assert unseen and not unseen & training
     contexts, labels = corpus.windows(3, "heldout")
     assert (contexts != UNSEEN).all() and (labels != UNSEEN).all()

@@ -8,6 +8,7 @@ import pytest
 from fable.training.ngram import KneserNey
 
 from .helpers import fable_tokens
+from .ngram_reference import KneserNey as Reference
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +62,46 @@ def test_the_sparse_distributions_are_the_dense_ones(fable_ids):
     assert np.allclose(dense.sum(axis=1), 1, atol=1e-5)
     for row, context in zip(dense, contexts):
         assert np.allclose(row, model.distribution(context), atol=1e-6)
+
+
+def _zipf_corpus(seed: int, vocab: int, dtype: type) -> list[np.ndarray]:
+    """Segments of Zipf-like ids over the lower part of a vocabulary (its top ids never occur),
+    with short ones (shorter than an n-gram, empty) among them, so contexts repeat and end early."""
+    rng = np.random.default_rng(seed)
+    lengths = [0, 1, 2, 3, *rng.integers(5, 600, 6)]
+    return [((rng.zipf(1.6, length) - 1) % (vocab - 5)).astype(dtype) for length in rng.permutation(lengths)]
+
+
+@pytest.mark.parametrize("seed, vocab, order", [(0, 30, 4), (1, 12, 4), (2, 60, 3), (3, 25, 2), (4, 40, 5), (5, 20, 1)])
+def test_the_counted_model_is_the_reference_one(seed, vocab, order):
+    """The numpy counting gives the dict-based implementation's discounts, lowest order and every
+    distribution: for contexts seen, never seen, holding ids that never occur, and of several widths."""
+    segments = _zipf_corpus(seed, vocab, np.int32 if seed % 2 else np.int64)
+    model, reference = KneserNey(segments, vocab, order), Reference(segments, vocab, order)
+    assert model.discounts == reference.discounts
+    assert np.abs(model.base - reference.base).max() < 1e-12
+    rng = np.random.default_rng(seed)
+    ids = np.concatenate(segments)
+    width = max(order - 1, 1) + 2
+    seen = np.stack([ids[i : i + width] for i in rng.integers(0, len(ids) - width, 300)])
+    unseen = rng.integers(0, vocab, (100, width))  # mostly never seen, ids that never occur among them
+    mixed = np.concatenate([seen, unseen])
+    for contexts in (mixed, seen[:, -(order - 1) or None :], unseen[:, -1:]):
+        ours = model.distributions(contexts).dense(dtype=np.float64)
+        theirs = reference.distributions(contexts).dense(dtype=np.float64)
+        assert ours.shape == theirs.shape == (len(contexts), vocab)
+        assert np.abs(ours - theirs).max() < 1e-12
+        assert np.allclose(ours.sum(axis=1), 1, atol=1e-12)
+    assert np.abs(model.distribution(ids[:2]) - reference.distribution(ids[:2])).max() < 1e-12
+    distributions, rows = model.distributions(mixed), np.array([3, 0, 3, len(mixed) - 1])
+    assert np.array_equal(distributions.dense(rows), distributions.dense()[rows])  # some rows, repeated
+
+
+def test_ids_outside_the_vocabulary_are_refused():
+    with pytest.raises(ValueError):
+        KneserNey([np.array([0, 1, 5])], 5)
+
+
+def test_a_model_of_nothing_is_the_uniform_distribution():
+    model = KneserNey([np.zeros(0, np.int64)], 7)
+    assert np.allclose(model.distributions(np.zeros((3, 3), np.int64)).dense(dtype=np.float64), 1 / 7)

@@ -184,3 +184,28 @@ def test_resume_may_change_how_often_it_evaluates_and_saves(tmp_path):
     assert "this run had finished its schedule" in err and "holds the rate at 0.003 again" in err  # said plainly
     assert [r["step"] for r in read_metrics(out / "metrics.jsonl")] == [10, 20, 24, 28, 32]
     assert torch.load(out / CHECKPOINT_NAME, weights_only=True)["config"]["eval_every"] == 4
+
+
+def test_help_shows_each_presets_defaults_and_the_rule_that_picks_one():
+    code, page, _ = fable_train("--help")
+    assert code == 0
+    flat = " ".join(page.split())
+    assert "predict for a corpus of 2,000 tokens or more, else memorize" in flat
+    assert "(predict 6, memorize 3, tutorial 3)" in flat  # --window: the one that runs, not memorize's alone
+    assert "(predict 256 or 512 by the corpus's size, memorize 512, tutorial 512)" in flat
+    assert "(predict 2, memorize 1, tutorial 1)" in flat and "(predict 0.1, memorize 0, tutorial 0)" in flat
+
+
+def test_the_tutorials_walk_trains_on_a_corpus_too_short_to_restart_anywhere(tmp_path):
+    # 7 tokens, window 3: a restart at offset 4 would leave a window without a next word.
+    code, stdout, stderr = fable_train("--corpus", corpus(tmp_path, b"a b c d e f g"), "--preset", "tutorial",
+                                       "--steps", "40", "--out", str(tmp_path / "run"))  # fmt: skip
+    assert code == 0, stderr
+    assert "done: step 40" in stdout
+
+
+def test_default_is_memorizes_old_name(tmp_path):
+    code, stdout, stderr = fable_train("--preset", "default", "--steps", "2", "--hidden", "8", "--out",
+                                       str(tmp_path / "run"))  # fmt: skip
+    assert code == 0, stderr
+    assert "memorize preset" in stdout

@@ -19,10 +19,10 @@ from fable.atomic import atomic_path
 from fable.contract import ModelConfig
 from fable.errors import UsageError
 
+from .ceiling import ceiling
 from .config import Size, TrainConfig
-from .corpus import ceiling
 from .model import WordLSTM
-from .split import part_windows, unknown_id
+from .split import gather, unknown_id, window_starts
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = "fable-checkpoint"
@@ -39,7 +39,7 @@ class Checkpoint:
     vocabulary: list[str]
     corpus_name: str
     corpus_sha256: str
-    ids: np.ndarray  # int64 [tokens]: the corpus, so that the export can measure every window
+    ids: np.ndarray  # int32 [tokens]: the corpus's id stream, so that the export can measure its windows
     step: int
     elapsed: float  # seconds of training so far
     accuracy: float  # over all windows at the last evaluation
@@ -57,10 +57,14 @@ class Checkpoint:
     def unknown_id(self) -> int | None:
         return unknown_id(self.vocabulary)
 
+    def starts(self, part: str = "train") -> np.ndarray:
+        """int64 [N]: where each window of the corpus's training or held-out part begins, split as
+        the run split it (`split.window_starts`)."""
+        return window_starts(self.ids, self.config.holdout, self.config.model.window, part, self.unknown_id)
+
     def windows(self, part: str = "train") -> tuple[np.ndarray, np.ndarray]:
-        """contexts [N, window] and labels [N] of the corpus's training or held-out part, split as
-        the run split it (`split.part_windows`)."""
-        return part_windows(self.ids, self.config.holdout, self.config.model.window, part, self.unknown_id)
+        """contexts [N, window] and labels [N] of every window of one part, gathered."""
+        return gather(self.ids, self.starts(part), self.config.model.window)
 
     @property
     def ceiling(self) -> float:
@@ -82,7 +86,7 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         "vocabulary": list(checkpoint.vocabulary),
         "corpus_name": checkpoint.corpus_name,
         "corpus_sha256": checkpoint.corpus_sha256,
-        "ids": torch.from_numpy(checkpoint.ids.astype(np.int64)),
+        "ids": torch.from_numpy(np.asarray(checkpoint.ids, np.int32)),
         "step": checkpoint.step,
         "elapsed": checkpoint.elapsed,
         "accuracy": checkpoint.accuracy,
@@ -130,7 +134,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
             vocabulary=list(payload["vocabulary"]),
             corpus_name=str(payload["corpus_name"]),
             corpus_sha256=str(payload["corpus_sha256"]),
-            ids=payload["ids"].numpy().astype(np.int64),
+            ids=payload["ids"].numpy().astype(np.int32),  # int64 in checkpoints of fable 0.3
             step=int(payload["step"]),
             elapsed=float(payload["elapsed"]),
             accuracy=float(payload["accuracy"]),

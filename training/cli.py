@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +14,8 @@ from fable.atomic import output_folder
 from fable.cli import choices, new_app, run_app
 from fable.contract import MAX_HIDDEN, MAX_LAYERS, MAX_WINDOW
 from fable.errors import UsageError
+from fable.model import MAX_THREADS
+from fable.sampling import MAX_SEED
 from fable.tokenizer import UNKNOWN
 
 from .checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
@@ -20,55 +23,83 @@ from .config import (
     DEVICES,
     MAX_EVAL_WINDOWS,
     MAX_HOLDOUT,
-    MAX_SEED,
     MAX_STEPS,
-    MAX_THREADS,
     MAX_VOCABULARY,
+    PREDICT_FROM_TOKENS,
+    PRESET_ALIASES,
     PRESETS,
     RESUMABLE,
     TrainConfig,
     choose_preset,
 )
-from .corpus import Corpus, load_corpus, read_corpus
+from .corpus import Corpus, load_corpus, read_corpus, save_cache
+from .distributed import World, join, leave
 from .metrics import plot_curves
 from .progress import Progress
 from .train import TrainResult, resolve_device, train
 
 app = new_app()
-_default = PRESETS["memorize"]
 _predict = PRESETS["predict"]
-Preset = choices("Preset", list(PRESETS))
+Preset = choices("Preset", [*PRESETS, *PRESET_ALIASES])
 Device = choices("Device", DEVICES)
+
+
+def _by_preset(value: Callable[[TrainConfig], object]) -> str:
+    """A flag's default under each preset, as --help shows it: no preset picks one by the corpus."""
+    shown = {name: str(value(preset)) for name, preset in PRESETS.items()}
+    if len(set(shown.values())) == 1:
+        return next(iter(shown.values()))
+    return ", ".join(f"{name} {text}" for name, text in shown.items())
+
+
+def _sized(field: str) -> Callable[[TrainConfig], object]:
+    """A value that predict sizes by the corpus (`Size`) and the others fix."""
+
+    def value(preset: TrainConfig) -> object:
+        if preset.sizes:
+            return " or ".join(f"{getattr(size, field):,}" for size in preset.sizes) + " by the corpus's size"
+        return getattr(preset.model, field) if field == "hidden" else f"{preset.steps:,}" if preset.steps else (
+            f"{preset.epochs:g} passes over the windows, at least {preset.min_steps:,}")  # fmt: skip
+
+    return value
 
 
 @app.command(help="Train the next-word LSTM; checkpoints, metrics.jsonl and curves.png go to --out.")
 def main(
     corpus: Annotated[Path | None, typer.Option(help="UTF-8 text file to learn from", show_default="the fable")] = None,
-    preset: Annotated[Preset | None, typer.Option(help="the recipe: predict for text the model has not seen, memorize to learn a text by heart, tutorial", show_default="predict for a corpus that can spare a held-out part, else memorize; the checkpoint's with --resume")] = None,
-    holdout: Annotated[float | None, typer.Option(min=0.0, max=MAX_HOLDOUT, help="share of the corpus kept out of training and measured at every evaluation (the end of each tenth of the text)", show_default=f"the preset's: {_predict.holdout:g} for predict, 0 for memorize")] = None,
+    preset: Annotated[Preset | None, typer.Option(help="the recipe: predict for text the model has not seen, memorize to learn a text by heart, tutorial (default: memorize's old name)", show_default=f"predict for a corpus of {PREDICT_FROM_TOKENS:,} tokens or more, else memorize; the checkpoint's with --resume")] = None,
+    holdout: Annotated[float | None, typer.Option(min=0.0, max=MAX_HOLDOUT, help="share of the corpus kept out of training and measured at every evaluation (the end of each tenth of the text)", show_default=_by_preset(lambda p: f"{p.holdout:g}"))] = None,
     device: Annotated[Device, typer.Option(help="auto takes CUDA when torch sees it")] = Device.auto,
-    steps: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="the most training steps; predict and memorize may stop sooner, when held-out perplexity or accuracy stops improving", show_default=f"the preset's: for predict {' or '.join(f'{size.steps:,}' for size in _predict.sizes)} by the corpus's size, for memorize {_default.epochs:g} passes over the windows, at least {_default.min_steps:,}")] = None,
-    seed: Annotated[int | None, typer.Option(min=0, max=MAX_SEED, help="random seed", show_default=str(_default.seed))] = None,
-    layers: Annotated[int | None, typer.Option(min=1, max=MAX_LAYERS, help="stacked LSTM layers", show_default=str(_default.model.layers))] = None,
-    hidden: Annotated[int | None, typer.Option(min=1, max=MAX_HIDDEN, help="units per LSTM layer", show_default=str(_default.model.hidden))] = None,
-    window: Annotated[int | None, typer.Option(min=1, max=MAX_WINDOW, help="words read to predict the next", show_default=str(_default.model.window))] = None,
-    eval_every: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="steps between evaluations", show_default=f"the preset's: {_default.eval_every} for memorize")] = None,
-    checkpoint_every: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="steps between checkpoints", show_default=f"the preset's: {_default.checkpoint_every} for memorize")] = None,
-    eval_windows: Annotated[int | None, typer.Option(min=1, max=MAX_EVAL_WINDOWS, help="windows each evaluation reads, an even sample (the last reads all)", show_default=str(_default.eval_windows))] = None,
-    min_count: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help=f"read words seen fewer times than this as {UNKNOWN}", show_default=f"{_default.min_count}: keep every word")] = None,
+    steps: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="the most training steps; predict and memorize may stop sooner, when held-out perplexity or accuracy stops improving", show_default=_by_preset(_sized("steps")))] = None,
+    seed: Annotated[int | None, typer.Option(min=0, max=MAX_SEED, help="random seed", show_default=_by_preset(lambda p: p.seed))] = None,
+    layers: Annotated[int | None, typer.Option(min=1, max=MAX_LAYERS, help="stacked LSTM layers", show_default=_by_preset(lambda p: p.model.layers))] = None,
+    hidden: Annotated[int | None, typer.Option(min=1, max=MAX_HIDDEN, help="units per LSTM layer", show_default=_by_preset(_sized("hidden")))] = None,
+    window: Annotated[int | None, typer.Option(min=1, max=MAX_WINDOW, help="words read to predict the next", show_default=_by_preset(lambda p: p.model.window))] = None,
+    eval_every: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="steps between evaluations", show_default=_by_preset(lambda p: p.eval_every))] = None,
+    checkpoint_every: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="steps between checkpoints", show_default=_by_preset(lambda p: p.checkpoint_every))] = None,
+    eval_windows: Annotated[int | None, typer.Option(min=1, max=MAX_EVAL_WINDOWS, help=f"training windows each evaluation reads, an even sample (the last reads all, up to {_predict.final_windows:,})", show_default=_by_preset(lambda p: p.eval_windows))] = None,
+    min_count: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help=f"read words seen fewer times than this as {UNKNOWN} (1 keeps every word)", show_default=_by_preset(lambda p: p.min_count))] = None,
     max_vocab: Annotated[int | None, typer.Option(min=2, max=MAX_VOCABULARY, help=f"keep at most this many words, {UNKNOWN} included; the rarer ones are read as {UNKNOWN}", show_default="no limit")] = None,
     threads: Annotated[int | None, typer.Option(min=1, max=MAX_THREADS, help="torch's CPU threads", show_default="torch's choice")] = None,
     out: Annotated[Path | None, typer.Option(help="output folder", show_default="runs/PRESET")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the checkpoint in --out")] = False,
     progress: Annotated[bool, typer.Option(help="draw a progress bar", show_default="on a terminal")] = sys.stderr.isatty(),
 ) -> None:  # fmt: skip
-    preset_name = preset.value if preset is not None else None
+    preset_name = PRESET_ALIASES.get(preset.value, preset.value) if preset is not None else None
     if resume and out is None and preset_name is None:
         raise UsageError("--resume continues the run in --out; give --out (or --preset for runs/PRESET)")
     flags = {"steps": steps, "seed": seed, "eval_every": eval_every, "checkpoint_every": checkpoint_every,
              "eval_windows": eval_windows, "min_count": min_count, "max_vocab": max_vocab, "holdout": holdout}  # fmt: skip
     model_flags = {"layers": layers, "hidden": hidden, "window": window}
-    resolved_device = resolve_device(device.value)
+    world, resolved_device = join(resolve_device(device.value))  # under torchrun, this process's share
+    try:
+        _train(corpus, preset_name, resume, out, flags, model_flags, resolved_device, threads, progress, world)
+    finally:
+        leave(world)
+
+
+def _train(corpus: Path | None, preset_name: str | None, resume: bool, out: Path | None, flags: dict,
+           model_flags: dict, device: str, threads: int | None, progress: bool, world: World) -> None:  # fmt: skip
     chosen = ""
     if resume:
         out = out or Path("runs") / str(preset_name)
@@ -77,12 +108,12 @@ def main(
             raise CheckpointError(f"--resume: there is no {CHECKPOINT_NAME} in {out}; start without --resume")
         config = _resume_config(checkpoint.config, checkpoint.step, preset_name, flags, model_flags)
         config.validate()
-        read = read_corpus(corpus, config.tokenizer_version)
+        read = read_corpus(corpus, config.tokenizer_version, cache=out)
     else:
         checkpoint = None
         read = read_corpus(corpus)
         if preset_name is None:
-            preset_name, chosen = choose_preset(len(read.tokens))
+            preset_name, chosen = choose_preset(len(read.ids))
         out = out or Path("runs") / preset_name
         config = _fresh_config(PRESETS[preset_name], flags, model_flags)
         config.validate()
@@ -96,24 +127,33 @@ def main(
 
     windows = text.window_count(config.model.window)
     config = config.for_corpus(windows)
-    typer.echo(_opening(text, config, windows, resolved_device, chosen, checkpoint.step if checkpoint else None))
+    say = typer.echo if world.main else lambda _: None
+    say(_opening(text, config, windows, device, chosen, checkpoint.step if checkpoint else None, world))
     with output_folder(out):
-        result = train(text, config, resolved_device, out, checkpoint, Progress(config.steps, bar=progress), threads)
-    plot_curves(out / "metrics.jsonl", out / "curves.png")
-    typer.echo(_summary(result, out))
+        if world.main:
+            save_cache(read, out)
+        del read  # its ids, if mapped from the cache, are not needed once the corpus has its own
+        result = train(text, config, device, out, checkpoint, Progress(config.steps, bar=progress), threads, world)
+    if world.main:
+        plot_curves(out / "metrics.jsonl", out / "curves.png")
+    say(_summary(result, out))
 
 
-def _opening(text: Corpus, config: TrainConfig, windows: int, device: str, chosen: str, resumed: int | None) -> str:
+def _opening(
+    text: Corpus, config: TrainConfig, windows: int, device: str, chosen: str, resumed: int | None, world: World
+) -> str:
     rare = f", {text.rare_words} rare words ({text.rare_tokens} tokens) read as {UNKNOWN}" if text.rare_words else ""
     held = ""
     if config.holdout:
-        held = f", {config.holdout:.0%} held out ({len(text.windows(config.model.window, 'heldout')[1]):,} windows)"
+        held = f", {config.holdout:.0%} held out ({len(text.starts(config.model.window, 'heldout')):,} windows)"
     return (
         f"fable-train: {config.preset} preset"
         + (f" (chosen: {chosen})" if chosen else "")
-        + f" on {text.name} ({len(text.tokens)} tokens, {len(text.vocabulary)} words{rare}, {windows} training "
+        + f" on {text.name} ({len(text.ids):,} tokens, {len(text.vocabulary):,} words{rare}, {windows:,} training "
         f"windows{held}), {config.model.layers}x{config.model.hidden} LSTM, window {config.model.window}, "
-        f"{_budget(config)} on {device}" + (f", resuming at step {resumed}" if resumed is not None else "")
+        f"{_budget(config)} on {device}"
+        + (f" x {world.size} processes" if world.size > 1 else "")
+        + (f", resuming at step {resumed}" if resumed is not None else "")
     )
 
 

@@ -8,14 +8,13 @@ from dataclasses import dataclass, field
 
 from fable.contract import MAX_HIDDEN, MAX_LAYERS, MAX_WINDOW, ModelConfig
 from fable.errors import SettingError, check_whole
+from fable.sampling import MAX_SEED
 from fable.tokenizer import TOKENIZER_VERSION
 
 from .split import MAX_HOLDOUT
 
 MAX_STEPS = 10_000_000
-MAX_SEED = 2**63 - 1
 MAX_EVAL_WINDOWS = 100_000_000
-MAX_THREADS = 256
 MAX_VOCABULARY = 10_000_000
 # What --resume may change: how long to go, how often to look and to save; not what is learned.
 RESUMABLE = ("steps", "eval_every", "checkpoint_every", "eval_windows")
@@ -61,6 +60,11 @@ class TrainConfig:
     # took 2%, 6% and 7% of training on the fable, gpl-3 and python-reference (76,002 windows)
     # corpora, the final full pass included (bench/results/corpora-default-preset-intel-xeon.txt).
     eval_windows: int = 512
+    # Held-out windows each evaluation reads when training stops on them (`stop`), and windows of
+    # each part the last evaluation reads: all of them up to these, an even sample beyond, so that
+    # evaluating stays a small share of a run on a corpus of millions of words. (FILLED IN BELOW)
+    stop_windows: int = 8192
+    final_windows: int = 50_000
     tokenizer_version: int = TOKENIZER_VERSION  # checkpoints from before version 2 read as 1
     # Rare words: those seen fewer than min_count times, and all past the max_vocab most frequent
     # (<unk> included in the count), are read as <unk>. 1 and None keep every word.
@@ -123,6 +127,8 @@ class TrainConfig:
             ("eval_every", self.eval_every, 1, MAX_STEPS),
             ("checkpoint_every", self.checkpoint_every, 1, MAX_STEPS),
             ("eval_windows", self.eval_windows, 1, MAX_EVAL_WINDOWS),
+            ("stop_windows", self.stop_windows, 1, MAX_EVAL_WINDOWS),
+            ("final_windows", self.final_windows, 1, MAX_EVAL_WINDOWS),
             ("min_count", self.min_count, 1, MAX_STEPS),
         ]
         if self.max_vocab is not None:
@@ -215,6 +221,9 @@ PRESETS: dict[str, TrainConfig] = {
         model=ModelConfig(encoding="index"),
     ),
 }
+
+
+PRESET_ALIASES = {"default": "memorize"}  # fable 0.2's name, still taken
 
 
 def choose_preset(tokens: int) -> tuple[str, str]:

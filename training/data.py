@@ -1,53 +1,73 @@
-"""What each training step sees: random windows, or the tutorial's walk over the text."""
+"""What each training step sees: random windows of the corpus's id stream, or the tutorial's walk.
+
+Windows are gathered from the ids on the model's device by index arithmetic at each step (the
+corpus stays 4 bytes a token there, however many windows it has), so a step moves nothing
+between the host and a GPU but a teacher's targets, made for the step's rows alone.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from .distributed import ONE, World
 from .ngram import Distributions
 
 # A step's batch: contexts [B, window], the words that came [B], and where the recipe mixes in a
-# teacher's distributions, the targets [B, vocab] (each row sums to 1); else None.
+# teacher's distributions, the targets [B, vocab] (each row sums to 1); else None. Under torchrun
+# B is this process's share of the step's rows.
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
 
 
+class Teacher(Protocol):
+    def distributions(self, contexts: np.ndarray) -> Distributions: ...
+
+
 class WindowBatches:
-    """`batch_size` windows drawn without replacement each step; all of them when there are fewer.
-    With `teacher` (its distributions for each window) and `share`, a step's target is the word
-    that came with weight 1 - share plus the teacher's distribution with weight `share`."""
+    """`batch_size` windows (of those beginning at `starts`) drawn without replacement each step;
+    all of them when there are fewer. With `teacher` and `share`, a step's target is the word that
+    came with weight 1 - share plus the teacher's distribution for the window with weight `share`."""
 
     def __init__(
         self,
-        contexts: np.ndarray,
-        labels: np.ndarray,
+        ids: np.ndarray,
+        starts: np.ndarray,
+        window: int,
         batch_size: int,
         device: str,
         generator: torch.Generator,
-        teacher: Distributions | None = None,
+        teacher: Teacher | None = None,
         share: float = 0.0,
+        world: World = ONE,
     ):
-        self.contexts = torch.from_numpy(contexts).to(device)  # [N, window]
-        self.labels = torch.from_numpy(labels).to(device)  # [N]
+        self.ids = torch.from_numpy(np.asarray(ids, np.int64)).to(device)  # [tokens]
+        self.starts = torch.from_numpy(np.asarray(starts, np.int64)).to(device)  # [N]
+        self.offsets = torch.arange(window + 1, device=device)
         self.batch_size = batch_size
         self.generator = generator
         self.teacher, self.share = teacher, share
+        self.world = world
 
     def next(self) -> Batch:
-        count = len(self.labels)
+        count = len(self.starts)
         if self.batch_size >= count:
             picked = torch.arange(count)
         else:
             picked = torch.randperm(count, generator=self.generator)[: self.batch_size]
-        x, y = self.contexts[picked.to(self.contexts.device)], self.labels[picked.to(self.labels.device)]
-        return x, y, self._targets(picked, y)
+        rows = self.ids[self.starts[self.world.share(picked).to(self.starts.device)][:, None] + self.offsets]
+        x, y = rows[:, :-1], rows[:, -1]
+        return x, y, self._targets(x, y)
 
-    def _targets(self, picked: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+    def _targets(self, contexts: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
         if self.teacher is None or self.share == 0:
             return None
-        targets = torch.from_numpy(self.teacher.dense(picked.numpy())).to(labels.device) * self.share
+        dense = self.teacher.distributions(contexts.cpu().numpy()).dense()  # [B, vocab] float32
+        targets = torch.from_numpy(dense)
+        if labels.device.type == "cuda":
+            targets = targets.pin_memory().to(labels.device, non_blocking=True)
+        targets *= self.share
         targets[torch.arange(len(labels), device=labels.device), labels] += 1 - self.share
         return targets
 
@@ -60,16 +80,18 @@ class WindowBatches:
 
 class TutorialWalk:
     """The rnn-words tutorial's sampler: one window at a time, stepping `window + 1` tokens along the
-    text, restarting at a random offset in [0, window + 1] when the text runs out."""
+    text, restarting at a random offset in [0, window + 1] when the text runs out (in a text too
+    short for that, at an offset that still leaves a whole window)."""
 
     def __init__(self, ids: np.ndarray, window: int, device: str, generator: torch.Generator):
-        self.ids = torch.from_numpy(ids).to(device)
+        self.ids = torch.from_numpy(np.asarray(ids, np.int64)).to(device)
         self.window = window
         self.generator = generator
         self.offset = self._restart()
 
     def _restart(self) -> int:
-        return int(torch.randint(0, self.window + 2, (1,), generator=self.generator))
+        last = min(self.window + 1, len(self.ids) - (self.window + 1))  # load_corpus ensures one window: >= 0
+        return int(torch.randint(0, last + 1, (1,), generator=self.generator))
 
     def next(self) -> Batch:
         if self.offset > len(self.ids) - (self.window + 1):

@@ -15,10 +15,19 @@ from fable.evaluation import Evaluation as TextEvaluation
 from .model import WordLSTM
 
 CHUNK = 8192  # windows per forward pass, to bound memory on large corpora
+CHUNK_LOGITS = 1 << 25  # and logits per pass (128 MB of float32): fewer windows for a large vocabulary
+
+
+def chunk_rows(vocab: int) -> int:
+    """Windows per pass for a vocabulary of `vocab` words."""
+    return max(64, min(CHUNK, CHUNK_LOGITS // max(1, vocab)))
 
 
 @dataclass(frozen=True)
-class Evaluation:
+class Fit:
+    """How well a model fits the windows it trains on (fable.evaluation.Evaluation measures text
+    it has not seen, as the runtime does)."""
+
     loss: float  # mean cross-entropy over all windows
     correct: int  # windows whose most likely next word is the corpus's
     windows: int
@@ -34,7 +43,8 @@ class Evaluation:
 
 @torch.no_grad()
 def logits_of(model: WordLSTM, contexts: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """[N, window] ids → [N, vocab] logits, on the model's device, in chunks."""
+    """[N, window] ids → [N, vocab] logits, on the model's device, in chunks: for a few windows at a
+    time (`evaluate` and `held_out` read many windows a chunk at a time)."""
     device = next(model.parameters()).device
     contexts = torch.as_tensor(contexts, device=device)
     was_training = model.training
@@ -46,21 +56,23 @@ def logits_of(model: WordLSTM, contexts: np.ndarray | torch.Tensor) -> torch.Ten
 
 
 @torch.no_grad()
-def evaluate(model: WordLSTM, contexts: torch.Tensor, labels: torch.Tensor) -> Evaluation:
-    logits = logits_of(model, contexts)
-    labels = labels.to(logits.device)
-    loss = F.cross_entropy(logits, labels, reduction="sum").item() / len(labels)
-    correct = int((logits.argmax(dim=1) == labels).sum())
-    return Evaluation(loss=loss, correct=correct, windows=len(labels))
+def evaluate(model: WordLSTM, contexts: torch.Tensor, labels: torch.Tensor) -> Fit:
+    loss, correct, rows = 0.0, 0, chunk_rows(model.vocab_size)
+    for start in range(0, len(labels), rows):
+        logits = logits_of(model, contexts[start : start + rows])
+        chunk = labels[start : start + rows].to(logits.device)
+        loss += F.cross_entropy(logits, chunk, reduction="sum").item()
+        correct += int((logits.argmax(dim=1) == chunk).sum())
+    return Fit(loss=loss / len(labels), correct=correct, windows=len(labels))
 
 
 def held_out(model: WordLSTM, contexts: np.ndarray, labels: np.ndarray, banned: int | None) -> TextEvaluation:
     """Top-1, top-3 and perplexity on held-out windows, computed as the runtime computes them for
     any text (`fable.evaluation`): `banned` (<unk>) is never a suggestion, nor among `labels`."""
-    total = NOTHING
-    for start in range(0, len(labels), CHUNK):
-        logits = logits_of(model, contexts[start : start + CHUNK]).float().cpu().numpy()
-        total += evaluation_of(logits, labels[start : start + CHUNK], banned)
+    total, rows = NOTHING, chunk_rows(model.vocab_size)
+    for start in range(0, len(labels), rows):
+        logits = logits_of(model, contexts[start : start + rows]).float().cpu().numpy()
+        total += evaluation_of(logits, labels[start : start + rows], banned)
     return total
 
 

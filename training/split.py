@@ -1,9 +1,14 @@
-"""A share of a corpus kept out of training, to measure what a model predicts of text it never saw.
+"""A share of a corpus kept out of training, to measure what a model predicts of text it never saw,
+and the windows of each part as positions in the corpus's id stream.
 
 The held-out part is `HOLDOUT_BLOCKS` contiguous blocks, the end of each tenth of the text, so it
 samples the whole document (its end is often unlike its beginning) and each block is long enough
 to hold whole windows. A window lies inside one block of one part: none straddles the two, and no
 held-out word is ever a training window's context or label.
+
+Windows are never stored: a window is the position of its first word (`window_starts`), and the
+ids of any set of them are gathered when needed (`gather`), so a corpus of millions of tokens
+costs 4 bytes a token and 8 a window start, not a row of ids per window.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fable.tokenizer import UNKNOWN, make_windows
+from fable.tokenizer import UNKNOWN
 
 HOLDOUT_BLOCKS = 10
 UNSEEN = -1  # the id of a held-out word that the training part's vocabulary lacks (and has no <unk> for)
@@ -53,23 +58,30 @@ def split(tokens: int, share: float, blocks: int = HOLDOUT_BLOCKS) -> Split:
     return Split(tuple(train), tuple(heldout))
 
 
+def window_starts(ids: np.ndarray, holdout: float, window: int, part: str, unknown: int | None) -> np.ndarray:
+    """int64 [N]: where each window of one part ("train" or "heldout") of a text of `ids` split by
+    `holdout` begins: every window of `window` ids and the one after them inside one of the part's
+    blocks, but those with an UNSEEN word (a model cannot read it, nor be asked for it), and in the
+    held-out part those whose next word is <unk> (`unknown`), which no app is ever offered."""
+    ranges = [
+        np.arange(start, end - window) for start, end in split(len(ids), holdout).part(part) if end - start > window
+    ]
+    starts = np.concatenate(ranges) if ranges else np.zeros(0, np.int64)
+    unseen = np.concatenate([[0], np.cumsum(ids == UNSEEN)])  # [tokens + 1]: UNSEEN ids before each position
+    keep = unseen[starts + window + 1] == unseen[starts]
+    if part == "heldout" and unknown is not None:
+        keep &= ids[starts + window] != unknown
+    return starts[keep]
+
+
+def gather(ids: np.ndarray, starts: np.ndarray, window: int, dtype: type = np.int64) -> tuple[np.ndarray, np.ndarray]:
+    """The windows that begin at `starts` [N]: contexts [N, window] and next-word labels [N]."""
+    rows = ids[np.asarray(starts)[:, None] + np.arange(window + 1)].astype(dtype, copy=False)
+    return np.ascontiguousarray(rows[:, :window]), np.ascontiguousarray(rows[:, window])
+
+
 def part_windows(
     ids: np.ndarray, holdout: float, window: int, part: str, unknown: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """contexts [N, window] and labels [N] of one part ("train" or "heldout") of a text of `ids`
-    split by `holdout`: every window inside one of the part's blocks, but those with an UNSEEN
-    word (a model cannot read it, nor be asked for it), and in the held-out part those whose next
-    word is <unk> (`unknown`), which no app is ever offered."""
-    contexts, labels = [], []
-    for start, end in split(len(ids), holdout).part(part):
-        if end - start > window:
-            c, y = make_windows(ids[start:end], window)
-            contexts.append(c)
-            labels.append(y)
-    if not contexts:
-        return np.zeros((0, window), np.int64), np.zeros(0, np.int64)
-    contexts_all, labels_all = np.concatenate(contexts), np.concatenate(labels)
-    keep = (contexts_all != UNSEEN).all(axis=1) & (labels_all != UNSEEN)
-    if part == "heldout" and unknown is not None:
-        keep &= labels_all != unknown
-    return contexts_all[keep], labels_all[keep]
+    """contexts [N, window] and labels [N] of every window of one part (`window_starts`), gathered."""
+    return gather(ids, window_starts(ids, holdout, window, part, unknown), window)

@@ -1,4 +1,5 @@
-"""The training loop: deterministic on the CPU, resumable from its checkpoint, logged as it goes."""
+"""The training loop: deterministic on the CPU, resumable from its checkpoint, logged as it goes,
+on one process or data-parallel under torchrun (training/distributed.py)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,21 @@ import torch
 from torch.nn import functional as F
 
 from fable.errors import FableError, UsageError
-from fable.evaluation import Evaluation as TextEvaluation
+from fable.evaluation import Evaluation
 
+from .ceiling import Ceiling, reachable
 from .checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from .config import TrainConfig
-from .corpus import Ceiling, Corpus, reachable
+from .corpus import Corpus
 from .data import TutorialWalk, WindowBatches
-from .evaluate import Evaluation, evaluate, held_out
+from .distributed import ONE, World
+from .evaluate import Fit, evaluate, held_out
 from .metrics import MetricsLog
 from .model import WordLSTM
 from .ngram import KneserNey
 from .progress import Progress
 from .schedule import KeepBest, Schedule
+from .split import gather
 
 
 class TrainingInterrupted(FableError):
@@ -32,12 +36,12 @@ class TrainingInterrupted(FableError):
 @dataclass(frozen=True)
 class TrainResult:
     checkpoint: Checkpoint
-    evaluation: Evaluation
+    evaluation: Fit  # on the training windows: all of them, or an even sample of `config.final_windows`
     wall_seconds: float  # this invocation only
     ceiling: Ceiling  # the most windows any model with this window can get right on the training part
     eval_seconds: float  # of wall_seconds, spent evaluating
     schedule: Schedule  # when and why the rate began to decay
-    heldout: TextEvaluation | None = None  # the final weights on the held-out part, when there is one
+    heldout: Evaluation | None = None  # the final weights on the held-out part, when there is one
     stopped: str = ""  # why a run that keeps its best held-out weights stopped where it did
 
 
@@ -68,10 +72,11 @@ def train(
     resume: Checkpoint | None = None,
     progress: Progress | None = None,
     threads: int | None = None,
+    world: World = ONE,
 ) -> TrainResult:
     """Train until the schedule ends, at most `config.steps` (a preset's budget for this corpus:
     `config.for_corpus`), from scratch or from `resume`; checkpoints go to `out`. `threads`:
-    torch's CPU threads (None: torch's own choice)."""
+    torch's CPU threads (None: torch's own choice). `world`: the processes training together."""
     if config.steps is None:
         raise ValueError(f"the {config.preset} recipe has no step budget yet; give train() config.for_corpus(windows)")
     out.mkdir(parents=True, exist_ok=True)
@@ -80,172 +85,238 @@ def train(
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _train(corpus, config, device, out, resume, progress)
+        return Run(corpus, config, device, out, resume, progress, world).go()
     finally:
         torch.backends.mkldnn.enabled = saved
         torch.set_num_threads(saved_threads)
 
 
-def _train(
-    corpus: Corpus,
-    config: TrainConfig,
-    device: str,
-    out: Path,
-    resume: Checkpoint | None,
-    progress: Progress | None,
-) -> TrainResult:
-    started = time.perf_counter()
-    progress = progress or Progress(total=config.steps, bar=False)
-    torch.manual_seed(config.seed)
-    model = WordLSTM(config.model, len(corpus.vocabulary), config.dropout, config.tie).to(device)
-    optimizer = make_optimizer(config, model)
-    data_rng = torch.Generator().manual_seed(config.seed)
-    window = config.model.window
-    train_contexts, train_labels = corpus.windows(window)
-    if config.sampling == "tutorial":
-        batches = TutorialWalk(corpus.ids, window, device, data_rng)
-    else:
-        teacher = None
-        if config.distill:  # counted on the training part only, as the yardstick is
-            teacher = KneserNey(corpus.segments(), len(corpus.vocabulary)).distributions(train_contexts)
-        batches = WindowBatches(
-            train_contexts, train_labels, config.batch_size, device, data_rng, teacher, config.distill
-        )
-    contexts, labels = (torch.from_numpy(a).to(device) for a in (train_contexts, train_labels))
-    right_at_best = reachable(train_contexts, train_labels)  # [N]: what a model at the ceiling gets right
-    best = Ceiling(int(right_at_best.sum()), len(labels))
-    # A fixed, even sample for the evaluations along the way; the last evaluation reads every window.
-    sample = torch.from_numpy(np.linspace(0, len(labels) - 1, min(config.eval_windows, len(labels))).round())
-    sample = sample.long().unique().to(device)
-    sampled = len(sample) < len(labels)
-    sample_reachable = int(right_at_best[sample.cpu().numpy()].sum())
-    schedule = Schedule(config)
-    keeper = KeepBest(config.patience, config.rate_cuts) if config.stop == "heldout" else None
-    heldout = HeldOut.of(corpus, config)
-    eval_seconds = 0.0
+class Measures:
+    """The windows each evaluation reads, gathered once: along the way an even sample of
+    `config.eval_windows` training windows, and of the held-out part too, or all of it up to
+    `config.stop_windows` when the run stops on it; at the end, of each part all windows up to
+    `config.final_windows`, an even sample beyond. Samples are fixed, so two evaluations differ only
+    by the weights, and a corpus of millions of words costs each evaluation what a small one does."""
 
-    step, elapsed_before, last, last_heldout, best_state = 0, 0.0, None, None, None
-    if resume is not None:
-        model.load_state_dict(resume.model_state)
-        optimizer.load_state_dict(resume.optimizer_state)
+    def __init__(self, corpus: Corpus, config: TrainConfig, device: str):
+        window = config.model.window
+        self.device, self.window, self.banned = device, window, corpus.unknown_id
+        starts = corpus.starts(window)
+        right = reachable(*gather(corpus.ids, starts, window, np.int32))  # [N]: what a model at the ceiling gets right
+        self.ceiling = Ceiling(int(right.sum()), len(right))
+        along = even(len(starts), config.eval_windows)
+        self.sampled = len(along) < len(starts)
+        self.train_along = self._tensors(corpus.ids, starts[along])
+        self.sample_reachable = int(right[along].sum())
+        self.train_final = self._tensors(corpus.ids, starts[even(len(starts), config.final_windows)])
+        self.heldout_along = self.heldout_final = None
+        if config.holdout:
+            held = corpus.starts(window, "heldout")
+            along = config.stop_windows if config.stop == "heldout" else config.eval_windows
+            self.heldout_along = gather(corpus.ids, held[even(len(held), along)], window)
+            self.heldout_final = gather(corpus.ids, held[even(len(held), config.final_windows)], window)
+
+    def _tensors(self, ids: np.ndarray, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return tuple(torch.from_numpy(a).to(self.device) for a in gather(ids, starts, self.window))
+
+    def fit(self, model: WordLSTM, final: bool) -> Fit:
+        return evaluate(model, *(self.train_final if final else self.train_along))
+
+    def heldout(self, model: WordLSTM, final: bool) -> Evaluation | None:
+        windows = self.heldout_final if final else self.heldout_along
+        return None if windows is None else held_out(model, *windows, self.banned)
+
+
+def even(count: int, most: int) -> np.ndarray:
+    """Indices of an even sample of at most `most` of `count` items (all of them when they fit)."""
+    return np.unique(np.linspace(0, count - 1, min(most, count)).round().astype(np.int64))
+
+
+class Run:
+    """One invocation of training: its model, data, schedule and measures, and the loop over them."""
+
+    def __init__(self, corpus, config, device, out, resume, progress, world):  # noqa: PLR0913 - train()'s own
+        self.started = time.perf_counter()
+        self.corpus, self.config, self.device, self.out, self.resume, self.world = (
+            corpus, config, device, out, resume, world)  # fmt: skip
+        self.progress = progress if progress is not None and world.main else Progress(config.steps, bar=False)
+        torch.manual_seed(config.seed)
+        self.model = WordLSTM(config.model, len(corpus.vocabulary), config.dropout, config.tie).to(device)
+        self.stepper = world.wrap(self.model)
+        self.optimizer = make_optimizer(config, self.model)
+        self.data_rng = torch.Generator().manual_seed(config.seed)
+        self.batches = self._batches()
+        self.measures = Measures(corpus, config, device)
+        self.schedule = Schedule(config)
+        self.keeper = KeepBest(config.patience, config.rate_cuts) if config.stop == "heldout" else None
+        self.step, self.elapsed_before, self.best_state = 0, 0.0, None
+        self.last: Fit | None = None
+        self.last_heldout: Evaluation | None = None
+        self.saved: Checkpoint | None = None
+        self.eval_seconds = 0.0
+        if resume is not None:
+            self._restore(resume)
+        self.metrics = MetricsLog(out / "metrics.jsonl", keep_until=self.step) if world.main else None
+
+    def _batches(self) -> WindowBatches | TutorialWalk:
+        config, corpus, window = self.config, self.corpus, self.config.model.window
+        if config.sampling == "tutorial":
+            return TutorialWalk(corpus.ids, window, self.device, self.data_rng)
+        # The teacher is counted on the training part only, as the yardstick is.
+        teacher = KneserNey(corpus.segments(), len(corpus.vocabulary)) if config.distill else None
+        return WindowBatches(corpus.ids, corpus.starts(window), window, config.batch_size, self.device,
+                             self.data_rng, teacher, config.distill, self.world)  # fmt: skip
+
+    def _restore(self, resume: Checkpoint) -> None:
+        self.model.load_state_dict(resume.model_state)
+        self.optimizer.load_state_dict(resume.optimizer_state)
         torch.set_rng_state(resume.rng_state["torch"])
-        data_rng.set_state(resume.rng_state["data"])
-        batches.load_state(resume.rng_state["sampler"])
-        schedule.load_state(resume.schedule_state)
-        if keeper is not None:
-            keeper.load_state(resume.schedule_state.get("keep_best", {}))
-            best_state = resume.best_state
-        step, elapsed_before = resume.step, resume.elapsed
+        if "cuda" in resume.rng_state and self.device.startswith("cuda"):
+            torch.cuda.set_rng_state(resume.rng_state["cuda"])  # dropout's masks on the GPU
+        self.data_rng.set_state(resume.rng_state["data"])
+        self.batches.load_state(resume.rng_state["sampler"])
+        self.schedule.load_state(resume.schedule_state)
+        if self.keeper is not None:
+            self.keeper.load_state(resume.schedule_state.get("keep_best", {}))
+            self.best_state = resume.best_state
+        self.step, self.elapsed_before = resume.step, resume.elapsed
         finished = Schedule(resume.config)  # as the run knew it: a larger --steps must not stretch a decay it ended
         finished.load_state(resume.schedule_state)
-        if schedule.decays and step >= finished.end and step < config.steps:
-            progress.write(schedule.reopen(step))
-    metrics = MetricsLog(out / "metrics.jsonl", keep_until=step)
-    clock = lambda: elapsed_before + time.perf_counter() - started  # noqa: E731
-    end = lambda: keeper.stopped_at if keeper is not None and keeper.stopped else schedule.end  # noqa: E731
+        if self.schedule.decays and self.step >= finished.end and self.step < self.config.steps and self.world.main:
+            self.progress.write(self.schedule.reopen(self.step))
 
-    def checkpoint(evaluation: Evaluation | None, figures: TextEvaluation | None) -> Checkpoint:
-        accuracy = evaluation.accuracy if evaluation else (resume.accuracy if resume else 0.0)
-        scored = figures.as_dict() if figures is not None else (resume.heldout if resume else None)
+    def clock(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def end(self) -> int:
+        return self.keeper.stopped_at if self.keeper is not None and self.keeper.stopped else self.schedule.end
+
+    def go(self) -> TrainResult:
+        self.model.train()
+        self.progress.start(initial=self.step)
+        running = torch.zeros(3, dtype=torch.float64)  # loss x windows, right, windows since the last evaluation
+        try:
+            while self.step < self.end():
+                self.step += 1
+                running += self._step()
+                if self.step % self.config.eval_every == 0 or self.step == self.schedule.end:
+                    self._evaluate(running)
+                    running.zero_()
+                if self.keeper is not None and self.keeper.stopped:
+                    break
+                if self.step % self.config.checkpoint_every == 0 or self.step >= self.schedule.end:
+                    self.saved = self._checkpoint()
+        except KeyboardInterrupt:
+            # No checkpoint now: the interrupt may have landed inside an optimizer step.
+            kept = self.saved.step if self.saved else self.resume.step if self.resume else None
+            raise TrainingInterrupted(_interrupted(self.out, kept)) from None
+        finally:
+            self.progress.close()
+            if self.metrics is not None:
+                self.metrics.close()
+        return self._finish()
+
+    def _step(self) -> torch.Tensor:
+        """One optimizer step; [loss x windows, right, windows] of its whole batch."""
+        scale = self.keeper.scale if self.keeper is not None else 1.0
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.schedule.rate(self.step) * scale
+        x, y, targets = self.batches.next()
+        logits = self.stepper(x)
+        target = y if targets is None else targets
+        if self.world.size == 1:
+            loss = F.cross_entropy(logits, target)
+        else:  # this share's part of the whole batch's mean, which DDP's average of gradients adds up
+            rows = self.world.sum(torch.tensor([len(y)], dtype=torch.float64, device=y.device)).item()
+            loss = F.cross_entropy(logits, target, reduction="sum") * (self.world.size / rows)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.clip_norm)
+        self.optimizer.step()
+        correct = (logits.argmax(dim=1) == y).sum().to(torch.float64)
+        local_loss = loss.detach().to(torch.float64) * (len(y) if self.world.size == 1 else rows / self.world.size)
+        figures = self.world.sum(torch.stack([local_loss, correct, torch.tensor(float(len(y)), device=y.device,
+                                                                                   dtype=torch.float64)]))  # fmt: skip
+        figures = figures.cpu()  # the step's one device sync
+        self.progress.update(self.step, loss=float(figures[0] / figures[2]),
+                             accuracy=self.last.accuracy if self.last else None)  # fmt: skip
+        if self.config.sampling == "tutorial":
+            self.tutorial_example = (x, y, logits.detach())
+        return figures
+
+    def _evaluate(self, running: torch.Tensor) -> None:
+        evaluated = time.perf_counter()
+        config, measures = self.config, self.measures
+        final = self.step == self.schedule.end or not measures.sampled
+        figures = None
+        if self.world.main:  # every process takes the decisions of the first's figures
+            self.model.eval()
+            figures = (measures.fit(self.model, final), measures.heldout(self.model, final))
+            self.model.train()
+        self.last, heldout = self.world.from_main(figures)
+        if heldout is not None:
+            self.last_heldout = heldout
+        self.eval_seconds += time.perf_counter() - evaluated
+        if not final or not measures.sampled:
+            self.schedule.observe(self.step, self.last.correct, measures.sample_reachable)
+        if self.keeper is not None and self.keeper.observe(self.step, self.last_heldout.perplexity):
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        if self.metrics is None:
+            return
+        last, ceiling = self.last, measures.ceiling
+        self.metrics.write(step=self.step, loss=last.loss, accuracy=last.accuracy, correct=last.correct,
+                           windows=last.windows, sampled=not final, ceiling=ceiling.accuracy,
+                           of_ceiling=last.accuracy / ceiling.accuracy, perplexity=last.perplexity,
+                           train_loss=float(running[0] / running[2]), train_accuracy=float(running[1] / running[2]),
+                           lr=self.optimizer.param_groups[0]["lr"], elapsed=self.clock(),
+                           eval_seconds=self.eval_seconds, **_heldout_metrics(self.last_heldout))  # fmt: skip
+        if config.sampling == "tutorial":
+            x, y, logits = self.tutorial_example
+            self.progress.write(_tutorial_line(self.step, float(running[0] / running[2]),
+                                               float(running[1] / running[2]), x, y, logits, self.corpus.vocabulary))  # fmt: skip
+
+    def _checkpoint(self) -> Checkpoint:
+        resume, figures = self.resume, self.last_heldout
+        accuracy = self.last.accuracy if self.last else (resume.accuracy if resume else 0.0)
+        rng = {"torch": torch.get_rng_state(), "data": self.data_rng.get_state(), "sampler": self.batches.state()}
+        if self.device.startswith("cuda"):
+            rng["cuda"] = torch.cuda.get_rng_state()
         state = Checkpoint(
-            config=config, vocabulary=corpus.vocabulary, corpus_name=corpus.name, corpus_sha256=corpus.sha256,
-            ids=corpus.ids, step=step, elapsed=clock(), accuracy=accuracy, device=device,
-            model_state=model.state_dict(), optimizer_state=optimizer.state_dict(),
-            rng_state={"torch": torch.get_rng_state(), "data": data_rng.get_state(), "sampler": batches.state()},
-            schedule_state=schedule.state() | ({"keep_best": keeper.state()} if keeper else {}),
-            heldout=scored, best_state=best_state,
+            config=self.config, vocabulary=self.corpus.vocabulary, corpus_name=self.corpus.name,
+            corpus_sha256=self.corpus.sha256, ids=self.corpus.ids, step=self.step, elapsed=self.clock(),
+            accuracy=accuracy, device=self.device.split(":")[0], model_state=self.model.state_dict(),
+            optimizer_state=self.optimizer.state_dict(), rng_state=rng,
+            schedule_state=self.schedule.state() | ({"keep_best": self.keeper.state()} if self.keeper else {}),
+            heldout=figures.as_dict() if figures is not None else (resume.heldout if resume else None),
+            best_state=self.best_state,
         )  # fmt: skip
-        save_checkpoint(out / CHECKPOINT_NAME, state)
+        if self.world.main:
+            save_checkpoint(self.out / CHECKPOINT_NAME, state)
         return state
 
-    model.train()
-    running_loss, running_correct, running_count = 0.0, 0, 0
-    saved = None
-    progress.start(initial=step)
-    try:
-        while step < end():
-            step += 1
-            for group in optimizer.param_groups:
-                group["lr"] = schedule.rate(step) * (keeper.scale if keeper is not None else 1.0)
-            x, y, targets = batches.next()
-            logits = model(x)
-            loss = F.cross_entropy(logits, y if targets is None else targets)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-            optimizer.step()
-
-            correct = (logits.argmax(dim=1) == y).sum().to(loss.dtype)
-            loss_value, correct_value = torch.stack([loss.detach(), correct]).tolist()  # the step's one device sync
-            running_loss += loss_value * len(y)
-            running_correct += int(correct_value)
-            running_count += len(y)
-            progress.update(step, loss=loss_value, accuracy=last.accuracy if last else None)
-            if step % config.eval_every == 0 or step == schedule.end:
-                evaluated = time.perf_counter()
-                whole = step == schedule.end or not sampled
-                last = evaluate(model, contexts, labels) if whole else evaluate(model, contexts[sample], labels[sample])
-                if heldout is not None:
-                    last_heldout = heldout.measure(model, whole or keeper is not None)
-                eval_seconds += time.perf_counter() - evaluated
-                if not whole or not sampled:
-                    schedule.observe(step, last.correct, sample_reachable)
-                if keeper is not None and keeper.observe(step, last_heldout.perplexity):
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                train_loss, train_accuracy = running_loss / running_count, running_correct / running_count
-                metrics.write(step=step, loss=last.loss, accuracy=last.accuracy, correct=last.correct,
-                              windows=last.windows, sampled=not whole, ceiling=best.accuracy,
-                              of_ceiling=last.accuracy / best.accuracy, perplexity=last.perplexity,
-                              train_loss=train_loss, train_accuracy=train_accuracy, lr=optimizer.param_groups[0]["lr"],
-                              elapsed=clock(), eval_seconds=eval_seconds,
-                              **_heldout_metrics(last_heldout))  # fmt: skip
-                if config.sampling == "tutorial":
-                    progress.write(_tutorial_line(step, train_loss, train_accuracy, x, y, logits, corpus.vocabulary))
-                running_loss, running_correct, running_count = 0.0, 0, 0
-            if keeper is not None and keeper.stopped:
-                break
-            if step % config.checkpoint_every == 0 or step >= schedule.end:
-                saved = checkpoint(last, last_heldout)
-    except KeyboardInterrupt:
-        # No checkpoint now: the interrupt may have landed inside an optimizer step.
-        kept = saved.step if saved else resume.step if resume else None
-        raise TrainingInterrupted(_interrupted(out, kept)) from None
-    finally:
-        progress.close()
-        metrics.close()
-    if keeper is not None and best_state is not None and (keeper.stopped or step >= schedule.end):
-        model.load_state_dict(best_state)  # the run is over: the best held-out weights are the model
-        best_state, last = None, None
-    final = last if last is not None and last.windows == len(labels) else evaluate(model, contexts, labels)
-    if heldout is not None and (last is None or saved is None or keeper is not None):
-        last_heldout = heldout.measure(model, True)
-    if saved is None or saved.step != step or keeper is not None:
-        saved = checkpoint(final, last_heldout)
-    return TrainResult(saved, final, time.perf_counter() - started, best, eval_seconds, schedule, last_heldout,
-                       keeper.reason(step) if keeper else "")  # fmt: skip
+    def _finish(self) -> TrainResult:
+        keeper, step = self.keeper, self.step
+        if keeper is not None and self.best_state is not None and (keeper.stopped or step >= self.schedule.end):
+            self.model.load_state_dict(self.best_state)  # the run is over: the best held-out weights are the model
+            self.best_state, self.last = None, None
+        evaluated = time.perf_counter()
+        final = self.last
+        if final is None or final.windows != len(self.measures.train_final[1]):
+            final = self.world.from_main(self.measures.fit(self.model, True) if self.world.main else None)
+        if self.measures.heldout_final is not None and (self.last is None or self.saved is None or keeper is not None):
+            self.last_heldout = self.world.from_main(
+                self.measures.heldout(self.model, True) if self.world.main else None
+            )
+        self.eval_seconds += time.perf_counter() - evaluated
+        self.last = final
+        if self.saved is None or self.saved.step != step or keeper is not None:
+            self.saved = self._checkpoint()
+        return TrainResult(self.saved, final, time.perf_counter() - self.started, self.measures.ceiling,
+                           self.eval_seconds, self.schedule, self.last_heldout,
+                           keeper.reason(step) if keeper else "")  # fmt: skip
 
 
-class HeldOut:
-    """The held-out part's windows, measured as the runtime measures any text: all of them, or an
-    even sample along the way (as the training windows are) unless the run stops on them."""
-
-    def __init__(self, contexts: np.ndarray, labels: np.ndarray, sample: int, banned: int | None):
-        self.contexts, self.labels, self.banned = contexts, labels, banned
-        self.sample = np.linspace(0, len(labels) - 1, min(sample, len(labels))).round().astype(np.int64)
-
-    @staticmethod
-    def of(corpus: Corpus, config: TrainConfig) -> HeldOut | None:
-        if not config.holdout:
-            return None
-        contexts, labels = corpus.windows(config.model.window, "heldout")
-        return HeldOut(contexts, labels, config.eval_windows, corpus.unknown_id)
-
-    def measure(self, model: WordLSTM, whole: bool) -> TextEvaluation:
-        rows = slice(None) if whole else self.sample
-        return held_out(model, self.contexts[rows], self.labels[rows], self.banned)
-
-
-def _heldout_metrics(figures: TextEvaluation | None) -> dict[str, float]:
+def _heldout_metrics(figures: Evaluation | None) -> dict[str, float]:
     if figures is None:
         return {}
     return {"heldout_top1": figures.top1_rate, "heldout_top3": figures.top3_rate,
