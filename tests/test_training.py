@@ -127,3 +127,35 @@ def test_the_metrics_file_is_json_lines(tiny_run):
     _, out = tiny_run
     for line in (out / "metrics.jsonl").read_text().splitlines():
         assert isinstance(json.loads(line)["step"], int)
+
+
+def test_a_checkpoint_keeps_the_gpus_random_state_for_dropout_on_resume(monkeypatch):
+    from fable.training.train import random_state, restore_random_state
+
+    gpu = {"state": torch.tensor([7, 1, 3], dtype=torch.uint8)}
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda: gpu["state"].clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state: gpu.update(state=state))
+    data = torch.Generator().manual_seed(5)
+    saved = random_state("cuda:0", data)
+    assert torch.equal(saved["cuda"], torch.tensor([7, 1, 3], dtype=torch.uint8))
+    assert "cuda" not in random_state("cpu", data)
+    gpu["state"] = torch.tensor([0, 0, 0], dtype=torch.uint8)  # the generator moves on
+    torch.rand(3, generator=data)
+    restore_random_state(saved, "cuda:0", data)
+    assert torch.equal(gpu["state"], torch.tensor([7, 1, 3], dtype=torch.uint8))
+    assert torch.equal(data.get_state(), saved["data"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU here")
+def test_a_run_with_dropout_resumed_on_cuda_ends_with_the_same_weights(fable_corpus, tmp_path):
+    config = dataclasses.replace(tiny_config(steps=60), dropout=0.3)
+    whole = train(fable_corpus, config, "cuda", tmp_path / "whole").checkpoint
+    with pytest.raises(TrainingInterrupted, match="step 40"):
+        train(fable_corpus, config, "cuda", tmp_path / "cut", progress=StopAt(config.steps, stop=47))
+    resumed = train(
+        fable_corpus, config, "cuda", tmp_path / "cut", resume=load_checkpoint(tmp_path / "cut" / CHECKPOINT_NAME)
+    )
+    assert all(
+        torch.allclose(resumed.checkpoint.model_state[k].cpu(), v.cpu(), atol=1e-6)
+        for k, v in whole.model_state.items()
+    )

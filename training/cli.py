@@ -52,6 +52,11 @@ def _by_preset(value: Callable[[TrainConfig], object]) -> str:
     return ", ".join(f"{name} {text}" for name, text in shown.items())
 
 
+def _evaluations(preset: TrainConfig) -> str:
+    later = [f", {size.eval_every} from {size.windows:,} windows" for size in preset.sizes if size.eval_every]
+    return f"{preset.eval_every}{''.join(later)}"
+
+
 def _sized(field: str) -> Callable[[TrainConfig], object]:
     """A value that predict sizes by the corpus (`Size`) and the others fix."""
 
@@ -75,7 +80,7 @@ def main(
     layers: Annotated[int | None, typer.Option(min=1, max=MAX_LAYERS, help="stacked LSTM layers", show_default=_by_preset(lambda p: p.model.layers))] = None,
     hidden: Annotated[int | None, typer.Option(min=1, max=MAX_HIDDEN, help="units per LSTM layer", show_default=_by_preset(_sized("hidden")))] = None,
     window: Annotated[int | None, typer.Option(min=1, max=MAX_WINDOW, help="words read to predict the next", show_default=_by_preset(lambda p: p.model.window))] = None,
-    eval_every: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="steps between evaluations", show_default=_by_preset(lambda p: p.eval_every))] = None,
+    eval_every: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="steps between evaluations", show_default=_by_preset(_evaluations))] = None,
     checkpoint_every: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="steps between checkpoints", show_default=_by_preset(lambda p: p.checkpoint_every))] = None,
     eval_windows: Annotated[int | None, typer.Option(min=1, max=MAX_EVAL_WINDOWS, help=f"training windows each evaluation reads, an even sample (the last reads all, up to {_predict.final_windows:,})", show_default=_by_preset(lambda p: p.eval_windows))] = None,
     min_count: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help=f"read words seen fewer times than this as {UNKNOWN} (1 keeps every word)", show_default=_by_preset(lambda p: p.min_count))] = None,
@@ -142,7 +147,9 @@ def _train(corpus: Path | None, preset_name: str | None, resume: bool, out: Path
 def _opening(
     text: Corpus, config: TrainConfig, windows: int, device: str, chosen: str, resumed: int | None, world: World
 ) -> str:
-    rare = f", {text.rare_words} rare words ({text.rare_tokens} tokens) read as {UNKNOWN}" if text.rare_words else ""
+    rare = (
+        f", {text.rare_words:,} rare words ({text.rare_tokens:,} tokens) read as {UNKNOWN}" if text.rare_words else ""
+    )
     held = ""
     if config.holdout:
         held = f", {config.holdout:.0%} held out ({len(text.starts(config.model.window, 'heldout')):,} windows)"
@@ -161,10 +168,10 @@ def _fresh_config(preset: TrainConfig, flags: dict, model_flags: dict) -> TrainC
     given = {k: v for k, v in model_flags.items() if v is not None}
     if "hidden" in given and preset.tie:
         given["embedding_dim"] = given["hidden"]  # the output layer shares the embedding's weights
-    if "hidden" in given:  # the width asked for; dropout and the budget still follow the corpus's size
-        preset = dataclasses.replace(
-            preset, sizes=tuple(dataclasses.replace(size, hidden=given["hidden"]) for size in preset.sizes)
-        )
+    asked = {"hidden": given.get("hidden"), "eval_every": flags.get("eval_every")}
+    asked = {k: v for k, v in asked.items() if v is not None}
+    if asked:  # what was asked for; the rest still follows the corpus's size
+        preset = dataclasses.replace(preset, sizes=tuple(dataclasses.replace(size, **asked) for size in preset.sizes))
     model = dataclasses.replace(preset.model, **given)
     return dataclasses.replace(preset, model=model, **{k: v for k, v in flags.items() if v is not None})
 

@@ -170,10 +170,7 @@ class Run:
     def _restore(self, resume: Checkpoint) -> None:
         self.model.load_state_dict(resume.model_state)
         self.optimizer.load_state_dict(resume.optimizer_state)
-        torch.set_rng_state(resume.rng_state["torch"])
-        if "cuda" in resume.rng_state and self.device.startswith("cuda"):
-            torch.cuda.set_rng_state(resume.rng_state["cuda"])  # dropout's masks on the GPU
-        self.data_rng.set_state(resume.rng_state["data"])
+        restore_random_state(resume.rng_state, self.device, self.data_rng)
         self.batches.load_state(resume.rng_state["sampler"])
         self.schedule.load_state(resume.schedule_state)
         if self.keeper is not None:
@@ -278,9 +275,7 @@ class Run:
     def _checkpoint(self) -> Checkpoint:
         resume, figures = self.resume, self.last_heldout
         accuracy = self.last.accuracy if self.last else (resume.accuracy if resume else 0.0)
-        rng = {"torch": torch.get_rng_state(), "data": self.data_rng.get_state(), "sampler": self.batches.state()}
-        if self.device.startswith("cuda"):
-            rng["cuda"] = torch.cuda.get_rng_state()
+        rng = random_state(self.device, self.data_rng) | {"sampler": self.batches.state()}
         state = Checkpoint(
             config=self.config, vocabulary=self.corpus.vocabulary, corpus_name=self.corpus.name,
             corpus_sha256=self.corpus.sha256, ids=self.corpus.ids, step=self.step, elapsed=self.clock(),
@@ -314,6 +309,22 @@ class Run:
         return TrainResult(self.saved, final, time.perf_counter() - self.started, self.measures.ceiling,
                            self.eval_seconds, self.schedule, self.last_heldout,
                            keeper.reason(step) if keeper else "")  # fmt: skip
+
+
+def random_state(device: str, data: torch.Generator) -> dict[str, torch.Tensor]:
+    """What draws a run's random numbers: torch's CPU generator, the GPU's (dropout's masks there)
+    and the data sampler's, for a checkpoint."""
+    state = {"torch": torch.get_rng_state(), "data": data.get_state()}
+    if device.startswith("cuda"):
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def restore_random_state(state: dict[str, torch.Tensor], device: str, data: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.startswith("cuda") and "cuda" in state:  # none in checkpoints of fable 0.3
+        torch.cuda.set_rng_state(state["cuda"])
+    data.set_state(state["data"])
 
 
 def _heldout_metrics(figures: Evaluation | None) -> dict[str, float]:
