@@ -11,6 +11,7 @@ from .errors import UsageError
 
 MAX_TEXT_BYTES = 1024**3
 PIECE_BYTES = 1 << 20  # read a large file this much at a time
+WHITESPACE = " \n\t\r\f\v"  # where a piece may end: no token of either tokenizer holds one
 
 
 def read_text_file(path: Path, what: str, fix: str) -> tuple[str, bytes]:
@@ -28,8 +29,8 @@ def read_text_file(path: Path, what: str, fix: str) -> tuple[str, bytes]:
 
 
 def text_pieces(path: Path, what: str, fix: str, digest: hashlib._Hash) -> Iterator[str]:
-    """The UTF-8 text of `path` in pieces of about PIECE_BYTES, each ending at a line break or a space
-    (a piece never cuts a word), while `digest` is fed the file's bytes: what `read_text_file` reads,
+    """The UTF-8 text of `path` in pieces of about PIECE_BYTES, each ending at white space (a piece
+    never cuts a word; a text without any is one piece), while `digest` is fed the file's bytes: what `read_text_file` reads,
     without ever holding the whole file. The same errors, raised when the reader meets them."""
     _check_file(path, what, fix)
     decoder = codecs.getincrementaldecoder("utf-8-sig")()
@@ -49,7 +50,7 @@ def text_pieces(path: Path, what: str, fix: str, digest: hashlib._Hash) -> Itera
                     if text:
                         yield text
                     return
-                cut = max(text.rfind("\n"), text.rfind(" ")) + 1
+                cut = max(text.rfind(space) for space in WHITESPACE) + 1
                 carried = text[cut:]
                 if cut:
                     yield text[:cut]

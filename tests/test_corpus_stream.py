@@ -27,9 +27,10 @@ TEXT = "\ufeffThe old Mouse said: «it is easy» — naïve ΣΑΣ café 😀 to
 
 
 @pytest.mark.parametrize("piece", [1, 2, 3, 7, 64, 1 << 20])
-def test_pieces_of_any_size_read_the_tokens_and_hash_of_the_whole_file(tmp_path, monkeypatch, piece):
+@pytest.mark.parametrize("space", [" ", "\t", "\r"])
+def test_pieces_of_any_size_read_the_tokens_and_hash_of_the_whole_file(tmp_path, monkeypatch, piece, space):
     path = tmp_path / "t.txt"
-    path.write_text(TEXT + "the last line has no line break", encoding="utf-8")
+    path.write_bytes((TEXT + "the last line has no line break").replace(" ", space).replace("\n", space).encode())
     monkeypatch.setattr(textfile, "PIECE_BYTES", piece)
     text = read_corpus(path)
     assert text.tokens() == tokenize(path.read_bytes().decode("utf-8-sig"))
@@ -90,8 +91,11 @@ def test_a_large_corpus_is_mapped_from_its_runs_cache_and_only_for_the_same_file
     path.write_text(TEXT + " more", encoding="utf-8")
     fresh = read_corpus(path, cache=run)  # another file at the same path: read again
     assert not isinstance(fresh.ids, np.memmap) and len(fresh.ids) == len(read.ids) + 1
-    (run / corpus_module.CACHE_IDS).write_bytes(b"damaged")
-    assert not isinstance(read_corpus(path, cache=run).ids, np.memmap)
+    save_cache(fresh, run)
+    for name, damage in ((corpus_module.CACHE_WORDS, b"[]"), (corpus_module.CACHE_WORDS, b'{"sha256": 1}'),
+                         (corpus_module.CACHE_IDS, b"damaged")):  # fmt: skip
+        (run / name).write_bytes(damage)
+        assert not isinstance(read_corpus(path, cache=run).ids, np.memmap)  # read again, no traceback
 
 
 def test_a_corpus_of_a_million_tokens_holds_4_bytes_a_token(tmp_path):

@@ -19,9 +19,9 @@ import numpy as np
 from fable.atomic import atomic_paths
 from fable.errors import UsageError
 from fable.textfile import text_pieces
-from fable.tokenizer import TOKENIZER_VERSION, UNKNOWN, tokenize
+from fable.tokenizer import TOKENIZER_VERSION, UNKNOWN, tokenize, unknown_id
 
-from .split import UNSEEN, Split, gather, split, unknown_id, window_starts
+from .split import UNSEEN, Split, gather, split, window_starts
 
 FABLE_NAME = "fable.txt"  # Aesop, "The Belling of the Cat", as the rnn-words tutorial used it
 CACHE_FROM_TOKENS = 1_000_000  # a smaller corpus is read again in a few seconds
@@ -121,12 +121,12 @@ def _cached(folder: Path, path: Path, tokenizer_version: int) -> Text | None:
         with open(path, "rb") as file:
             while data := file.read(1 << 20):
                 digest.update(data)
-    except (OSError, ValueError):
+        expected = (digest.hexdigest(), tokenizer_version, len(ids), np.dtype(np.int32))
+        if (about["sha256"], about["tokenizer_version"], about["tokens"], ids.dtype) != expected:
+            return None
+        return Text(path, about["sha256"], [str(word) for word in about["words"]], ids, tokenizer_version)
+    except (OSError, ValueError, KeyError, TypeError):
         return None  # no cache, a damaged one, or no file: read the text, which says what is wrong
-    expected = (digest.hexdigest(), tokenizer_version, len(ids), np.dtype(np.int32))
-    if (about.get("sha256"), about.get("tokenizer_version"), about.get("tokens"), ids.dtype) != expected:
-        return None
-    return Text(path, about["sha256"], list(about["words"]), ids, tokenizer_version)
 
 
 def load_corpus(
@@ -142,6 +142,8 @@ def load_corpus(
     past the `max_vocab` most frequent read as <unk>; UsageError for anything that cannot train a
     window."""
     text = path if isinstance(path, Text) else read_corpus(path, tokenizer_version)
+    if text.tokenizer_version != tokenizer_version:
+        raise ValueError(f"{text.path} was read with tokenizer {text.tokenizer_version}, not {tokenizer_version}")
     name = f"corpus file {text.path}"
     if len(text.ids) < window + 1:
         raise UsageError(

@@ -1,7 +1,7 @@
 """What each training step sees: random windows of the corpus's id stream, or the tutorial's walk.
 
 Windows are gathered from the ids on the model's device by index arithmetic at each step (the
-corpus stays 4 bytes a token there, however many windows it has), so a step moves nothing
+corpus stays 4 bytes a token there and 8 a window start), so a step moves nothing
 between the host and a GPU but a teacher's targets, made for the step's rows alone.
 """
 
@@ -42,7 +42,7 @@ class WindowBatches:
         share: float = 0.0,
         world: World = ONE,
     ):
-        self.ids = torch.from_numpy(np.asarray(ids, np.int64)).to(device)  # [tokens]
+        self.ids = torch.from_numpy(np.asarray(ids, np.int32)).to(device)  # [tokens]
         self.starts = torch.from_numpy(np.asarray(starts, np.int64)).to(device)  # [N]
         self.offsets = torch.arange(window + 1, device=device)
         self.batch_size = batch_size
@@ -56,7 +56,7 @@ class WindowBatches:
             picked = torch.arange(count)
         else:
             picked = torch.randperm(count, generator=self.generator)[: self.batch_size]
-        rows = self.ids[self.starts[self.world.share(picked).to(self.starts.device)][:, None] + self.offsets]
+        rows = self.ids[self.starts[self.world.share(picked).to(self.starts.device)][:, None] + self.offsets].long()
         x, y = rows[:, :-1], rows[:, -1]
         return x, y, self._targets(x, y)
 

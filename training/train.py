@@ -215,6 +215,8 @@ class Run:
 
     def _step(self) -> torch.Tensor:
         """One optimizer step; [loss x windows, right, windows] of its whole batch."""
+        if self.world.size > 1:  # each process its own dropout masks, the same after a resume
+            torch.manual_seed(self.config.seed + (self.step * self.world.size + self.world.rank) * 1_000_003)
         scale = self.keeper.scale if self.keeper is not None else 1.0
         for group in self.optimizer.param_groups:
             group["lr"] = self.schedule.rate(self.step) * scale
@@ -262,7 +264,7 @@ class Run:
             return
         last, ceiling = self.last, measures.ceiling
         self.metrics.write(step=self.step, loss=last.loss, accuracy=last.accuracy, correct=last.correct,
-                           windows=last.windows, sampled=not final, ceiling=ceiling.accuracy,
+                           windows=last.windows, sampled=last.windows < ceiling.windows, ceiling=ceiling.accuracy,
                            of_ceiling=last.accuracy / ceiling.accuracy, perplexity=last.perplexity,
                            train_loss=float(running[0] / running[2]), train_accuracy=float(running[1] / running[2]),
                            lr=self.optimizer.param_groups[0]["lr"], elapsed=self.clock(),
