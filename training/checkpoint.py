@@ -18,11 +18,12 @@ from fable import __version__
 from fable.atomic import atomic_path
 from fable.contract import ModelConfig
 from fable.errors import UsageError
+from fable.tokenizer import unknown_id
 
 from .ceiling import ceiling
 from .config import Size, TrainConfig
 from .model import WordLSTM
-from .split import gather, unknown_id, window_starts
+from .split import gather, window_starts
 
 CHECKPOINT_NAME = "checkpoint.pt"
 FORMAT = "fable-checkpoint"

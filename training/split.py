@@ -13,23 +13,15 @@ costs 4 bytes a token and 8 a window start, not a row of ids per window.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-from fable.tokenizer import UNKNOWN
 
 HOLDOUT_BLOCKS = 10
 UNSEEN = -1  # the id of a held-out word that the training part's vocabulary lacks (and has no <unk> for)
 MAX_HOLDOUT = 0.5
 
 Ranges = tuple[tuple[int, int], ...]  # [start, end) of tokens
-
-
-def unknown_id(vocabulary: Sequence[str]) -> int | None:
-    """The id of <unk> in a training vocabulary; None where every word was kept."""
-    return vocabulary.index(UNKNOWN) if UNKNOWN in vocabulary else None
 
 
 @dataclass(frozen=True)
