@@ -27,6 +27,9 @@ class Backend(Protocol):
     def kernel(self, batch: int) -> StepKernel | WindowKernel:
         """The kernel of the file's graph for `batch` sequences, with buffers of its own."""
 
+    def describe(self) -> str:
+        """What computes the model, read from the library now: its version, threads and spinning."""
+
 
 @functools.cache
 def default_backend() -> str:
@@ -49,7 +52,7 @@ def open_backend(path: Path, threads: int, spin: bool, backend: str | None = Non
     if name == "numpy":
         from .numpy_backend import NumpyBackend
 
-        return NumpyBackend(path)  # threads and spin: numpy's BLAS decides its own (OPENBLAS_NUM_THREADS)
+        return NumpyBackend(path, threads)  # spin: numpy's BLAS has no such setting
     if name != "onnxruntime":
         raise UsageError(f"backend must be {' or '.join(BACKENDS)}, not {name!r}")
     try:

@@ -127,14 +127,29 @@ SHOWN = ("cpu", "cores", "cpu_flags", "clock_mhz", "governor", "arch", "userland
 
 
 def read_run(path: Path) -> dict:
-    """A file that --out (or -o json) wrote; UsageError naming it if it is not one."""
+    """A file that --out (or -o json) wrote, by this release or by 0.1; UsageError naming it if it
+    is not one."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+        if "format" not in data and isinstance(data.get("results"), list):
+            data = _from_first_release(data)
         if data.get("format") != JSON_FORMAT or not isinstance(data.get("rows"), list):
             raise ValueError(f"not a fable-bench run of format {JSON_FORMAT}")
         return data
-    except (OSError, ValueError, AttributeError) as error:
+    except (OSError, ValueError, AttributeError, KeyError, TypeError) as error:
         raise UsageError(f"cannot read {path} as a fable-bench run ({error}); give files that --out wrote") from None
+
+
+def _from_first_release(data: dict) -> dict:
+    """A run of fable-bench 0.1 ("results", no format) as rows of today: it ran onnxruntime alone,
+    without spinning, on model files of format 1 (a step graph of one sequence), and its median µs
+    a word is today's µs a step."""
+    rows = [
+        {"file": {"name": Path(r["model"]).name, "variant": f"{r['quantization']} {r['graph']} (one sequence)"},
+         "backend": "onnxruntime", "threads": r["threads"], "spin": False, "batch": 1, "step_us": r["word_p50_us"]}
+        for r in data["results"]
+    ]  # fmt: skip
+    return {"format": JSON_FORMAT, "machine": data["machine"], "settings": data.get("settings"), "rows": rows}
 
 
 def compare(paths: Sequence[Path]) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from .errors import ModelFileError
+from .errors import ModelFileError, is_number, is_whole
 from .tokenizer import TOKENIZER_VERSION, TOKENIZER_VERSIONS
 
 # Bump when a file of the new shape could not be read by older runtimes. Version 2: the step graph
@@ -356,13 +356,13 @@ class _Reader:
 
     def field_int(self, key: str, obj: dict[str, Any], name: str, low: int | None, high: int | None) -> int:
         value = obj.get(name)
-        if not isinstance(value, int) or isinstance(value, bool):
+        if not is_whole(value):
             raise self.fail(key, f"no integer {name!r}")
         return self._bounded(f"{key}.{name}", value, low, high)
 
     def field_float(self, key: str, obj: dict[str, Any], name: str) -> float:
         value = obj.get(name)
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
+        if not is_number(value):
             raise self.fail(key, f"no number {name!r}")
         return float(value)
 

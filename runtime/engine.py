@@ -16,7 +16,7 @@ from .backend import Backend
 from .decoder import Decoder, DecoderPool
 from .errors import PromptError, UsageError, check_whole
 from .sampling import GREEDY, Sampling, make_sampler
-from .tokenizer import UNKNOWN
+from .tokenizer import unknown_id
 
 DEFAULT_WORDS = 32  # as many as the tutorial generated
 MAX_WORDS = 10_000_000
@@ -31,8 +31,7 @@ class Engine:
         self._backend = backend
         self.metadata = backend.metadata
         self._pool = DecoderPool(self.metadata, backend.kernel)
-        vocabulary = self.metadata.vocabulary
-        self._banned = vocabulary.index(UNKNOWN) if UNKNOWN in vocabulary else None  # never generated
+        self.unknown_id = unknown_id(self.metadata.vocabulary)  # <unk>: read where a model has one, never generated
 
     @property
     def vocabulary(self) -> tuple[str, ...]:
@@ -47,13 +46,18 @@ class Engine:
         """What runs the model: "onnxruntime" or "numpy"."""
         return self._backend.name
 
+    @property
+    def runs(self) -> str:
+        """What computes the model, read from its library now: the version, threads and spinning
+        of onnxruntime, or numpy's and its BLAS's threads."""
+        return self._backend.describe()
+
     def stream_ids(
         self, context: Sequence[int], words: int = DEFAULT_WORDS, sampling: Sampling = GREEDY
     ) -> Iterator[int]:
         """Word ids after the last `window` ids of `context`; arguments are checked before it starts."""
         checked = self._check_ids(context)
-        _check_run(words, sampling)
-        return (token for _, token in self._decode([checked], words, sampling))
+        return (token for _, token in self._decode([checked], _check_run(words, sampling), sampling))
 
     def stream_batch_ids(
         self, contexts: Sequence[Sequence[int]], words: int = DEFAULT_WORDS, sampling: Sampling = GREEDY
@@ -61,8 +65,7 @@ class Engine:
         """(context index, word id) for every context at once: every context's first word, then
         every context's second; arguments are checked before it starts."""
         checked = self._check_contexts(contexts)
-        _check_run(words, sampling)
-        return self._decode(checked, words, sampling)
+        return self._decode(checked, _check_run(words, sampling), sampling)
 
     def next_logits(self, context: Sequence[int]) -> np.ndarray:
         """Logits [vocab] of the word after the last `window` ids of `context` (a copy)."""
@@ -97,7 +100,7 @@ class Engine:
         model per word for all of them."""
         for first in range(0, len(contexts), MAX_BATCH):
             turn = np.array(contexts[first : first + MAX_BATCH], np.int64)  # [batch, window]
-            samplers = [make_sampler(sampling, banned=self._banned) for _ in turn]
+            samplers = [make_sampler(sampling, banned=self.unknown_id) for _ in turn]
             with self._pool.decoder(len(turn)) as decoder:
                 logits = _read(decoder, turn)
                 tokens = np.zeros((len(turn), 1), np.int64)
@@ -137,7 +140,9 @@ def _read(decoder: Decoder, windows: np.ndarray) -> np.ndarray:
     return logits
 
 
-def _check_run(words: int, sampling: Sampling) -> None:
-    check_whole("words", words, 0, MAX_WORDS)
+def _check_run(words: int, sampling: Sampling) -> int:
+    """`words` as an int, once both are checked."""
+    words = check_whole("words", words, 0, MAX_WORDS)
     if not isinstance(sampling, Sampling):
         raise UsageError(f"sampling must be a fable.Sampling, not {type(sampling).__name__}")
+    return words

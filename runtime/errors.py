@@ -7,6 +7,7 @@ Each message is one line that names the problem and what to do about it.
 from __future__ import annotations
 
 import logging
+import numbers
 
 # Notices: what fable did on its own that a user should know (a cache ignored, a word read as
 # <unk>). Python prints warnings of an unconfigured logger on stderr; apps may route them.
@@ -40,10 +41,36 @@ class SettingError(UsageError):
         return self._say("--" + self.name.replace("_", "-"))
 
 
-def check_whole(name: str, value: object, low: int, high: int) -> None:
-    """SettingError unless `value` is a whole number from `low` to `high`."""
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+def is_whole(value: object) -> bool:
+    """A whole number: an int or a numpy integer, never a bool (True is no count)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> bool:
+    """A real number: a whole one, a float or a numpy float (NaN included: ranges refuse it)."""
+    return is_whole(value) or isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def plain(value: numbers.Real) -> int | float:
+    """A number as Python's own int or float, so a numpy scalar given in goes on as one (into JSON)."""
+    return int(value) if is_whole(value) else float(value)
+
+
+def check_whole(name: str, value: object, low: int, high: int) -> int:
+    """`value` as an int; SettingError unless it is a whole number from `low` to `high`."""
+    if not is_whole(value) or not low <= value <= high:  # type: ignore[operator]
         raise SettingError(name, f"a whole number from {low:,} to {high:,}", value)
+    return int(value)  # type: ignore[call-overload]
+
+
+def check_number(name: str, value: object, low: float, high: float, above_low: bool = False) -> int | float:
+    """`value` as an int or float; SettingError unless it is a number from `low` (more than `low`
+    where `above_low`) to `high`. NaN is refused."""
+    fits = is_number(value) and (low < value if above_low else low <= value) and value <= high  # type: ignore[operator]
+    if not fits:
+        wanted = f"more than {low:g} and at most {high:g}" if above_low else f"a number from {low:g} to {high:g}"
+        raise SettingError(name, wanted, value)
+    return plain(value)  # type: ignore[arg-type]
 
 
 class PromptError(UsageError):

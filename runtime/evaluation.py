@@ -70,8 +70,7 @@ def evaluation_of(scores: np.ndarray, labels: np.ndarray, banned: int | None = N
         z = np.asarray(scores[start : start + CHUNK], np.float64)  # [n, vocab]
         label = np.asarray(labels[start : start + CHUNK])
         rows = np.arange(len(label))
-        top = z.max(axis=1, keepdims=True)
-        log_total = np.log(np.exp(z - top).sum(axis=1)) + top[:, 0]
+        log_total = log_normalizer(z)
         mine = z[rows, label]  # [n]
         above = (z > mine[:, None]) | ((z == mine[:, None]) & (np.arange(z.shape[1]) < label[:, None]))
         if banned is not None:
@@ -87,11 +86,11 @@ def evaluate(model: Model, text: str) -> Evaluation:
     predict; without <unk>, the windows that hold one are skipped."""
     lexicon, window = model.lexicon, model.window
     tokens = lexicon.read(text).tokens
-    unknown = lexicon.unknown_id
+    unknown = model.unknown_id
     ids = lexicon.lookup(tokens)
     total = NOTHING
     for run in _readable_runs(ids):
-        for logits, labels in _chunks(model, run, window):
+        for logits, labels in predictions(model, run):
             keep = labels != unknown if unknown is not None else slice(None)
             total += evaluation_of(logits[keep], labels[keep], unknown)
     if not total.words:
@@ -112,15 +111,25 @@ def _readable_runs(ids: Sequence[int | None]) -> Iterator[list[int]]:
     yield run
 
 
-def _chunks(model: Model, run: list[int], window: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(logits [n, vocab], labels [n]) for each word of `run` after its first `window`, in chunks."""
-    if len(run) <= window:
+def log_normalizer(logits: np.ndarray) -> np.ndarray:
+    """log(sum(exp(logits))) over the last axis, in float64 and without overflow: a word's
+    log-probability is its logit less this (the one log-softmax of fable)."""
+    top = np.max(logits, axis=-1, keepdims=True)
+    z = np.subtract(logits, top, dtype=np.float64)
+    return np.log(np.exp(z, out=z).sum(axis=-1)) + top[..., 0]
+
+
+def predictions(model: Model, ids: Sequence[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(logits [n, vocab], labels [n]) for each id of `ids` after the first `window`, each read
+    from the `window` ids before it, in chunks: the one loop of `evaluate` and `predict.score`."""
+    window = model.window
+    if len(ids) <= window:
         return
     logits, labels = [], []
-    for position, row in enumerate(model.logits_along(run[:-1])):
+    for position, row in enumerate(model.logits_along(ids[:-1])):
         if position >= window - 1:
             logits.append(row.copy())
-            labels.append(run[position + 1])
+            labels.append(ids[position + 1])
             if len(labels) == CHUNK:
                 yield np.stack(logits), np.array(labels)
                 logits, labels = [], []

@@ -52,6 +52,13 @@ class OrtBackend:
             return OrtStepKernel(self.session, self.metadata, batch)
         return OrtWindowKernel(self.session, self.metadata, batch)
 
+    def describe(self) -> str:
+        options = self.session.get_session_options()
+        threads = options.intra_op_num_threads
+        spinning = options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+        said = f"{threads} thread{'' if threads == 1 else 's'}, spinning {'on' if spinning else 'off'}"
+        return f"onnxruntime, {said} (onnxruntime {ort.__version__})"
+
 
 def _refusal(name: str, error: Exception) -> ModelFileError:
     """Why onnxruntime cannot open the file: an int4 file on an onnxruntime too old for it, or damage."""

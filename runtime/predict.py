@@ -13,11 +13,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .contract import GRAPH_STEP
-from .errors import check_whole
+from .errors import UsageError, check_whole
+from .evaluation import log_normalizer, predictions
 from .prompt import Reading, unknown_words
 from .tokenizer import UNKNOWN
 
 if TYPE_CHECKING:
+    from .decoder import Decoder
     from .model import Model
 
 DEFAULT_SUGGESTIONS = 3
@@ -70,27 +72,39 @@ class Typing:
     words finished since the last one (one LSTM step a word) instead of reading the whole window
     from the zero state, and gives exactly the suggestions of `suggest`. A text that changed some
     other way is read afresh. It holds one of the model's decoders: use it in a `with` block, or
-    `close()` it. One typist at a time (not shared by threads)."""
+    `close()` it; closed, it gives the decoder back and refuses to suggest. One typist at a time
+    (not shared by threads)."""
 
     LOOKBACK = 3  # words finished between two calls that are fed on (more: read afresh, as a paste is)
 
     def __init__(self, model: Model):
         self._model = model
         self._lease = model.decoder(1)
-        self._decoder = self._lease.__enter__()
+        self._decoder: Decoder | None = self._lease.__enter__()
         self._fed: list[int] = []  # the last `window` ids fed since the decoder was reset
         self._count = 0  # how many were fed since then
         self._logits: np.ndarray | None = None  # after the last of them
         self._token = np.zeros((1, 1), np.int64)  # [batch 1, 1]: the word fed
 
     def suggest(self, text: str, k: int = DEFAULT_SUGGESTIONS) -> list[Suggestion]:
+        self._live()  # before any work
         query = _Query.of(self._model, text, k, lookback=self.LOOKBACK)
         if query is None:
             return []
         return query.ranked(self._model, self._advance(query))
 
     def close(self) -> None:
-        self._lease.__exit__(None, None, None)
+        """Give the decoder back to the model (once: closing again does nothing)."""
+        if self._decoder is not None:
+            self._decoder = None
+            self._lease.__exit__(None, None, None)
+
+    def _live(self) -> Decoder:
+        if self._decoder is None:
+            raise UsageError(
+                "this Typing is closed, its decoder back with the model; start another with model.typing()"
+            )
+        return self._decoder
 
     def __enter__(self) -> Typing:
         return self
@@ -107,7 +121,7 @@ class Typing:
             before, new = recent[: len(recent) - added], recent[len(recent) - added :]
             if self._continues(before) and None not in new and (new or self._logits is not None):
                 return self._feed(new) if new else self._logits  # type: ignore[return-value]
-        self._decoder.reset()
+        self._live().reset()
         self._fed, self._count = [], 0
         return self._feed(query.ids)
 
@@ -120,7 +134,7 @@ class Typing:
     def _feed(self, ids: list[int]) -> np.ndarray:
         for word in ids:
             self._token[0, 0] = word
-            logits = self._decoder.feed(self._token)
+            logits = self._live().feed(self._token)
         self._fed = (self._fed + list(ids))[-self._model.window :]
         self._count += len(ids)
         self._logits = logits[0].copy()
@@ -140,12 +154,12 @@ class _Query:
     @staticmethod
     def of(model: Model, text: str, k: int, lookback: int = 0) -> _Query | None:
         """None when no word can be suggested; the errors of `suggest` otherwise."""
-        check_whole("k", k, 1, MAX_SUGGESTIONS)
+        k = check_whole("k", k, 1, MAX_SUGGESTIONS)
         lexicon, window = model.lexicon, model.window
         # the words of the window and the one being typed are all it reads (and `lookback` more)
         reading, partial = split_partial(text, lexicon.read(text, last_words=window + 1 + lookback), lexicon.index)
         if partial and not any(word.startswith(partial) for word in model.vocabulary if word != UNKNOWN):
-            if lexicon.unknown_id is None:
+            if model.unknown_id is None:
                 raise unknown_words([partial], model.vocabulary)
             return None  # no word it knows completes it, and it never suggests <unk>
         shortest = 1 if model.metadata.graph == GRAPH_STEP else window
@@ -154,7 +168,7 @@ class _Query:
         return _Query(partial, ids, recent, k)
 
     def ranked(self, model: Model, logits: np.ndarray) -> list[Suggestion]:
-        return rank(model.vocabulary, logits, self.partial, self.k, banned=model.lexicon.unknown_id)
+        return rank(model.vocabulary, logits, self.partial, self.k, banned=model.unknown_id)
 
 
 def score(model: Model, text: str) -> TextScore:
@@ -163,10 +177,9 @@ def score(model: Model, text: str) -> TextScore:
     window = model.window
     reading = model.lexicon.read(text)
     ids = model.lexicon.ids(reading, "text", window + 1, window)
-    scores = []
-    for position, logits in enumerate(model.logits_along(ids[:-1])):
-        if position >= window - 1:
-            scores.append(float(log_softmax(logits)[ids[position + 1]]))
+    scores: list[float] = []
+    for logits, labels in predictions(model, ids):
+        scores += (logits[np.arange(len(labels)), labels] - log_normalizer(logits)).tolist()
     return text_score(reading.tokens[window:], scores)
 
 
@@ -189,13 +202,6 @@ def split_partial(text: str, reading: Reading, known: Container[str]) -> tuple[R
     return reading, ""
 
 
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """float64 log-probabilities [vocab] from logits [vocab]."""
-    z = logits.astype(np.float64)
-    z = z - z.max()
-    return z - math.log(np.exp(z).sum())
-
-
 def rank(
     vocabulary: Sequence[str], logits: np.ndarray, partial: str, k: int, banned: int | None = None
 ) -> list[Suggestion]:
@@ -203,15 +209,11 @@ def rank(
     never the id `banned` (a model's <unk>), each with its probability over the whole vocabulary,
     computed for the words shown only (this runs on every keystroke, right after the model)."""
     order = np.argsort(-logits, kind="stable")
-    top = float(logits[order[0]])
-    z = np.subtract(logits, top, dtype=np.float64)
-    log_total = math.log(float(np.add.reduce(np.exp(z, out=z))))
+    log_total = float(log_normalizer(logits))
     if not partial:
         order = order[: k + 1]  # k words even when one of them is `banned`
     shown = (i for i in order.tolist() if i != banned and vocabulary[i].startswith(partial))  # up to the k-th
-    return [
-        Suggestion(vocabulary[i], math.exp((float(logits[i]) - top) - log_total)) for i in itertools.islice(shown, k)
-    ]
+    return [Suggestion(vocabulary[i], math.exp(float(logits[i]) - log_total)) for i in itertools.islice(shown, k)]
 
 
 def text_score(words: Sequence[str], log_probabilities: Sequence[float]) -> TextScore:

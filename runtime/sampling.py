@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import SettingError
+from .errors import check_number, check_whole
 
 Sampler = Callable[[np.ndarray], int]
 
@@ -24,17 +24,10 @@ MIN_SEED = 0
 MAX_SEED = 2**63 - 1
 
 
-def _is_whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 @dataclass(frozen=True)
 class Sampling:
-    """How the next word is chosen; checked when it is made, so a Sampling in hand is valid."""
+    """How the next word is chosen; checked when it is made, so a Sampling in hand is valid. Numpy
+    scalars are taken, and kept as Python's own numbers."""
 
     temperature: float = 0.0  # 0: greedy, the most likely word every time
     top_k: int | None = None  # sample among the k most likely words only
@@ -43,14 +36,14 @@ class Sampling:
 
     def __post_init__(self) -> None:
         t, k, p, seed = self.temperature, self.top_k, self.top_p, self.seed
-        if not (_is_number(t) and MIN_TEMPERATURE <= t <= MAX_TEMPERATURE):  # NaN fails both
-            raise SettingError("temperature", f"a number from {MIN_TEMPERATURE:g} to {MAX_TEMPERATURE:g}", t)
-        if k is not None and not (_is_whole(k) and MIN_TOP_K <= k <= MAX_TOP_K):
-            raise SettingError("top_k", f"a whole number from {MIN_TOP_K} to {MAX_TOP_K:,}", k)
-        if p is not None and not (_is_number(p) and 0 < p <= MAX_TOP_P):
-            raise SettingError("top_p", f"more than 0 and at most {MAX_TOP_P:g}", p)
-        if seed is not None and not (_is_whole(seed) and MIN_SEED <= seed <= MAX_SEED):
-            raise SettingError("seed", f"a whole number from {MIN_SEED} to {MAX_SEED:,}", seed)
+        checked = {
+            "temperature": check_number("temperature", t, MIN_TEMPERATURE, MAX_TEMPERATURE),
+            "top_k": None if k is None else check_whole("top_k", k, MIN_TOP_K, MAX_TOP_K),
+            "top_p": None if p is None else check_number("top_p", p, 0, MAX_TOP_P, above_low=True),
+            "seed": None if seed is None else check_whole("seed", seed, MIN_SEED, MAX_SEED),
+        }
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)  # frozen: set once, here
 
     @property
     def greedy(self) -> bool:

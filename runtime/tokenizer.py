@@ -31,6 +31,15 @@ TOKENIZER_VERSIONS = (1, 2)  # what this runtime reads
 # never had one.
 UNKNOWN = "<unk>"
 
+
+def unknown_id(vocabulary: Sequence[str]) -> int | None:
+    """The id of <unk> in `vocabulary`, or None: a model without one refuses unknown words."""
+    try:
+        return vocabulary.index(UNKNOWN)
+    except ValueError:
+        return None
+
+
 PUNCTUATION = ",.?!;:\"'()"  # version 1's marks
 _V1_PUNCT = re.escape(PUNCTUATION)
 _V1_TOKEN = re.compile(rf"[{_V1_PUNCT}]|[^\s{_V1_PUNCT}]+")  # a mark alone, or a run of anything else

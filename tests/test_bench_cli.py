@@ -18,8 +18,9 @@ from fable.benchmark import Bandwidth, copy_rate, floor_us
 from fable.cli.bench import parse_list
 from fable.errors import UsageError
 from fable.machine import describe
+from fable.tuning import MAX_IDLE_CPU
 
-from .helpers import SHIPPED, assert_clean_failure, invoke, md_table, run_command
+from .helpers import ROOT, SHIPPED, assert_clean_failure, invoke, md_table, run_command
 
 INT8, FP32 = str(SHIPPED / "fable.int8.onnx"), str(SHIPPED / "fable.onnx")
 QUICK = ["-r", "2", "--words", "10", "--no-bandwidth"]
@@ -113,6 +114,19 @@ def test_compare_shows_the_fields_that_differ_and_each_rows_speed(tmp_path):
     assert_clean_failure(invoke("fable-bench", "compare", str(first), str(tmp_path)), 2, "cannot read")
 
 
+def test_compare_reads_the_runs_fable_bench_0_1_wrote(tmp_path):
+    """bench/results keeps an AMD EPYC run of 0.1 ("results", no format): its rows are of format 1
+    files, a step graph of one sequence, so they meet today's rows of such a file."""
+    old = ROOT / "bench" / "results" / "fable-bench-amd-epyc.json"
+    shutil.copy(ROOT / "tests" / "data" / "fable.v1.int8.onnx", tmp_path / "fable.int8.onnx")
+    now = tmp_path / "now.json"
+    assert invoke("fable-bench", *QUICK, "-m", str(tmp_path / "fable.int8.onnx"), "--out", str(now)).returncode == 0
+    table = compare([old, now])
+    assert "| fable | 0.1.0 | " in table  # the machine fields that differ, 0.1 naming fewer
+    assert "| fable.int8.onnx | int8 step (one sequence) | onnxruntime | 1 | off | 1 | 60.4 | " in table
+    assert invoke("fable-bench", "compare", str(old), str(now)).stdout.strip() == table
+
+
 def test_the_floor_is_the_weights_read_at_the_bandwidth_of_the_level_they_fit_in():
     assert copy_rate(1_000_000, 0.001) == 2.0  # read and written: 2 GB in a second
     bandwidth = Bandwidth({1: 60.0, 4: 30.0, 64: 15.0})
@@ -129,10 +143,10 @@ def test_paced_calls_report_their_latency_and_the_cpu_burnt_between_them():
         result = invoke("fable-bench", *QUICK, "-m", INT8, "--pace", "5", "--calls", "4", "--call", call, "-o", "json")
         paced = json.loads(result.stdout)["rows"][0]["paced"]
         assert paced["call"] == call and len(paced["samples"]) == 4 and 0 < paced["p50_us"] <= paced["p90_us"]
-        assert 0 <= paced["idle_cpu"] < 1.5  # one thread, no spinning: next to nothing between calls
+        assert 0 <= paced["idle_cpu"] <= MAX_IDLE_CPU  # one thread, no spinning: the tune's own bound
 
 
-def test_a_plain_sweep_leaves_the_tune_cache_alone_and_the_tune_records_two_winners(tmp_path):
+def test_a_plain_sweep_leaves_the_tune_cache_alone_and_the_tune_records_a_winner_for_each_pattern(tmp_path):
     cache = tmp_path / "cache"
     env = {"FABLE_CACHE_DIR": str(cache)}
     assert invoke("fable-bench", *QUICK, "-m", INT8, "--threads", "1,2", "--spin", "off,on", env=env).returncode == 0
@@ -143,7 +157,7 @@ def test_a_plain_sweep_leaves_the_tune_cache_alone_and_the_tune_records_two_winn
                    "--calls", "3", env=env)  # fmt: skip
     assert tuned.returncode == 0, tuned.stderr
     entry = json.loads((cache / "tune.json").read_text())["entries"][0]
-    assert set(entry["choices"]) == {"paced", "stream"}
+    assert set(entry["choices"]) == {"paced", "stream", "batch"}
     for measured in entry["files"]:
         assert measured["paced"]["idle_cpu"] >= 0 and measured["stream"]["micros"] > 0
     paced = next(f for f in entry["files"] if f["file"] == entry["choices"]["paced"])["paced"]

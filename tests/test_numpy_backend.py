@@ -98,3 +98,29 @@ def test_the_commands_say_which_backend_ran():
     assert (
         '"backend": "numpy"' in invoke("fable-run", "the old mouse", "-n", "2", "--backend", "numpy", "--json").stdout
     )
+
+
+def blas_threads() -> list[int]:
+    """The threads of each BLAS numpy runs on, as the library itself reports them."""
+    from threadpoolctl import threadpool_info
+
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_the_numpy_backend_runs_blas_on_the_threads_it_was_given():
+    """OpenBLAS starts a thread per core unless told: `threads` holds it, at load and again before
+    a run when something else moved it, and the model card reads what runs from the library."""
+    if not blas_threads():
+        pytest.skip("numpy runs on a BLAS that threadpoolctl cannot see here")
+    from threadpoolctl import threadpool_limits
+
+    for threads in (2, 1):  # 2 first: under OPENBLAS_NUM_THREADS=1, as CI runs, 1 is already the default
+        model = fable.Model(SHIPPED / "fable.int8.onnx", threads=threads, backend="numpy")
+        assert set(blas_threads()) == {threads}
+        threadpool_limits(3, user_api="blas")  # the app, or another model, moves the process's pool
+        model.generate("the old mouse", 2)
+        assert set(blas_threads()) == {threads}
+        assert model.runs.startswith(f"numpy, {threads} thread{'s' if threads > 1 else ''}, ")
+        assert model.runs.endswith(f" (numpy {np.__version__})")
+    card = invoke("fable-run", "--info", "--backend", "numpy", "--threads", "2").stdout
+    assert "backend       numpy, 2 threads, " in card

@@ -68,3 +68,14 @@ def test_nothing_in_the_repository_points_outside_it():
     for path in repository_text_files():
         text = path.read_text(encoding="utf-8", errors="replace")
         assert not any(pointer in text for pointer in outside), path.relative_to(ROOT)
+
+
+def test_every_dependency_ci_installs_at_its_floor_names_one():
+    """.ci/run step 2b installs each floor of the runtime, serve and test lists exactly: each must
+    have one, and the step must read them from here rather than keep its own copy."""
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in Python 3.11 and later")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras = project["optional-dependencies"]
+    for requirement in project["dependencies"] + extras["serve"] + extras["test"]:
+        assert ">=" in requirement and "<" not in requirement.split(";")[0], requirement
+    assert 'extras["serve"] + extras["test"]' in (ROOT / ".ci" / "run").read_text(encoding="utf-8")

@@ -136,3 +136,28 @@ def test_model_errors_exit_1(tmp_path):
     )
     shutil.copy(SHIPPED / "report.json", tmp_path / "report.onnx")
     assert_clean_failure(fable_run("--info", "--model", str(tmp_path / "report.onnx")), 1, "report.onnx")
+
+
+# Flags that contradict each other, or that the use asked for would silently ignore: each refused in
+# one line, before the model is loaded (the model named here does not exist: loading would exit 1).
+IDLE_FLAGS = {
+    "suggestions alone": (["the old mouse", "--suggestions", "5"], "--suggestions does nothing with a PROMPT"),
+    "spin on numpy": (["the old mouse", "--spin", "--backend", "numpy"], "the numpy backend has no such setting"),
+    "no-spin on numpy": (["--info", "--no-spin", "--backend", "numpy"], "the numpy backend has no such setting"),
+    "words with --suggest": (["--suggest", "the old mo", "-n", "4"], "--words does nothing with --suggest"),
+    "sampling with --score": (["--score", "the old mouse said", "--top-k", "2", "--seed", "1"], "--top-k, --seed do"),
+    "a prompt with --info": (["--info", "the old mouse"], "PROMPT does nothing with --info"),
+    "json with --info": (["--info", "--json"], "--json does nothing with --info"),
+    "stream with --json": (["the old mouse", "--json", "--stream"], "--stream does nothing with --json"),
+    "tokens with --json in the loop": (["--json", "--tokens"], "--tokens does nothing with --json"),
+    "stream in the loop": (["--stream"], "--stream does nothing with the loop"),
+    "suggestions with --score --file": (["--score", "--file", "x.txt", "--suggestions", "3"], "with --score --file"),
+    "file without --score": (["--file", "x.txt"], "--file goes with --score"),
+    "suggest and score": (["--suggest", "--score", "the old mouse"], "one at a time"),
+}
+
+
+@pytest.mark.parametrize("case", IDLE_FLAGS)
+def test_flags_that_would_do_nothing_are_refused_before_the_model_loads(case, tmp_path):
+    args, phrase = IDLE_FLAGS[case]
+    assert_clean_failure(fable_run(*args, "--model", str(tmp_path / "none.onnx")), 2, phrase)

@@ -144,6 +144,21 @@ def test_bad_word_counts_are_usage_errors_naming_the_parameter(model, words):
         model.generate("the old mouse", words)
 
 
+def test_numpy_scalars_are_taken_wherever_a_number_is_and_go_on_as_python_numbers(default):
+    """An app that computes a setting with numpy passes numpy scalars: each is the number it holds."""
+    assert default.generate("the old mouse", np.int64(5)) == default.generate("the old mouse", 5)
+    assert default.generate_batch(["the old mouse"], np.uint16(3)) == [default.generate("the old mouse", 3)]
+    assert default.suggest("the old mouse", k=np.int32(3)) == default.suggest("the old mouse", k=3)
+    sampling = Sampling(np.float32(0.5), np.int32(3), np.float64(0.9), np.int64(4))
+    plain = Sampling(0.5, 3, 0.9, 4)
+    assert sampling == plain and [type(value) for value in vars(sampling).values()] == [float, int, float, int]
+    assert default.generate("the old mouse", 8, sampling) == default.generate("the old mouse", 8, plain)
+    assert fable.Model(SHIPPED / "fable.int8.onnx", threads=np.int8(1)).threads == 1
+    for refused in ({"seed": np.bool_(True)}, {"top_k": np.float64(3.0)}, {"temperature": np.float32("nan")}):
+        with pytest.raises(SettingError):
+            Sampling(**refused)
+
+
 def test_sampling_must_be_a_sampling(model):
     with pytest.raises(UsageError, match="fable.Sampling"):
         model.generate("the old mouse", 3, {"temperature": 1.0})

@@ -24,7 +24,7 @@ sys.meta_path.insert(0, Forbid())
 import fable
 serve_extra = all(importlib.util.find_spec(name) for name in ("starlette", "hypercorn"))
 names = [m.name for m in pkgutil.walk_packages(fable.__path__, "fable.")
-         if not (m.name + ".").startswith({TRAINING!r} + ".") and (serve_extra or m.name != "fable.server")]
+         if not (m.name + ".").startswith({TRAINING!r} + ".") and (serve_extra or not m.name.startswith("fable.server") or m.name == "fable.server_settings")]
 for name in names:
     importlib.import_module(name)
 model = fable.load()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fable.tokenizer import build_vocabulary, make_windows, tokenize
+from fable.tokenizer import build_vocabulary, make_windows, tokenize, unknown_id
 
 from .helpers import FABLE, fable_tokens, fable_windows, unambiguous_windows
 
@@ -101,3 +101,8 @@ def test_tokenizer_is_what_training_reads(tmp_path: Path):
     corpus = load_corpus(tmp_path / "t.txt", 2)
     assert [corpus.vocabulary[i] for i in corpus.ids] == tokenize("One two, THREE. one")
     assert corpus.vocabulary == ["one", "two", ",", "three", "."]
+
+
+def test_the_unknown_word_has_one_id_rule():
+    assert unknown_id(["the", "<unk>", "mouse"]) == 1 and unknown_id(("the", "mouse")) is None
+    assert unknown_id(["<UNK>", "unk", "<unk >"]) is None  # the token exactly, nothing like it

@@ -8,11 +8,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from .. import __version__
+from ..backend import default_backend
 from ..contract import Provenance
 from ..engine import DEFAULT_WORDS, MAX_WORDS
 from ..errors import PromptError, UsageError
@@ -35,6 +36,7 @@ def _version(value: bool) -> None:
 
 @app.command(help="Continue PROMPT with the model's words; with no PROMPT, ask for prompts until end of input.")
 def main(
+    ctx: typer.Context,
     prompt: Annotated[str | None, typer.Argument(help="words to continue; the model reads the last `window` of them", show_default=False)] = None,
     model: Annotated[Path | None, typer.Option("--model", "-m", help="a .onnx file from fable-export", show_default="the shipped int8 model")] = None,
     words: Annotated[int, typer.Option("--words", "-n", min=1, max=MAX_WORDS, help="how many words to generate")] = DEFAULT_WORDS,
@@ -56,26 +58,25 @@ def main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="print the version and exit")] = False,
 ) -> None:  # fmt: skip
     sampling = Sampling(temperature, top_k, top_p, seed)
+    use = chosen_use(ctx, prompt is not None, suggest, score, info, file is not None, as_json)
+    runs_on = backend.value if backend else default_backend()
+    if spin is not None and runs_on == "numpy":
+        raise UsageError(
+            "--spin and --no-spin set onnxruntime's threads; the numpy backend has no such setting, leave it out"
+        )
     started = time.perf_counter()
     # One prompt's words, and a file's, come back to back; the loop and single calls are an app's
     # pace (tuning.PATTERNS).
-    streamed = prompt is not None and not (suggest or score or info) or file is not None
-    pattern = "stream" if streamed else "paced"
-    loaded = load(model, threads, backend.value if backend else None, spin, pattern)
+    pattern = "stream" if use in ("generate", "score-file") else "paced"
+    loaded = load(model, threads, runs_on, spin, pattern)
     load_ms = 1000 * (time.perf_counter() - started)
-    if file is not None and not score:
-        raise UsageError("--file goes with --score: fable-run --score --file TEXT")
-    if score and file is not None:
-        if prompt is not None or suggest:
-            raise UsageError("--score --file reads the file's text; give no PROMPT and no --suggest")
-        typer.echo(file_score(loaded, file, as_json))
-    elif suggest or score:
-        if suggest and score or prompt is None:
-            raise UsageError("--suggest and --score each need a PROMPT, and one at a time")
-        typer.echo(predictions(loaded, prompt, suggestions if suggest else None, as_json))
-    elif info:
+    if use == "score-file":
+        typer.echo(file_score(loaded, file, as_json))  # type: ignore[arg-type]
+    elif use in ("suggest", "score"):
+        typer.echo(predictions(loaded, prompt, suggestions if suggest else None, as_json))  # type: ignore[arg-type]
+    elif use == "info":
         typer.echo(model_card(loaded))
-    elif prompt is None:
+    elif use == "loop":
         interactive(loaded, words, sampling, as_json, tokens, load_ms)
     elif as_json:
         typer.echo(generation_json(loaded, prompt, words, sampling, load_ms))
@@ -83,6 +84,61 @@ def main(
         for piece in continuation(loaded, prompt, words, sampling, tokens):
             print(piece, end="", flush=stream)
         print()
+
+
+# What each use of fable-run reads, besides PROMPT and the flags that load the model. A flag given
+# to a use that does not read it would do nothing, so it is refused, before anything loads.
+_SAMPLING = ("words", "temperature", "top_k", "top_p", "seed")
+READS = {
+    "generate": (*_SAMPLING, "stream", "tokens", "as_json"),
+    "loop": (*_SAMPLING, "tokens", "as_json"),
+    "suggest": ("suggest", "suggestions", "as_json"),
+    "score": ("score", "as_json"),
+    "score-file": ("score", "file", "as_json"),
+    "info": ("info",),
+}
+_ALWAYS = ("prompt", "model", "threads", "spin", "backend", "version")
+_SAYS = {"generate": "a PROMPT to continue", "loop": "the loop that asks for prompts (no PROMPT)", "json": "--json",
+         "suggest": "--suggest", "score": "--score", "score-file": "--score --file", "info": "--info"}  # fmt: skip
+
+
+def chosen_use(
+    ctx: typer.Context, prompt: bool, suggest: bool, score: bool, info: bool, file: bool, as_json: bool
+) -> str:
+    """Which of READS the flags ask for; UsageError for flags that contradict each other or that
+    the use would ignore (--json prints each record whole: --stream and --tokens do nothing there)."""
+    if file and not score:
+        raise UsageError("--file goes with --score: fable-run --score --file TEXT")
+    if file and (prompt or suggest):
+        raise UsageError("--score --file reads the file's text; give no PROMPT and no --suggest")
+    if (suggest or score) and not file and (suggest and score or not prompt):
+        raise UsageError("--suggest and --score each need a PROMPT, and one at a time")
+    use = "score-file" if file else "suggest" if suggest else "score" if score else "info" if info else ""
+    use = use or ("generate" if prompt else "loop")
+    given = [p for p in ctx.command.params if _given(ctx, p.name)]
+    for reason, idle in (
+        (use, [_named(p) for p in given if not _reads(use, p.name)]),
+        ("json", [_named(p) for p in given if as_json and p.name in ("stream", "tokens")]),
+    ):
+        if idle:
+            one = len(idle) == 1
+            them = f"{', '.join(idle)} {'does' if one else 'do'}"
+            raise UsageError(f"{them} nothing with {_SAYS[reason]}; leave {'it' if one else 'them'} out")
+    return use
+
+
+def _given(ctx: typer.Context, name: str | None) -> bool:
+    source = ctx.get_parameter_source(name)  # type: ignore[arg-type]
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _reads(use: str, name: str | None) -> bool:
+    return name in READS[use] or name in _ALWAYS and not (use == "info" and name == "prompt")
+
+
+def _named(param: Any) -> str:
+    """How the user typed it: the long flag, or PROMPT."""
+    return max(param.opts, key=len) if param.opts[0].startswith("-") else "PROMPT"
 
 
 def continuation(model: Model, prompt: str, words: int, sampling: Sampling, tokens: bool) -> Iterator[str]:
@@ -166,11 +222,7 @@ def model_card(model: Model) -> str:
         ("layers", f"{config.layers} LSTM x {config.hidden} hidden units"),
         ("input", encoding),
         ("quantization", meta.quantization),
-        (
-            "backend",
-            f"{model.backend}, {model.threads} thread{'s' if model.threads != 1 else ''}, "
-            f"spinning {'on' if model.spin else 'off'}",
-        ),
+        ("backend", model.runs),
         ("settings", model.settings),
         ("graph", f"{meta.graph} ({'one batched step per word' if meta.graph == 'step' else 'whole window per word'})"),
         (
