@@ -117,29 +117,44 @@ class Lexicon:
         return self.lookup(reading.tokens[first:])  # type: ignore[return-value]  # None only where refused above
 
     def unknown_error(self, reading: Reading, positions: list[int]) -> UnknownWordError:
-        first = {}  # each unknown token once, at its first place
+        first: dict[str, int] = {}  # each unknown token once, at its first place
         for i in positions:
             first.setdefault(reading.tokens[i], i)
-        return unknown_words(list(first), self.vocabulary, [reading.split(i) for i in first.values()])
+        shown = itertools.islice(first.values(), SHOWN)  # how a word was cut reads the whole text: only for these
+        return unknown_words(list(first), self.vocabulary, [reading.split(i) for i in shown])
+
+
+SHOWN = 5  # unknown words an error names, with how each was cut and its closest words; the rest are counted
+CANDIDATES = 5_000  # known words compared with each word shown, the most frequent first: a bound on difflib
 
 
 def unknown_words(unknown: list[str], vocabulary: Sequence[str], splits: Sequence[str] = ()) -> UnknownWordError:
-    """The error for words a model does not know, with its closest words, and how each typed word
-    was cut when it was (`splits`, one per unknown word, '' when whole)."""
-    splits = list(splits) or [""] * len(unknown)
-    suggestions = {word: difflib.get_close_matches(word, vocabulary, n=3, cutoff=0.6) for word in unknown}
+    """The error for words a model does not know, with the closest words of those it names (the
+    first SHOWN), and how each typed word was cut when it was (`splits`, one per word named, ''
+    when whole). Its work is bounded by what it shows, however many unknown words a text holds."""
+    splits = list(splits) or [""] * SHOWN
+    suggestions = {word: closest(word, vocabulary) for word in unknown[:SHOWN]}
     parts = []
-    for word, split in zip(unknown[:5], splits):
+    for word, split in zip(unknown[:SHOWN], splits):
         notes = [split] if split else []
         notes += [f"closest: {', '.join(suggestions[word])}"] if suggestions[word] else []
         parts.append(f"{show(word)} ({'; '.join(notes)})" if notes else show(word))
-    more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+    more = f" and {len(unknown) - SHOWN} more" if len(unknown) > SHOWN else ""
     noun = "word" if len(unknown) == 1 else "words"
     return UnknownWordError(
         f"unknown {noun} {'; '.join(parts)}{more}: the model knows only the {len(vocabulary)} words of its corpus",
         unknown,
         suggestions,
     )
+
+
+def closest(word: str, vocabulary: Sequence[str]) -> list[str]:
+    """Up to 3 known words like `word` (difflib's ratio of 0.6 or more), among the CANDIDATES most
+    frequent of a length that can reach 0.6: the ratio is at most 2·shorter / (both lengths), so
+    only lengths from 3/7 to 7/3 of the word's can, and a word of thousands of characters costs nothing."""
+    low, high = 3 * len(word) / 7, 7 * len(word) / 3
+    candidates = itertools.islice((known for known in vocabulary if low <= len(known) <= high), CANDIDATES)
+    return difflib.get_close_matches(word, list(candidates), n=3, cutoff=0.6)
 
 
 def show(word: str, limit: int = 40) -> str:
@@ -176,5 +191,5 @@ def _tokens(tokens: list[str], budget: int = 60) -> str:
 
 
 def _list(words: list[str]) -> str:
-    shown = ", ".join(show(w) for w in words[:5]) + (f" and {len(words) - 5} more" if len(words) > 5 else "")
-    return shown + (" is" if len(words) == 1 else " are")
+    more = f" and {len(words) - SHOWN} more" if len(words) > SHOWN else ""
+    return ", ".join(show(w) for w in words[:SHOWN]) + more + (" is" if len(words) == 1 else " are")

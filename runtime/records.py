@@ -3,7 +3,9 @@ scores: `fable.predict`)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Generator
 from dataclasses import asdict
 from typing import Any
 
@@ -13,11 +15,30 @@ from .sampling import Sampling
 
 def generation_record(model: Model, prompt: str, words: int, sampling: Sampling) -> dict[str, Any]:
     """Generate, and say what was made, with which settings, how fast."""
+    steps = generation_steps(model, prompt, words, sampling, every=words)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as end:
+            return end.value
+
+
+def generation_steps(
+    model: Model, prompt: str, words: int, sampling: Sampling, every: int
+) -> Generator[None, None, dict[str, Any]]:
+    """`generation_record` a step at a time: a yield after every `every` words made, and the record
+    as the generator's value (fable-serve takes turns at its slots between steps). Its time runs
+    from the first step to the last, pauses between steps included. Closing it midway closes the
+    model's stream, so its decoder goes back to the model's pool."""
     started = time.perf_counter()
-    made, first_ms = [], None
-    for word in model.stream(prompt, words, sampling):
-        made.append(word)
-        first_ms = first_ms if first_ms is not None else 1000 * (time.perf_counter() - started)
+    made: list[str] = []
+    first_ms = None
+    with contextlib.closing(model.stream(prompt, words, sampling)) as stream:
+        for word in stream:
+            made.append(word)
+            first_ms = first_ms if first_ms is not None else 1000 * (time.perf_counter() - started)
+            if len(made) % every == 0:
+                yield
     total_ms = 1000 * (time.perf_counter() - started)
     return {
         "prompt": prompt,

@@ -20,22 +20,32 @@ pytest.importorskip("hypercorn", reason='fable-serve needs the serve extra: pip 
 import fable
 from fable import Sampling
 
-from .helpers import GOLDEN, GOLDEN_TOKENS, assert_clean_failure, invoke, start_server, stop_server
+from .helpers import GOLDEN, GOLDEN_TOKENS, ROOT, assert_clean_failure, invoke, start_server, stop_server
 
 MAX_WORDS = 50
 
 
 @pytest.fixture(scope="module")
 def server():
-    process, url = start_server("--max-words", str(MAX_WORDS))
+    process, url = start_server("--max-words", str(MAX_WORDS), "--allow-host", "fable.lan")
     yield url
-    stop_server(process)
+    assert_no_traceback(process)
+
+
+def assert_no_traceback(process) -> None:
+    """Stop the server: whatever the tests sent it, its log holds no traceback."""
+    _, log = stop_server(process)
+    assert "Traceback" not in log, log
+
+
+JSON = {"Content-Type": "application/json"}
 
 
 def request(url: str, path: str, body=None, method: str | None = None) -> tuple[int, dict | str, str]:
     """Status, decoded body (JSON when it is JSON) and content type."""
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url + path, data=data, method=method or ("POST" if data is not None else "GET"))
+    method = method or ("POST" if data is not None else "GET")
+    req = urllib.request.Request(url + path, data=data, method=method, headers=JSON)
     try:
         with urllib.request.urlopen(req, timeout=60) as response:
             status, kind, raw = response.status, response.headers["Content-Type"], response.read()
@@ -133,7 +143,7 @@ def chunked(url: str, path: str, pieces: list[bytes]) -> tuple[int, dict]:
     """POST a body sent in chunks, with no Content-Length (Transfer-Encoding: chunked)."""
     host, port = url.removeprefix("http://").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=30)
-    connection.request("POST", path, body=iter(pieces), encode_chunked=True)
+    connection.request("POST", path, body=iter(pieces), encode_chunked=True, headers=JSON)
     response = connection.getresponse()
     return response.status, json.loads(response.read())
 
@@ -147,7 +157,70 @@ def test_a_chunked_body_is_read_and_held_to_64_kb_as_it_comes(server):
 
 def test_score_reads_at_most_max_score_words(server):
     status, answer, _ = request(server, "/score", {"text": "the old mouse said " * 600})
-    assert status == 400 and "2,400 words; /score reads at most 2,000 (--max-score-words)" in answer["error"]
+    assert status == 400 and "2,400 words and marks; /score reads at most 2,000 (--max-score-words)" in answer["error"]
+
+
+def test_score_counts_each_mark_as_the_model_step_it_costs(server):
+    """One "word" of 20,000 commas is 20,000 model steps (2 s and more on 0.3.0, which counted 4 words)."""
+    started = time.monotonic()
+    status, answer, _ = request(server, "/score", {"text": "the old mouse " + "," * 20_000})
+    assert status == 400 and "20,003 words and marks; /score reads at most 2,000" in answer["error"], answer
+    assert time.monotonic() - started < 1.0
+    text = "the old mouse " + ", " * 1000  # more than a chunk: scored in pieces, to the same numbers
+    assert request(server, "/score", {"text": text})[1] == fable.load().score(text).as_dict() | {"text": text}
+
+
+SURROGATE = b'{"%s": "\\ud800 the the old mouse"}'  # JSON can spell half a surrogate pair; UTF-8 cannot carry it
+
+
+@pytest.mark.parametrize("path, name", [("/suggest", "text"), ("/score", "text"), ("/generate", "prompt")])
+def test_text_that_utf8_cannot_carry_is_a_400_that_says_so(server, path, name):
+    status, answer, _ = request(server, path, SURROGATE % name.encode())
+    assert (
+        status == 400 and f"'{name}' cannot be encoded as UTF-8: it holds '\\ud800' at character 0" in answer["error"]
+    )
+
+
+def test_no_answer_names_a_path_on_this_machine(server):
+    where = str(fable.load().path.parent)
+    status, info, _ = request(server, "/info")
+    answers = [json.dumps(info), json.dumps(request(server, "/generate", {"prompt": "the old mouse", "words": 3})[1]),
+               request(server, "/generate", {"prompt": "the old mouse", "words": 3, "stream": True})[1]]  # fmt: skip
+    assert not [answer[:300] for answer in answers if where in answer or str(ROOT) in answer]
+    assert status == 200 and info["file"] == "fable.int8.onnx" and "path" not in info  # its name is enough
+
+
+def raw_request(url: str, head: str, body: bytes = b"") -> tuple[int, dict]:
+    """Send a request as written (its Host among `head`'s lines): the status and the JSON answer."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as client:
+        client.sendall(f"{head}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+        answer = b""
+        while piece := client.recv(65536):
+            answer += piece
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), json.loads(rest.partition(b"\r\n\r\n")[2])
+
+
+def test_a_host_the_server_does_not_answer_to_is_refused(server):
+    """A page on a name that its site pointed at this machine (DNS rebinding) reads nothing."""
+    port = server.rsplit(":", 1)[1]
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}", f"FABLE.lan:{port}"):
+        assert raw_request(server, f"GET /health HTTP/1.1\r\nHost: {host}") == (200, {"status": "ok"}), host
+    for host in (f"evil.example:{port}", "127.0.0.1.evil.example", ""):
+        status, answer = raw_request(server, f"GET /info HTTP/1.1\r\nHost: {host}")
+        assert status == 403 and "does not answer to the host" in answer["error"] and "--allow-host" in answer["error"]
+
+
+def test_a_post_whose_body_is_not_declared_json_is_refused(server):
+    """A form or text/plain POST is one another site's page can send without asking (no CORS preflight)."""
+    body = json.dumps({"prompt": "the old mouse", "words": 3}).encode()
+    for kind in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None):
+        head = "POST /generate HTTP/1.1\r\nHost: localhost" + (f"\r\nContent-Type: {kind}" if kind else "")
+        status, answer = raw_request(server, head, body)
+        assert status == 415 and "Content-Type: application/json" in answer["error"], (kind, answer)
+    head = "POST /generate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json; charset=utf-8"
+    assert raw_request(server, head, body)[1]["text"] == "said it is"
 
 
 def test_a_max_words_below_a_requests_default_is_refused_at_start():
@@ -167,9 +240,8 @@ def test_a_client_that_leaves_mid_stream_stops_its_stream_and_leaves_the_server_
         for _ in range(3):  # a million words would take minutes: each stream must end when its client leaves
             with socket.create_connection((host, int(port)), timeout=30) as client:
                 body = json.dumps({"prompt": "the old mouse", "words": 1_000_000, "stream": True}).encode()
-                client.sendall(
-                    b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-                )
+                client.sendall(b"POST /generate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+                               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))  # fmt: skip
                 received = b""
                 while b'"word"' not in received:
                     received += client.recv(4096)
@@ -179,7 +251,7 @@ def test_a_client_that_leaves_mid_stream_stops_its_stream_and_leaves_the_server_
         assert cpu_seconds(process.pid) - before < 0.3  # no stream is still being made for nobody
         assert request(url, "/health")[0] == 200
     finally:
-        stop_server(process)
+        assert_no_traceback(process)
 
 
 def test_ctrl_c_stops_the_server_and_frees_its_port():

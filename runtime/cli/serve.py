@@ -20,7 +20,7 @@ import typer
 from ..engine import DEFAULT_WORDS, MAX_WORDS
 from ..errors import UsageError
 from ..model import MAX_THREADS, Model, default_model_path
-from ..server_settings import ServerSettings
+from ..server_settings import ANY_HOST, ServerSettings
 from ..tuning import DEFAULT_SPIN, DEFAULT_THREADS
 from . import BACKEND_DEFAULT, BACKEND_HELP, Backend, new_app, require_extra, run_app
 
@@ -45,12 +45,15 @@ def main(
     host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 serves other machines too")] = _d.host,
     port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on; 0 picks a free one")] = _d.port,
     max_words: Annotated[int, typer.Option(min=1, max=MAX_WORDS, help="the most words one /generate may ask for")] = _d.max_words,
-    max_score_words: Annotated[int, typer.Option(min=1, max=MAX_WORDS, help="the most words one /score may read")] = _d.max_score_words,
+    max_score_words: Annotated[int, typer.Option(min=1, max=MAX_WORDS, help="the most tokens one /score may read: words and marks, a model step each")] = _d.max_score_words,
     slots: Annotated[int, typer.Option(min=1, max=MAX_SLOTS, help="model calls at once, each in a thread; default: the number of cores")] = _d.slots,
-    queue: Annotated[int, typer.Option(min=0, max=MAX_QUEUE, help="requests that wait for a slot; past them, 503 with Retry-After at once")] = _d.queue,
+    queue: Annotated[int, typer.Option(min=0, max=MAX_QUEUE, help="requests admitted beyond --slots, waiting for a turn; past them, 503 with Retry-After at once")] = _d.queue,
     idle_timeout: Annotated[float, typer.Option(min=0.1, max=MAX_SECONDS, help="seconds a connection may take to send a request's headers, or wait idle between requests")] = _d.idle_timeout,
     body_timeout: Annotated[float, typer.Option(min=0.1, max=MAX_SECONDS, help="seconds a request's body may take to arrive (408 after)")] = _d.body_timeout,
     write_timeout: Annotated[float, typer.Option(min=0.1, max=MAX_SECONDS, help="seconds a stream's client may read nothing before it is dropped")] = _d.write_timeout,
+    deadline: Annotated[float, typer.Option(min=0.1, max=MAX_SECONDS, help="seconds a request's model work may take, waiting for a slot included (503 after)")] = _d.deadline,
+    allow_host: Annotated[list[str] | None, typer.Option("--allow-host", metavar="NAME", help="a Host name clients may use besides --host and localhost (the name or address others reach this machine by); repeat for more")] = None,
+    allow_any_host: Annotated[bool, typer.Option("--allow-any-host", help="answer whatever Host a request names: behind a proxy that checks it")] = False,
     threads: Annotated[int, typer.Option(min=1, max=MAX_THREADS, help="intra-op threads of the model's session")] = DEFAULT_THREADS,
     spin: Annotated[bool, typer.Option("--spin/--no-spin", help="let onnxruntime's threads spin between words")] = DEFAULT_SPIN,
     backend: Annotated[Backend | None, typer.Option(help=BACKEND_HELP, show_default=BACKEND_DEFAULT)] = None,
@@ -67,7 +70,8 @@ def main(
     settings = ServerSettings(
         host=host, port=port, max_words=max_words, max_score_words=max_score_words,
         slots=slots, queue=queue, idle_timeout=idle_timeout, body_timeout=body_timeout,
-        write_timeout=write_timeout,
+        write_timeout=write_timeout, deadline=deadline,
+        allowed_hosts=(ANY_HOST,) if allow_any_host else tuple(allow_host or ()),
     )  # fmt: skip
     # Not the single-stream settings of fable-bench --tune: spinning workers compete with the
     # server's request threads for the cores (docs/design.md, "Tuning").
