@@ -32,7 +32,7 @@ from fable.evaluation import NOTHING, Evaluation, evaluation_of
 from fable.machine import describe as describe_machine
 from fable.training.config import PRESETS, choose_preset
 from fable.training.corpus import Corpus, Text, fable_path, load_corpus, read_corpus
-from fable.training.export.exporter import ExportOptions, export_checkpoint
+from fable.training.export.exporter import REFUSED_NAME, ExportOptions, export_checkpoint
 from fable.training.export.guards import ExportGuardError
 from fable.training.ngram import KneserNey
 from fable.training.train import resolve_device, train
@@ -63,7 +63,7 @@ def measure(name: str, text: Text, preset_name: str, device: str, work: Path) ->
         verdict = "passed"
     except ExportGuardError as refused:
         verdict = "refused: " + str(refused).removeprefix("guard: ").split(";")[0]
-    report = json.loads((out / REPORT_NAME).read_text())
+    report = json.loads((out / (REPORT_NAME if verdict == "passed" else REFUSED_NAME)).read_text())
     int8 = report["files"][FILE_NAMES["int8"]]
     words = {}
     for quantization in ("fp32", "int8"):

@@ -29,7 +29,7 @@ from .machine import load_average
 from .model import Model
 from .onnxfile import read_onnx
 from .sampling import Sampling
-from .tuning import MAX_IDLE_CPU, PATTERNS, Setting, export_variants, file_sha256, remember
+from .tuning import BATCH, BATCH_SIZE, PATTERNS, TUNED, best_of, export_variants, file_sha256, remember, setting_of
 
 Report = Callable[[str], None]
 MIN_BENCH_WORDS = 10
@@ -328,13 +328,15 @@ class TuneRow:
     call_us: float  # median latency of `suggest` calls at the pace
     idle_cpu: float  # CPU seconds a wall second between those calls
     vouched: bool  # the named file, or a file its export's report vouches for: a candidate
+    batch_us: float = 0.0  # median µs a step of a batch of BATCH_SIZE prompts (a word for each)
+    batched: bool = True  # the file decodes a batch's rows together (else one prompt after another)
 
 
 @dataclass(frozen=True)
 class TuneResult:
     rows: list[TuneRow]
-    choices: dict[str, TuneRow]  # by pattern: the file and setting each runs
-    best: dict[str, dict[Path, TuneRow]]  # by pattern, the best setting of each file
+    choices: dict[str, TuneRow]  # by pattern, and for batches (BATCH): the file and setting each runs
+    best: dict[str, dict[Path, TuneRow]]  # by pattern and for batches, the best setting of each file
     cache: Path
 
 
@@ -344,15 +346,18 @@ def tune(
 ) -> TuneResult:  # fmt: skip
     """Time each file of `path`'s export × threads 1..cores × spinning off and on (with more than
     one thread): a stream, sampled, in `rounds` interleaved rounds (so that a slow spell of the
-    machine hits every setting alike), and `suggest` calls `pace_ms` apart with the CPU burnt
-    between them. Remember, for each pattern, the fastest vouched-for file and each file's best
-    setting: for streams the fastest; for paced calls the fastest of those that burn at most
-    MAX_IDLE_CPU between calls."""
+    machine hits every setting alike), a batch of BATCH_SIZE prompts as well, and `suggest` calls
+    `pace_ms` apart with the CPU burnt between them. Remember, for each pattern, the fastest
+    vouched-for file and each file's best setting: for streams the fastest; for paced calls the
+    fastest of those that burn at most MAX_IDLE_CPU between calls; for batches the fastest of the
+    files that decode a batch's rows together."""
     variants = export_variants(path)
     # One thread has no pool of workers to spin: (1, spinning) would only time (1, not spinning) again.
     here = [(t, spin) for t in range(1, (os.cpu_count() or 1) + 1) for spin in (False, True) if t > 1 or not spin]
     grid = [(file, t, spin) for file, _ in variants for t, spin in here]
     gaps: dict[tuple[Path, int, bool], list[np.ndarray]] = {key: [] for key in grid}
+    batch_gaps: dict[tuple[Path, int, bool], list[np.ndarray]] = {key: [] for key in grid}
+    batched: dict[Path, bool] = {}
     paced: dict[tuple[Path, int, bool], Paced] = {}
     quantization: dict[Path, str] = {}
     sampling = Sampling(temperature, seed=0)
@@ -361,38 +366,24 @@ def tune(
             report(f"round {number + 1}/{rounds}: {file.name}, {t} thread{'s' if t > 1 else ''}, spin {spin} "
                    f"({done + 1}/{len(grid)})")  # fmt: skip
             model = Model(file, t, "onnxruntime", spin)  # loaded per round: one model in memory at a time
-            quantization[file] = model.metadata.quantization
+            quantization[file], batched[file] = model.metadata.quantization, model.metadata.batched
             gaps[file, t, spin].append(word_gaps_us(model, sampling, max(words // 10, 20), max(words // rounds, 1)))
+            steps = max(words // (rounds * BATCH_SIZE), 3)  # as many words as the stream's
+            batch_gaps[file, t, spin].append(step_gaps_us(model, BATCH_SIZE, sampling, max(steps // 10, 2), steps))
             if number == rounds - 1:
                 paced[file, t, spin] = pace(model, "suggest", pace_ms, calls)
             del model
     vouched = dict(variants)
-    rows = [TuneRow(file, quantization[file], t, spin, float(np.median(np.concatenate(gaps[file, t, spin]))),
-                    paced[file, t, spin].p50_us, paced[file, t, spin].idle_cpu, vouched[file])
+    median = lambda samples: float(np.median(np.concatenate(samples)))  # noqa: E731
+    rows = [TuneRow(file, quantization[file], t, spin, median(gaps[file, t, spin]), paced[file, t, spin].p50_us,
+                    paced[file, t, spin].idle_cpu, vouched[file], median(batch_gaps[file, t, spin]), batched[file])
             for file, t, spin in grid]  # fmt: skip
-    best = {pattern: {file: _best(pattern, [r for r in rows if r.file == file]) for file, _ in variants}
-            for pattern in PATTERNS}  # fmt: skip
-    choices = {pattern: _best(pattern, [r for r in best[pattern].values() if r.vouched]) for pattern in PATTERNS}
-    settings = {file: {p: _setting(p, best[p][file]) for p in PATTERNS} for file, _ in variants}
+    best = {pattern: {file: best_of(pattern, [r for r in rows if r.file == file]) for file, _ in variants}
+            for pattern in TUNED}  # fmt: skip
+    choices = {pattern: best_of(pattern, [r for r in best[pattern].values() if r.vouched]) for pattern in PATTERNS}
+    together = [r for r in best[BATCH].values() if r.vouched and r.batched]  # the named file may be row by row
+    choices[BATCH] = best_of(BATCH, together or [r for r in best[BATCH].values() if r.vouched])
+    settings = {file: {p: setting_of(p, best[p][file]) for p in TUNED} for file, _ in variants}
     when = datetime.datetime.now().isoformat(timespec="seconds")
     cache = remember(path, {p: row.file for p, row in choices.items()}, settings, when)
     return TuneResult(rows, choices, best, cache)
-
-
-# A call after an idle gap varies by about this much from one measurement to the next (200 ms
-# apart on the Xeon of docs/performance.md: 1,582 and 1,749 µs for the same setting), so more
-# threads must win by more than that to be worth waking up for each call.
-PACED_NOISE = 0.10
-
-
-def _best(pattern: str, rows: list[TuneRow]) -> TuneRow:
-    if pattern == "stream":
-        return min(rows, key=lambda r: r.word_us)
-    quiet = [r for r in rows if r.idle_cpu <= MAX_IDLE_CPU] or [min(rows, key=lambda r: r.idle_cpu)]
-    fastest = min(quiet, key=lambda r: r.call_us)
-    fewest = min(quiet, key=lambda r: (r.threads, r.call_us))
-    return fewest if fewest.call_us <= fastest.call_us * (1 + PACED_NOISE) else fastest
-
-
-def _setting(pattern: str, row: TuneRow) -> Setting:
-    return Setting(row.threads, row.spin, row.word_us if pattern == "stream" else row.call_us, row.idle_cpu)

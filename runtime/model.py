@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from importlib import resources
 from pathlib import Path
@@ -36,7 +37,9 @@ class Model(Engine):
     """A loaded fable model: text in, words out. Safe to share between threads.
 
     `Model(...)` runs with exactly the settings given; `load()` also applies what
-    `fable-bench --tune` measured on this machine. `why` says where the settings came from."""
+    `fable-bench --tune` measured on this machine. `why` says where the settings came from.
+    `batches`: where the tune chose another file for batches of prompts, it runs `generate_batch`
+    and `stream_batch` of more than one prompt, if this file decodes one prompt at a time."""
 
     def __init__(
         self,
@@ -45,8 +48,9 @@ class Model(Engine):
         backend: str | None = None,
         spin: bool = tuning.DEFAULT_SPIN,
         why: str = tuning.GIVEN,
+        batches: tuning.Tuned | None = None,
     ):
-        check_whole("threads", threads, 1, MAX_THREADS)
+        threads = check_whole("threads", threads, 1, MAX_THREADS)
         if not isinstance(spin, bool):
             raise SettingError("spin", "True or False", spin)
         self.path = Path(path)
@@ -56,14 +60,21 @@ class Model(Engine):
         super().__init__(open_backend(self.path, threads, spin, backend))
         self.file_bytes = self.path.stat().st_size
         self.lexicon = Lexicon(self.metadata.vocabulary, self.metadata.tokenizer_version)
+        self._batches = None if self.metadata.batched else batches
+        if self._batches is not None:
+            self.settings += "; " + tuning.batches_said(self._batches, self.path)
+        self._batch_engine: Engine | None = None
+        self._batch_lock = threading.Lock()
 
     @property
     def info(self) -> dict[str, Any]:
-        """The metadata as a dict, with the file's path and size, and what runs it and why."""
+        """The metadata as a dict, with the file's path and size, and what runs it (`runs`: read
+        from the library) and why."""
         return self.metadata.as_dict() | {
             "path": str(self.path),
             "file_bytes": self.file_bytes,
             "backend": self.backend,
+            "runs": self.runs,
             "threads": self.threads,
             "spin": self.spin,
             "settings": self.settings,
@@ -145,7 +156,19 @@ class Model(Engine):
             except PromptError as error:
                 raise PromptError(f"prompt {number}: {error}") from None
         vocabulary = self.vocabulary
-        return ((index, vocabulary[i]) for index, i in self.stream_batch_ids(contexts, words, sampling))
+        engine = self._engine_for_batches() if len(contexts) > 1 else self
+        return ((index, vocabulary[i]) for index, i in engine.stream_batch_ids(contexts, words, sampling))
+
+    def _engine_for_batches(self) -> Engine:
+        """This model, or where its file decodes one prompt at a time and the tune chose a file
+        for batches (`batches`), that file with its setting: loaded on the first batch."""
+        if self._batches is None:
+            return self
+        with self._batch_lock:
+            if self._batch_engine is None:
+                tuned = self._batches
+                self._batch_engine = Model(tuned.file, tuned.setting.threads, self.backend, tuned.setting.spin)
+            return self._batch_engine
 
     def _prompts(self, prompts: Iterable[str]) -> list[str]:
         if isinstance(prompts, str):
@@ -175,7 +198,7 @@ def load(
     generation to print), the fastest. Untuned: 1 thread, no spinning."""
     asked = default_model_path() if path is None else Path(path)
     chosen = tuning.resolve(asked, path is not None, threads, spin, backend, pattern)
-    return Model(chosen.file, chosen.threads, backend, chosen.spin, chosen.why)
+    return Model(chosen.file, chosen.threads, backend, chosen.spin, chosen.why, chosen.tuned and chosen.tuned.batches)
 
 
 __all__ = ["Model", "ModelMetadata", "load", "default_model_path"]

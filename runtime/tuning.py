@@ -6,6 +6,8 @@ An entry holds, for one machine (CPU model, core count, onnxruntime version) and
 vouches for. The patterns: "stream", words back to back (a generation), where the fastest wins;
 and "paced", calls a few times a second (an app that suggests as a person types), where the
 fastest of the settings that burn no idle core wins (spinning threads spin between calls too).
+For batches of prompts the tune also chooses the fastest file whose rows are decoded together: a
+model whose own file decodes one prompt at a time (fable.int8-lstm.onnx) runs its batches there.
 `resolve` (for `load()`) reads it; nothing else does. A cache for another CPU, another
 onnxruntime or a changed file never matches, and a damaged one is ignored with a notice: a
 machine nobody tuned runs the safe defaults.
@@ -20,7 +22,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from filelock import FileLock, Timeout
 
@@ -41,6 +43,10 @@ CACHE_ENV = "FABLE_CACHE_DIR"  # where the cache lives, instead of the platform'
 CACHE_NAME = "tune.json"
 CACHE_FORMAT = 2  # 2: a setting for each pattern; a cache of format 1 is ignored with a notice (tune again)
 PATTERNS = ("paced", "stream")
+# The tune's third choice: the fastest file, of those that decode a batch's rows together, for
+# `generate_batch` of BATCH_SIZE prompts; it runs the batches of a model whose own file cannot.
+BATCH, BATCH_SIZE = "batch", 8
+TUNED = (*PATTERNS, BATCH)
 PATTERN_SAID = {"paced": "for calls a few times a second", "stream": "for words back to back"}
 # CPU seconds a wall second a paced setting may burn between calls: threads that spin use cores the
 # app and the rest of the machine want, and a battery pays for them.
@@ -52,7 +58,7 @@ LOCK_SECONDS = 60  # a tune writes for well under a second; longer means a stuck
 class Setting:
     threads: int
     spin: bool
-    micros: float  # the median measured with it: µs a word (stream), µs a call (paced)
+    micros: float  # the median measured with it: µs a word (stream), µs a call (paced), µs a step of a batch
     idle_cpu: float  # CPU seconds a wall second it burnt between paced calls
 
 
@@ -65,6 +71,7 @@ class Tuned:
     tuned_at: str
     cache: Path
     pattern: str
+    batches: Tuned | None = None  # where the tune chose another file for batches of prompts (BATCH)
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,40 @@ def resolve(
     )
 
 
+class Measured(Protocol):
+    """What the tune measured of a file with a setting (`fable.benchmark.TuneRow`)."""
+
+    threads: int
+    spin: bool
+    word_us: float  # a stream's word
+    call_us: float  # a paced call
+    batch_us: float  # a step of BATCH_SIZE prompts
+    idle_cpu: float  # CPU seconds a wall second between paced calls
+
+
+M = TypeVar("M", bound=Measured)
+# A call after an idle gap varies by about this much from one measurement to the next (200 ms
+# apart on the Xeon of docs/performance.md: 1,582 and 1,749 µs for the same setting), so more
+# threads must win by more than that to be worth waking up for each call.
+PACED_NOISE = 0.10
+
+
+def best_of(pattern: str, rows: list[M]) -> M:
+    """The winner for `pattern` (or BATCH): the fastest; for paced calls, of those that burn at
+    most MAX_IDLE_CPU between calls, the fewest threads within PACED_NOISE of the fastest."""
+    if pattern != "paced":
+        return min(rows, key=lambda r: r.word_us if pattern == "stream" else r.batch_us)
+    quiet = [r for r in rows if r.idle_cpu <= MAX_IDLE_CPU] or [min(rows, key=lambda r: r.idle_cpu)]
+    fastest = min(quiet, key=lambda r: r.call_us)
+    fewest = min(quiet, key=lambda r: (r.threads, r.call_us))
+    return fewest if fewest.call_us <= fastest.call_us * (1 + PACED_NOISE) else fastest
+
+
+def setting_of(pattern: str, row: Measured) -> Setting:
+    micros = {"stream": row.word_us, "paced": row.call_us, BATCH: row.batch_us}[pattern]
+    return Setting(row.threads, row.spin, micros, row.idle_cpu)
+
+
 def cache_path() -> Path:
     """$FABLE_CACHE_DIR/tune.json, or fable/tune.json in the platform's per-user cache folder."""
     if os.environ.get(CACHE_ENV):
@@ -165,9 +206,10 @@ def lookup(path: Path, choose_file: bool, pattern: str = "paced") -> Tuned | Non
     try:
         mine = [e for e in entries if e.get("machine") == machine]
         for entry in mine:
-            choice = next(f for f in entry["files"] if f["file"] == entry["choices"][pattern])
+            choice = _chosen(entry, pattern)
             if choose_file and entry["model_sha256"] == sha and _unchanged(Path(choice["file"]), choice["sha256"]):
-                return Tuned(Path(choice["file"]), _setting(choice[pattern]), entry["tuned_at"], cache, pattern)
+                file, batches = Path(choice["file"]), _batches(entry, choice["file"], cache)
+                return Tuned(file, _setting(choice[pattern]), entry["tuned_at"], cache, pattern, batches)
         for entry in mine:
             for measured in entry["files"]:
                 if measured["sha256"] == sha:
@@ -175,6 +217,30 @@ def lookup(path: Path, choose_file: bool, pattern: str = "paced") -> Tuned | Non
     except (KeyError, TypeError, ValueError, StopIteration) as error:
         log.warning("fable: ignoring the tune cache %s (an entry lacks %s); rerun fable-bench --tune", cache, error)
     return None
+
+
+def _chosen(entry: dict[str, Any], pattern: str) -> dict[str, Any] | None:
+    """The entry's record of the file chosen for `pattern`; None for BATCH in an entry from before
+    the tune timed batches."""
+    if pattern == BATCH and BATCH not in entry["choices"]:
+        return None
+    return next(f for f in entry["files"] if f["file"] == entry["choices"][pattern])
+
+
+def _batches(entry: dict[str, Any], chosen: str, cache: Path) -> Tuned | None:
+    """The file and setting the entry chose for batches, where it is another file than `chosen`."""
+    batch = _chosen(entry, BATCH)
+    if batch is None or batch["file"] == chosen or not _unchanged(Path(batch["file"]), batch["sha256"]):
+        return None
+    return Tuned(Path(batch["file"]), _setting(batch[BATCH]), entry["tuned_at"], cache, BATCH)
+
+
+def batches_said(batches: Tuned, own: Path) -> str:
+    """Why a model's batches run another file than its own."""
+    setting = batches.setting
+    return (f"batches of prompts run {batches.file.name} with {setting.threads} thread{'s' * (setting.threads > 1)}, "
+            f"spinning {'on' if setting.spin else 'off'} ({own.name} decodes one prompt at a time; the fastest of "
+            f"the files that decode a batch's rows together, for {BATCH_SIZE} prompts)")  # fmt: skip
 
 
 def _setting(record: dict[str, Any]) -> Setting:
@@ -262,8 +328,11 @@ def _vouched(figures: object, guards: dict[str, Any], path: Path) -> bool:
     try:
         if figures["sha256"] != file_sha256(path):
             return False
-        if figures["quantization"] == "fp32":
-            return figures["max_abs_logit_diff"] <= guards["max_fp32_logit_diff"]
+        if figures["quantization"] == "fp32":  # reports before fable 0.4 hold the absolute bound only
+            absolute, ratio = guards["max_fp32_logit_diff"], guards.get("max_fp32_error_ratio")
+            return (absolute is None or figures["max_abs_logit_diff"] <= absolute) and (
+                ratio is None or figures["error_ratio"] <= ratio
+            )
         agreement = figures.get("clear_agreement", figures["next_word_agreement"])  # the first without near-ties
         return (
             agreement >= guards["min_int8_agreement"]

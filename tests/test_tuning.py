@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("onnxruntime", reason="--tune times onnxruntime's settings")
@@ -27,9 +28,11 @@ from fable.tuning import (
     user_cache_folder,
 )
 
-from .helpers import GOLDEN, SHIPPED, assert_clean_failure, invoke
+from .helpers import GOLDEN, SHIPPED, assert_clean_failure, fable_tokens, invoke
 
 INT8, FP32, INT4, LSTM = (FILE_NAMES[q] for q in ("int8", "fp32", "int4", "int8-lstm"))
+BATCH, BATCH_SIZE = "batch", 8  # the cache's key for batches, and the prompts the tune decodes together
+TUNED = (*PATTERNS, BATCH)
 
 
 @pytest.fixture
@@ -83,9 +86,7 @@ def test_an_app_runs_the_paced_winner_and_a_generation_the_stream_winner(cache, 
     env = {tuning.CACHE_ENV: str(cache.parent)}
     said = json.loads(invoke("fable-run", "the old mouse", "--json", "-m", str(export / INT8), env=env).stdout)
     assert (said["settings"]["threads"], said["settings"]["spin"]) == (2, True)
-    assert (
-        "onnxruntime, 1 thread, spinning off" in invoke("fable-run", "--info", "-m", str(export / INT8), env=env).stdout
-    )
+    assert " 1 thread, spinning off" in invoke("fable-run", "--info", "-m", str(export / INT8), env=env).stdout
     with pytest.raises(fable.SettingError, match="pattern must be one of paced, stream"):
         fable.load(pattern="bursty")
 
@@ -104,7 +105,7 @@ def test_explicit_settings_override_the_cache(cache, export):
     assert (model.threads, model.spin, model.settings) == (1, False, "threads and spinning given")
     result = invoke("fable-run", "--model", str(export / INT8), "--threads", "1", "--no-spin", "--info",
                          env={tuning.CACHE_ENV: str(cache.parent)})  # fmt: skip
-    assert "onnxruntime, 1 thread, spinning off" in result.stdout and "threads and spinning given" in result.stdout
+    assert " 1 thread, spinning off" in result.stdout and "threads and spinning given" in result.stdout
     assert fable.Model(export / INT8).threads == 1  # Model() is always exactly what it is given
 
 
@@ -239,13 +240,14 @@ def test_fable_bench_tune_times_every_setting_and_fable_run_uses_the_choice(cach
         for spin in ("off", "on")
         if t > 1 or spin == "off"
     }
-    for pattern in PATTERNS:  # a winner for each
+    for pattern in TUNED:  # a winner for each, and for batches
         assert sum(f"chosen for {pattern}" in line for line in result.stdout.splitlines()) == 1
     entry = json.loads(cache.read_text())["entries"][0]
+    assert entry["choices"][BATCH] != str(export / LSTM) and all(BATCH in f for f in entry["files"])
     assert entry["model_sha256"] == file_sha256(export / INT8) and entry["machine"] == tuning.tune_key()
     info = invoke("fable-run", "--model", str(export / INT8), "--info", env={tuning.CACHE_ENV: str(cache.parent)})
     own = next(f for f in entry["files"] if f["file"] == str(export / INT8))["paced"]  # --info: a single call
-    assert f"onnxruntime, {own['threads']} thread" in info.stdout
+    assert f" {own['threads']} thread" in info.stdout
     assert "tuned for calls a few times a second by fable-bench --tune" in info.stdout
 
 
@@ -301,3 +303,53 @@ def test_fable_run_json_says_which_settings_ran_and_why(cache, export):
     given = invoke("fable-run", "-m", str(export / INT8), "--json", "--threads", "1", "the old mouse", env=env)
     settings = json.loads(given.stdout)["settings"]
     assert (settings["threads"], settings["spin"]) == (1, True) and settings["why"].startswith("threads given")
+
+
+# --- batches: the stream's file may decode one prompt at a time (fable.int8-lstm.onnx) ---------
+
+
+def test_after_a_tune_that_chose_a_row_by_row_file_batches_still_run_together(cache, export, monkeypatch):
+    """On the Xeon the tune chose fable.int8-lstm.onnx for streams, whose graph takes one
+    sequence: a batch of the model load(pattern="stream") gives runs on the file chosen for
+    batches, once a word for all prompts; --info says so. One prompt stays on its own file."""
+    monkeypatch.setattr(fable.model, "default_model_path", lambda: export / INT8)
+    best = {export / name: {pattern: FAST for pattern in TUNED} for name in (INT8, LSTM)}
+    remember(export / INT8, {"paced": export / LSTM, "stream": export / LSTM, BATCH: export / INT8}, best, "2026-12-02")
+    model = fable.load(pattern="stream")
+    assert model.path == export / LSTM and not model.metadata.batched
+    assert "batches of prompts run fable.int8.onnx with 2 threads, spinning on" in model.settings
+    tokens = fable_tokens()
+    prompts = [" ".join(tokens[17 * i : 17 * i + 3]) for i in range(8)]
+    kernel = type(fable.Model(export / INT8)._backend.kernel(8))  # the step graph's: both files use it
+    runs, original = [], kernel.run
+    monkeypatch.setattr(kernel, "run", lambda self, tokens: runs.append(np.shape(tokens)) or original(self, tokens))
+    assert model.generate_batch(prompts, 12) == fable.Model(export / INT8).generate_batch(prompts, 12)
+    assert runs[: model.window + 11] == [(8, 1)] * (model.window + 11)
+    assert model.generate_batch(prompts[:1], 12) == [model.generate(prompts[0], 12)]
+    info = invoke("fable-run", "--info", env={tuning.CACHE_ENV: str(cache.parent)})
+    assert INT8 in info.stdout and "batches of prompts run fable.int8.onnx" in info.stdout
+
+
+def test_the_tune_times_a_batch_of_8_and_chooses_a_file_that_decodes_rows_together(cache, export, monkeypatch):
+    """Timed as faster at everything (as the int8-lstm file was for a word on the Xeon), a file
+    that decodes one prompt at a time still is never the batches' choice."""
+    from fable import benchmark
+
+    batches = []
+
+    def step_gaps_us(model, batch, sampling, warmup, steps):
+        batches.append(batch)
+        return np.full(steps, 50.0 if model.path.name == LSTM else 100.0)
+
+    def pace(model, call, pace_ms, calls):
+        return benchmark.Paced(call, pace_ms, 1.0, 1.0, 0.0)
+
+    monkeypatch.setattr(benchmark, "step_gaps_us", step_gaps_us)
+    monkeypatch.setattr(benchmark, "pace", pace)
+    result = benchmark.tune(export / INT8, words=30, calls=1)
+    assert set(batches) == {1, BATCH_SIZE}
+    assert result.choices["stream"].file == export / LSTM and result.choices[BATCH].file != export / LSTM
+    assert result.choices[BATCH].batched and result.choices[BATCH].batch_us == 100.0
+    entry = json.loads(cache.read_text())["entries"][0]
+    assert entry["choices"][BATCH] == str(result.choices[BATCH].file.resolve())
+    assert all(f[BATCH]["micros"] == (50.0 if f["file"].endswith(LSTM) else 100.0) for f in entry["files"])

@@ -1,44 +1,111 @@
-"""The parity report: each exported file decoded by the runtime, against PyTorch, on every window.
+"""The parity report: each exported file decoded by the runtime, against PyTorch, on an even sample
+of the windows (all of them on a small corpus) and of the held-out part.
 
 The runtime decodes the windows in batches, as `generate_batch` does: a row's numbers never depend
 on the rows beside it (docs/design.md, "Batches"), so the figures are those of one window at a
 time (tests/test_export.py holds them to it), and each distinct window met along the greedy
-continuations is decoded once (`greedy_decode`)."""
+continuations is decoded once (`greedy_decode`). Logits are compared a chunk of windows at a time
+(`chunk_rows`), PyTorch's recomputed for each file: memory stays bounded whatever the corpus's
+size and vocabulary, never an array of [windows, vocab]."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 import fable
-from fable.evaluation import evaluation_of
+from fable.engine import MAX_BATCH
+from fable.evaluation import NOTHING, Evaluation, evaluation_of
 from fable.tuning import file_sha256
 
-from ..evaluate import greedy_continuations, greedy_decode, held_out, logits_of
+from ..evaluate import greedy_decode, logits_of
 from ..model import WordLSTM
+from .guards import clear_windows
+
+Logits = Callable[[np.ndarray], np.ndarray]  # windows [n, window] → logits [n, vocab]
+CHUNK_BYTES = 32 * 2**20  # the [windows, vocab] float32 logits held at once, per model: at most this
+MAX_CHUNK = 4096  # windows a chunk (a small vocabulary)
+
+
+def chunk_rows(vocabulary: int) -> int:
+    """Windows a chunk, so that its logits [rows, vocab] take at most CHUNK_BYTES (or one turn of
+    the runtime's MAX_BATCH rows): whole turns."""
+    rows = min(MAX_CHUNK, CHUNK_BYTES // (4 * vocabulary))
+    return max(MAX_BATCH, rows - rows % MAX_BATCH)
+
+
+def whole_turns(logits: Logits) -> Logits:
+    """The runtime's `logits`, asked for whole turns of MAX_BATCH windows (the first repeated to
+    fill the last): a model keeps a decoder for each batch size it meets, each with logits
+    [batch, window, vocab], and the greedy continuations would meet every size up to MAX_BATCH.
+    Rows are computed on their own, so the padding changes no number."""
+
+    def padded(contexts: np.ndarray) -> np.ndarray:
+        short = -len(contexts) % MAX_BATCH
+        if not short or not len(contexts):
+            return logits(contexts)
+        return logits(np.concatenate([contexts, np.repeat(contexts[:1], short, axis=0)]))[: len(contexts)]
+
+    return padded
+
+
+def chunks(contexts: np.ndarray, rows: int) -> Iterator[tuple[int, np.ndarray]]:
+    for start in range(0, len(contexts), rows):
+        yield start, contexts[start : start + rows]
 
 
 @dataclass(frozen=True)
-class HeldOutWindows:
-    contexts: np.ndarray  # [M, window]
-    labels: np.ndarray  # [M], never `banned`
-    banned: int | None  # the model's <unk>: never a suggestion
+class Windows:
+    """Windows measured: an even sample of at most a limit of `total` (`select_windows`)."""
+
+    contexts: np.ndarray  # [N, window]
+    labels: np.ndarray  # [N]
+    total: int  # the part's windows before sampling
+
+    @property
+    def sampled(self) -> bool:
+        return len(self.labels) < self.total
+
+
+@dataclass(frozen=True)
+class HeldOutWindows(Windows):
+    banned: int | None = None  # the model's <unk>: never a suggestion, never among `labels`
+
+
+def select_windows(contexts: np.ndarray, labels: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """All the windows, or `limit` evenly spaced ones: contexts, labels, and the total."""
+    total = len(labels)
+    if total > limit:
+        picked = np.linspace(0, total - 1, limit).round().astype(np.int64)
+        contexts, labels = contexts[picked], labels[picked]
+    return contexts, labels, total
 
 
 @dataclass(frozen=True)
 class TorchReference:
-    contexts: np.ndarray  # [N, window] the windows measured
-    labels: np.ndarray  # [N] the corpus's next words
-    logits: np.ndarray  # [N, vocab]
+    model: WordLSTM
+    windows: Windows  # the windows trained on, measured
+    chosen: np.ndarray  # [N] torch's greedy next word
+    clear: np.ndarray  # [N] whether torch's top two logits are more than the near-tie margin apart
+    float_error: float  # torch's largest |logit - the float64 model's|: its own float32 rounding, the fp32 guard's unit
     continuations: np.ndarray  # [N, words] greedy, the plain decode
     heldout: HeldOutWindows | None = None  # the corpus's held-out part, when it has one
     heldout_figures: dict | None = None  # torch's figures there (fable.evaluation.Evaluation.as_dict)
 
     @property
+    def labels(self) -> np.ndarray:
+        return self.windows.labels
+
+    @property
     def correct(self) -> int:
-        return int((self.logits.argmax(axis=1) == self.labels).sum())
+        return int((self.chosen == self.labels).sum())
+
+    def logits(self, contexts: np.ndarray) -> np.ndarray:
+        return torch_logits(self.model)(contexts)
 
 
 @dataclass(frozen=True)
@@ -52,11 +119,12 @@ class FileReport:
     windows: int
     accuracy: float
     max_abs_logit_diff: float  # against PyTorch, over all windows measured
+    error_ratio: float  # max_abs_logit_diff in units of torch's own float32 error (`TorchReference.float_error`)
     next_word_agreement: float  # share of windows whose greedy next word is PyTorch's
     clear_agreement: float  # the same, over the windows where PyTorch's top two logits are not near a tie
     clear_windows: int  # how many windows that is
     continuation_agreement: float  # share of windows whose greedy continuation is PyTorch's, word for word
-    accuracy_drop_points: float | None = None  # int8 only: fp32 accuracy minus this one's, in points
+    accuracy_drop_points: float | None = None  # quantized files: fp32 accuracy minus this one's, in points
     heldout: dict | None = None  # figures on the held-out part (fable.evaluation.Evaluation.as_dict)
     heldout_perplexity_rise: float | None = None  # quantized files: held-out perplexity / fp32's - 1
 
@@ -64,46 +132,76 @@ class FileReport:
         return asdict(self)
 
 
-def select_windows(contexts: np.ndarray, labels: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """All the windows trained on, or `limit` evenly spaced ones: contexts, labels, and the total."""
-    total = len(labels)
-    if total > limit:
-        picked = np.linspace(0, total - 1, limit).round().astype(np.int64)
-        contexts, labels = contexts[picked], labels[picked]
-    return contexts, labels, total
-
-
 def torch_reference(
-    model: WordLSTM, contexts: np.ndarray, labels: np.ndarray, words: int, heldout: HeldOutWindows | None = None
+    model: WordLSTM, windows: Windows, words: int, margin: float, heldout: HeldOutWindows | None = None
 ) -> TorchReference:
-    figures = None if heldout is None else held_out(model, heldout.contexts, heldout.labels, heldout.banned).as_dict()
-    return TorchReference(
-        contexts=contexts,
-        labels=labels,
-        logits=logits_of(model, contexts).cpu().numpy(),
-        continuations=greedy_continuations(model, contexts, words),
-        heldout=heldout,
-        heldout_figures=figures,
-    )
+    """torch's choices on `windows` (clear of a near-tie: top two logits more than `margin` apart),
+    its own float32 error there, its greedy continuations of `words` words, and its figures on the
+    held-out part."""
+    rows, logits, exact = chunk_rows(model.vocab_size), torch_logits(model), float64_copy(model)
+    chosen, clear, error, largest = [np.zeros(0, np.int64)], [np.zeros(0, bool)], 0.0, 0.0
+    for _, part in chunks(windows.contexts, rows):
+        found = logits(part)
+        chosen.append(found.argmax(axis=1))
+        clear.append(clear_windows(found, margin))
+        error = max(error, float(np.abs(found - logits_of(exact, part).cpu().numpy()).max()))
+        largest = max(largest, float(np.abs(found).max()))
+    float_error = max(error, float(np.finfo(np.float32).eps) * largest)  # a model computed exactly: one rounding
+    first = np.concatenate(chosen)
+    continuations = greedy_decode(_argmax(logits, rows), windows.contexts, words, first=first)
+    figures = None if heldout is None else heldout_evaluation(logits, heldout, rows).as_dict()
+    return TorchReference(model, windows, first, np.concatenate(clear), float_error, continuations, heldout, figures)
 
 
-def measure_file(path: Path, reference: TorchReference, name: str, clear: np.ndarray) -> FileReport:
+def float64_copy(model: WordLSTM) -> WordLSTM:
+    """The model in float64, its inputs too (the index encoding feeds ids as float32): the
+    exact logits that torch's float32 ones round."""
+    exact = copy.deepcopy(model).double()
+    exact.encode = lambda windows: WordLSTM.encode(exact, windows).double()  # type: ignore[method-assign]
+    return exact
+
+
+def torch_logits(model: WordLSTM) -> Logits:
+    """torch's logits [n, vocab] of windows [n, window] (one chunk): the same numbers every call."""
+    return lambda contexts: logits_of(model, contexts).float().cpu().numpy()
+
+
+def heldout_evaluation(logits: Logits, heldout: HeldOutWindows, rows: int) -> Evaluation:
+    """Top-1, top-3 and perplexity on the held-out windows, `rows` at a time."""
+    total = NOTHING
+    for start, part in chunks(heldout.contexts, rows):
+        total += evaluation_of(logits(part), heldout.labels[start : start + rows], heldout.banned)
+    return total
+
+
+def _argmax(logits: Logits, rows: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Windows [M, window] → their most likely next word [M], `rows` windows at a time."""
+
+    def next_words(windows: np.ndarray) -> np.ndarray:
+        found = [logits(part).argmax(axis=1) for _, part in chunks(windows, rows)]
+        return np.concatenate(found) if found else np.zeros(0, np.int64)
+
+    return next_words
+
+
+def measure_file(path: Path, reference: TorchReference, name: str) -> FileReport:
     """Decode every reference window as a prompt with the runtime, exactly as an app would; `name`
-    is what the file will be called (it is measured under a temporary name); `clear` [N]: the
-    windows away from near-ties (`clear_windows` of the reference, the same for every file)."""
+    is what the file will be called (it is measured under a temporary name)."""
     model = fable.Model(path)  # exactly as given: no tuned settings of this machine
-    logits = model.window_logits(reference.contexts)
+    rows, runtime = chunk_rows(len(model.vocabulary)), whole_turns(model.window_logits)
+    contexts, labels = reference.windows.contexts, reference.labels
+    chosen, diff = np.zeros(len(labels), np.int64), 0.0
+    for start, part in chunks(contexts, rows):
+        logits = runtime(part)
+        diff = max(diff, float(np.abs(logits - reference.logits(part)).max()))
+        chosen[start : start + len(part)] = logits.argmax(axis=1)
     words = reference.continuations.shape[1]
-    next_words = lambda windows: model.window_logits(windows).argmax(axis=1)  # noqa: E731
-    continuations = greedy_decode(next_words, reference.contexts, words, first=logits.argmax(axis=1))
-    chosen = logits.argmax(axis=1)
-    correct = int((chosen == reference.labels).sum())
+    continuations = greedy_decode(_argmax(runtime, rows), contexts, words, first=chosen)
     held = reference.heldout
-    heldout = None
-    if held is not None:
-        heldout = evaluation_of(model.window_logits(held.contexts), held.labels, held.banned).as_dict()
-    windows = len(reference.labels)
-    agrees = chosen == reference.logits.argmax(axis=1)
+    heldout = None if held is None else heldout_evaluation(runtime, held, rows).as_dict()
+    correct = int((chosen == labels).sum())
+    agrees = chosen == reference.chosen
+    clear = reference.clear
     return FileReport(
         file=name,
         quantization=model.metadata.quantization,
@@ -111,43 +209,13 @@ def measure_file(path: Path, reference: TorchReference, name: str, clear: np.nda
         bytes=path.stat().st_size,
         sha256=file_sha256(path),
         correct=correct,
-        windows=windows,
-        accuracy=correct / windows,
-        max_abs_logit_diff=float(np.abs(logits - reference.logits).max()),
+        windows=len(labels),
+        accuracy=correct / len(labels),
+        max_abs_logit_diff=diff,
+        error_ratio=diff / reference.float_error,
         next_word_agreement=float(agrees.mean()),
         clear_agreement=float(agrees[clear].mean()) if clear.any() else 1.0,
         clear_windows=int(clear.sum()),
         continuation_agreement=float((continuations == reference.continuations).all(axis=1).mean()),
         heldout=heldout,
     )
-
-
-def format_table(reports: list[FileReport], reference: TorchReference, total_windows: int) -> str:
-    windows = len(reference.labels)
-    sampled = "" if windows == total_windows else f" (an even sample of {windows:,} of {total_windows:,})"
-    rows = [("file", "size", "accuracy", "max |Δlogit|", "next word = torch", "away from ties", "32 words = torch",
-             "drop", "held out: top-1 / top-3 / perplexity")]  # fmt: skip
-    rows.append(("torch (checkpoint)", "", f"{reference.correct}/{windows}", "", "", "", "", "",
-                 _held(reference.heldout_figures)))  # fmt: skip
-    for r in reports:
-        drop = "" if r.accuracy_drop_points is None else f"{r.accuracy_drop_points:+.2f} pt"
-        rise = "" if r.heldout_perplexity_rise is None else f" ({100 * r.heldout_perplexity_rise:+.2f}%)"
-        rows.append((r.file, f"{r.bytes / 1e6:.2f} MB", f"{r.correct}/{r.windows} ({100 * r.accuracy:.1f}%)",
-                     f"{r.max_abs_logit_diff:.2e}", f"{100 * r.next_word_agreement:.1f}%",
-                     f"{100 * r.clear_agreement:.1f}% of {r.clear_windows:,}", f"{100 * r.continuation_agreement:.1f}%",
-                     drop, _held(r.heldout) + rise))  # fmt: skip
-    if reference.heldout is None:
-        rows = [row[:-1] for row in rows]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    held = (
-        "" if reference.heldout is None else f"; held out: {len(reference.heldout.labels):,} windows never trained on"
-    )
-    return f"parity over {windows:,} windows{sampled}{held}:\n" + "\n".join(lines)
-
-
-def _held(figures: dict | None) -> str:
-    if figures is None:
-        return ""
-    return f"{100 * figures['top1']:.1f}% / {100 * figures['top3']:.1f}% / {figures['perplexity']:.2f}"
