@@ -62,7 +62,8 @@ def _sized(field: str) -> Callable[[TrainConfig], object]:
 
     def value(preset: TrainConfig) -> object:
         if preset.sizes:
-            return " or ".join(f"{getattr(size, field):,}" for size in preset.sizes) + " by the corpus's size"
+            values = dict.fromkeys(f"{getattr(size, field):,}" for size in preset.sizes)
+            return " or ".join(values) + " by the corpus's size"
         return getattr(preset.model, field) if field == "hidden" else f"{preset.steps:,}" if preset.steps else (
             f"{preset.epochs:g} passes over the windows, at least {preset.min_steps:,}")  # fmt: skip
 
