@@ -161,11 +161,11 @@ def test_score_reads_at_most_max_score_words(server):
 
 
 def test_score_counts_each_mark_as_the_model_step_it_costs(server):
-    """One "word" of 20,000 commas is 20,000 model steps (2 s and more on 0.3.0, which counted 4 words)."""
+    """One "word" of 60,000 commas is 60,000 model steps (about 7 s on 0.3.0, which counted 4 words)."""
     started = time.monotonic()
-    status, answer, _ = request(server, "/score", {"text": "the old mouse " + "," * 20_000})
-    assert status == 400 and "20,003 words and marks; /score reads at most 2,000" in answer["error"], answer
-    assert time.monotonic() - started < 1.0
+    status, answer, _ = request(server, "/score", {"text": "the old mouse " + "," * 60_000})
+    assert status == 400 and "60,003 words and marks; /score reads at most 2,000" in answer["error"], answer
+    assert time.monotonic() - started < 3  # refused on reading, not after scoring
     text = "the old mouse " + ", " * 1000  # more than a chunk: scored in pieces, to the same numbers
     assert request(server, "/score", {"text": text})[1] == fable.load().score(text).as_dict() | {"text": text}
 

@@ -26,6 +26,7 @@ SLOTS, QUEUE = 2, 8
 BURST = 100  # concurrent /generate requests, past the slots and the queue
 SUGGEST = json.dumps({"text": "the old mo", "k": 3})
 WRITE_TIMEOUT = 2  # s
+HELD = 60  # s: the idle and body timeouts, longer than the half-sent requests are held
 # Words of a stream whose client stops reading: more than every buffer between the server and the
 # client holds (the server's kernel and asyncio buffers, the client's window), about 4,000 lines
 # here; a stream that fits in them ends without ever waiting for its client.
@@ -42,8 +43,8 @@ def server():
     if hard != resource.RLIM_INFINITY and hard < wanted:
         pytest.skip(f"needs {wanted} open files, and the hard limit here is {hard}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, wanted), hard))  # the server inherits it
-    process, url = start_server("--slots", str(SLOTS), "--queue", str(QUEUE), "--idle-timeout", "60",
-                                "--body-timeout", "60", "--write-timeout", str(WRITE_TIMEOUT),
+    process, url = start_server("--slots", str(SLOTS), "--queue", str(QUEUE), "--idle-timeout", str(HELD),
+                                "--body-timeout", str(HELD), "--write-timeout", str(WRITE_TIMEOUT),
                                 "--max-words", str(LONG_STREAM))  # fmt: skip
     yield process, url
     _, log = stop_server(process)
@@ -123,7 +124,9 @@ def load_round(url: str, pid: int, threads: int) -> list[tuple[int, float]]:
                  b"POST /suggest HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"text\": \"the"):  # fmt: skip
         waiting = half_open(url, half)
         try:
-            assert slowest_suggest(url) < 2.0  # every answer within 2 s
+            # Answered while the 2,000 still wait, not once their timeouts free the server (about
+            # 0.3 s here, 2.2 s on a busy CI machine; how fast is bench/'s business, not a test's).
+            assert slowest_suggest(url) < HELD / 4
             assert threads_and_rss_mb(pid)[0] == threads  # no thread per connection
         finally:
             for sock in waiting:
@@ -138,8 +141,11 @@ def test_the_server_serves_through_half_sent_requests_and_a_burst_and_gives_ever
 
     answers = load_round(url, process.pid, threads)
     refused = [seconds for status, seconds in answers if status == 503]
+    served = [seconds for status, seconds in answers if status == 200]
     assert {status for status, _ in answers} == {200, 503}, answers
-    assert len(refused) >= BURST - SLOTS - QUEUE - 2 and max(refused) < 1.0, sorted(refused)[-5:]
+    # at once: every refusal comes before the first served answer, which waits for 400 words (here
+    # 0.1 s against 0.5 s); a server that refused only once a place came free would answer later
+    assert len(refused) >= BURST - SLOTS - QUEUE - 2 and max(refused) < min(served), (sorted(refused)[-5:], served)
 
     after_threads, after_rss = settled(process.pid, threads)
     assert after_threads == threads
@@ -179,7 +185,7 @@ def test_a_client_that_stops_reading_a_long_stream_is_dropped_within_the_write_t
     finally:
         for sock in stalled:
             sock.close()
-    assert slowest_suggest(url, each=3) < 2.0
+    assert slowest_suggest(url, each=3) < HELD / 4  # and the server answers as before
 
 
 def dropped(process) -> int:
