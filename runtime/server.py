@@ -132,18 +132,18 @@ class Api:
 
     async def _stream(self, prompt: str, words: int, sampling: Sampling) -> Response:
         """The stream's first words are made before its status is sent, so that a full server,
-        or a deadline passed while waiting for a turn, is a 503 and not a line."""
-        made = self.model.stream(prompt, words, sampling)  # a bad prompt raises here, before the stream starts
+        a bad prompt, or a deadline passed while waiting for a turn, is an error and not a line.
+        The prompt is read in a slot once admitted, like every other request's text."""
         held = contextlib.AsyncExitStack()
         await held.enter_async_context(self.slots.admit())
-        held.callback(made.close)  # its decoder goes back to the model's pool, then its place is free
         work = Work(self.slots, self.settings.deadline)  # Starlette watches a stream's client itself
         try:
             started = time.perf_counter()
-            joiner, first = await work.run(_opening, self.model, prompt, made)
+            made, joiner, first = await work.run(_opening, self.model, prompt, words, sampling)
         except BaseException:
             await held.aclose()
             raise
+        held.callback(made.close)  # its decoder goes back to the model's pool, then its place is free
         lines = _lines(work, joiner, first, made, words, started)
         return NDJSONStream(lines, self.settings.write_timeout, held.aclose)
 
@@ -179,10 +179,15 @@ class NDJSONStream(StreamingResponse):
             await self.release()
 
 
-def _opening(model: Model, prompt: str, made: Iterator[str]) -> tuple[Detokenizer, Turn]:
-    """A stream's first chunk: the joiner that follows the prompt's quotes (it reads the whole
-    prompt), and the first words."""
-    return model.text_pieces(prompt), stream_turn(made)
+def _opening(model: Model, prompt: str, words: int, sampling: Sampling) -> tuple[Iterator[str], Detokenizer, Turn]:
+    """A stream's first chunk: its words to come (a bad prompt raises here), the joiner that follows
+    the prompt's quotes (it reads the whole prompt), and the first words."""
+    made = model.stream(prompt, words, sampling)
+    try:
+        return made, model.text_pieces(prompt), stream_turn(made)
+    except BaseException:
+        made.close()
+        raise
 
 
 async def _lines(work: Work, joiner: Detokenizer, turn: Turn, made: Iterator[str], words: int,

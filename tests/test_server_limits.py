@@ -102,7 +102,10 @@ def test_past_the_slots_and_the_queue_a_request_gets_503_with_retry_after_at_onc
         started = time.monotonic()
         status, answer, headers = post(url, "/suggest", {"text": "the old mo"})
         assert (status, headers.get("retry-after")) == (503, "1") and "busy: 1 model slots" in answer["error"]
-        assert time.monotonic() - started < 1
+        # a stream is admitted before its prompt is read: 64 KB of unknown words cost nothing here
+        status, answer, _ = post(url, "/generate", {"prompt": "zebra " * 10_000, "stream": True})
+        assert status == 503 and "busy: 1 model slots" in answer["error"], answer
+        assert time.monotonic() - started < 5  # at once: the slot is held for a million words, minutes
     time.sleep(0.5)  # the stream ends with its client, and the slot is free again
     assert post(url, "/suggest", {"text": "the old mo"})[0] == 200
 
@@ -169,7 +172,7 @@ def test_an_unknown_word_error_costs_what_it_shows_not_the_whole_text(server_of)
     started = time.monotonic()
     status, answer, _ = post(url, "/score", {"text": text})
     assert status == 400 and "unknown words 'zq0'; 'zq1'; 'zq2'; 'zq3'; 'zq4' and 8995 more" in answer["error"]
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 3  # 0.1 s here; 15 s on 0.3.0
 
 
 def test_allow_any_host_answers_every_host(server_of):
