@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
@@ -119,19 +120,24 @@ def make_decoder(meta: ModelMetadata, kernel: Callable[[int], StepKernel | Windo
 
 class DecoderPool:
     """Decoders kept for reuse by batch size, so a generation allocates nothing once warm; each is
-    lent to one caller at a time, which makes a model safe to share between threads."""
+    lent to one caller at a time, which makes a model safe to share between threads. Only the
+    KEEP_SIZES batch sizes returned most recently keep their idle decoders: each holds logits
+    [batch, window, vocab], and an app that batches whatever arrives would otherwise keep one
+    for every size it ever met."""
+
+    KEEP_SIZES = 4
 
     def __init__(self, meta: ModelMetadata, kernel: Callable[[int], StepKernel | WindowKernel]):
         self._meta = meta
         self._kernel = kernel
-        self._idle: dict[int, list[Decoder]] = {}
+        self._idle: OrderedDict[int, list[Decoder]] = OrderedDict()  # least recently returned size first
         self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def decoder(self, batch: int) -> Iterator[Decoder]:
         """A decoder of `batch` sequences, reset, for the block."""
         with self._lock:
-            idle = self._idle.setdefault(batch, [])
+            idle = self._idle.get(batch)
             decoder = idle.pop() if idle else None
         if decoder is None:
             decoder = make_decoder(self._meta, self._kernel, batch)
@@ -140,4 +146,12 @@ class DecoderPool:
             yield decoder
         finally:
             with self._lock:
-                self._idle[batch].append(decoder)
+                self._idle.setdefault(batch, []).append(decoder)
+                self._idle.move_to_end(batch)
+                while len(self._idle) > self.KEEP_SIZES:
+                    self._idle.popitem(last=False)
+
+    def idle_sizes(self) -> list[int]:
+        """The batch sizes with idle decoders kept, least recently returned first."""
+        with self._lock:
+            return [size for size, idle in self._idle.items() if idle]

@@ -99,3 +99,15 @@ def test_edges_empty_batch_no_words_and_bad_prompts():
     assert model.generate_batch(p for p in prompts(2)) == [model.generate(p) for p in prompts(2)]  # any iterable
     with pytest.raises(fable.SettingError, match="spin must be"):
         fable.Model(SHIPPED / "fable.int8.onnx", spin="yes")
+
+
+def test_the_decoders_kept_idle_are_bounded_whatever_batch_sizes_an_app_meets():
+    """Each idle decoder holds logits [batch, window, vocab]: an app that batches whatever arrives
+    (sizes 1 to 40 here) keeps decoders for the few sizes it returned last, not one for every size."""
+    model = fable.Model(SHIPPED / "fable.int8.onnx")
+    pool = model._pool  # noqa: SLF001 - the pool under test
+    for size in range(1, 41):
+        model.generate_batch((prompts(8) * 5)[:size], 2)
+    kept = pool.idle_sizes()
+    assert len(kept) <= pool.KEEP_SIZES and kept[-1] == 40, kept
+    assert model.generate_batch(prompts(3), 32) == [model.generate(p, 32) for p in prompts(3)]  # made anew, same words

@@ -67,7 +67,6 @@ def test_a_large_corpus_is_measured_on_an_even_sample_a_chunk_at_a_time(tmp_path
     loose = ExportOptions(min_int8_agreement=0, max_int8_accuracy_drop=100, max_heldout_perplexity_rise=100)
     result = export_checkpoint(checkpoint, "synthetic.pt", tmp_path, loose)
     assert max(size for _, size in asked) == 512 and {who for who, _ in asked} == {"torch", "runtime"}
-    assert all(size % 64 == 0 for who, size in asked if who == "runtime")  # whole turns: no decoder kept per batch size
     saved = json.loads((tmp_path / REPORT_NAME).read_text())
     trained, held = checkpoint.windows(), checkpoint.windows("heldout")
     assert all(f["windows"] == 5000 and f["heldout"]["words"] == 10_000 for f in saved["files"].values())

@@ -38,21 +38,6 @@ def chunk_rows(vocabulary: int) -> int:
     return max(MAX_BATCH, rows - rows % MAX_BATCH)
 
 
-def whole_turns(logits: Logits) -> Logits:
-    """The runtime's `logits`, asked for whole turns of MAX_BATCH windows (the first repeated to
-    fill the last): a model keeps a decoder for each batch size it meets, each with logits
-    [batch, window, vocab], and the greedy continuations would meet every size up to MAX_BATCH.
-    Rows are computed on their own, so the padding changes no number."""
-
-    def padded(contexts: np.ndarray) -> np.ndarray:
-        short = -len(contexts) % MAX_BATCH
-        if not short or not len(contexts):
-            return logits(contexts)
-        return logits(np.concatenate([contexts, np.repeat(contexts[:1], short, axis=0)]))[: len(contexts)]
-
-    return padded
-
-
 def chunks(contexts: np.ndarray, rows: int) -> Iterator[tuple[int, np.ndarray]]:
     for start in range(0, len(contexts), rows):
         yield start, contexts[start : start + rows]
@@ -188,7 +173,7 @@ def measure_file(path: Path, reference: TorchReference, name: str) -> FileReport
     """Decode every reference window as a prompt with the runtime, exactly as an app would; `name`
     is what the file will be called (it is measured under a temporary name)."""
     model = fable.Model(path)  # exactly as given: no tuned settings of this machine
-    rows, runtime = chunk_rows(len(model.vocabulary)), whole_turns(model.window_logits)
+    rows, runtime = chunk_rows(len(model.vocabulary)), model.window_logits
     contexts, labels = reference.windows.contexts, reference.labels
     chosen, diff = np.zeros(len(labels), np.int64), 0.0
     for start, part in chunks(contexts, rows):
