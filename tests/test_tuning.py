@@ -244,6 +244,9 @@ def test_fable_bench_tune_times_every_setting_and_fable_run_uses_the_choice(cach
         assert sum(f"chosen for {pattern}" in line for line in result.stdout.splitlines()) == 1
     entry = json.loads(cache.read_text())["entries"][0]
     assert entry["choices"][BATCH] != str(export / LSTM) and all(BATCH in f for f in entry["files"])
+    batches = next(f for f in entry["files"] if f["file"] == entry["choices"][BATCH])[BATCH]  # the batch's own figure
+    said = next(line for line in result.stdout.splitlines() if line.startswith(f"{BATCH}:"))
+    assert f": {batches['micros']:.1f} µs a step of {BATCH_SIZE} prompts," in said, said
     assert entry["model_sha256"] == file_sha256(export / INT8) and entry["machine"] == tuning.tune_key()
     info = invoke("fable-run", "--model", str(export / INT8), "--info", env={tuning.CACHE_ENV: str(cache.parent)})
     own = next(f for f in entry["files"] if f["file"] == str(export / INT8))["paced"]  # --info: a single call

@@ -39,7 +39,7 @@ from ..errors import UsageError
 from ..machine import describe as describe_machine
 from ..model import MAX_THREADS, Model, default_model_path, load
 from ..sampling import MAX_TEMPERATURE, MIN_TEMPERATURE
-from ..tuning import PATTERNS, check_writable
+from ..tuning import BATCH, BATCH_SIZE, PATTERNS, check_writable
 from . import choices, columns, new_app, run_app
 
 app = new_app()
@@ -183,15 +183,17 @@ def tuned_run(models: Sequence[str] | None, words: int, temperature: float, pace
     clear_progress()
     lines = [tune_table(result)]
     for pattern, row in result.choices.items():
+        chose = {"stream": f"{row.word_us:.1f} µs a word", "paced": f"{row.call_us:.1f} µs a call {pace_ms:g} ms apart",
+                 BATCH: f"{row.batch_us:.1f} µs a step of {BATCH_SIZE} prompts"}[pattern]  # fmt: skip
         lines.append(f"{pattern}: {row.file.name} with {row.threads} thread{'s' if row.threads > 1 else ''}, spinning "
-                     f"{'on' if row.spin else 'off'}: {row.word_us:.1f} µs a word, {row.call_us:.1f} µs a call "
-                     f"{pace_ms:g} ms apart, {row.idle_cpu:.3f} CPU s/s idle")  # fmt: skip
+                     f"{'on' if row.spin else 'off'}: {chose}, {row.idle_cpu:.3f} CPU s/s idle")  # fmt: skip
     lines.append(f"remembered in {result.cache}: fable-run and fable.load() use it on this machine")
     return "\n".join(lines)
 
 
 def tune_table(result: TuneResult) -> str:
-    header = ("file", "quant", "threads", "spin", "word p50 µs", "call p50 µs", "idle CPU s/s", "note")
+    header = ("file", "quant", "threads", "spin", "word p50 µs", "call p50 µs", f"{BATCH_SIZE}-batch step p50 µs",
+              "idle CPU s/s", "note")  # fmt: skip
     rows = []
     for r in result.rows:
         notes = [f"chosen for {p}" for p, row in result.choices.items() if _setting(row) == _setting(r)]
@@ -200,7 +202,7 @@ def tune_table(result: TuneResult) -> str:
         if not r.vouched:
             notes.append("not vouched for by a report")
         rows.append((r.file.name, r.quantization, str(r.threads), "on" if r.spin else "off", f"{r.word_us:.1f}",
-                     f"{r.call_us:.1f}", f"{r.idle_cpu:.3f}", ", ".join(notes)))  # fmt: skip
+                     f"{r.call_us:.1f}", f"{r.batch_us:.1f}", f"{r.idle_cpu:.3f}", ", ".join(notes)))  # fmt: skip
     return columns(header, rows)
 
 
