@@ -159,3 +159,11 @@ def test_a_run_with_dropout_resumed_on_cuda_ends_with_the_same_weights(fable_cor
         torch.allclose(resumed.checkpoint.model_state[k].cpu(), v.cpu(), atol=1e-6)
         for k, v in whole.model_state.items()
     )
+
+
+@pytest.mark.parametrize("name", ["eval_windows", "stop_windows"])
+def test_no_evaluation_along_the_way_reads_more_than_the_last_one(name):
+    config = PRESETS["predict"]
+    dataclasses.replace(config, **{name: config.final_windows}).validate()
+    with pytest.raises(SettingError, match=f"{name} must be a whole number from 1 to {config.final_windows:,}"):
+        dataclasses.replace(config, **{name: config.final_windows + 1}).validate()

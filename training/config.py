@@ -130,9 +130,10 @@ class TrainConfig:
             ("seed", self.seed, 0, MAX_SEED),
             ("eval_every", self.eval_every, 1, MAX_STEPS),
             ("checkpoint_every", self.checkpoint_every, 1, MAX_STEPS),
-            ("eval_windows", self.eval_windows, 1, MAX_EVAL_WINDOWS),
-            ("stop_windows", self.stop_windows, 1, MAX_EVAL_WINDOWS),
             ("final_windows", self.final_windows, 1, MAX_EVAL_WINDOWS),
+            # the evaluations along the way read at most what the last one reads
+            ("eval_windows", self.eval_windows, 1, self.final_windows),
+            ("stop_windows", self.stop_windows, 1, self.final_windows),
             ("min_count", self.min_count, 1, MAX_STEPS),
         ]
         if self.max_vocab is not None:
