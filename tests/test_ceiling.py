@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("torch", reason='needs the train extra: pip install "fable[train]"')
 
 from fable.tokenizer import make_windows, tokenize
-from fable.training.ceiling import ceiling
+from fable.training.ceiling import ceiling, reachable_in
 
 from .helpers import SHIPPED, fable_windows, invoke
 
@@ -56,3 +56,19 @@ def test_the_ceiling_is_in_the_checkpoint_the_metadata_and_the_model_card(tiny_r
     assert "99.0% of next words over the training windows, of a ceiling of 99.0%" in info.stdout
     old = invoke("fable-run", "--info", "--model", str(SHIPPED.parent / "tests" / "data" / "fable.v1.int8.onnx"))
     assert old.returncode == 0 and "ceiling" not in old.stdout  # format 1 files have none, and still load
+
+
+@pytest.mark.parametrize("seed, vocab, window", [(0, 3, 2), (1, 5, 3), (2, 50, 6), (3, 2, 1)])
+def test_the_ceiling_read_from_the_stream_is_what_a_count_of_its_windows_gives(seed, vocab, window):
+    """A column at a time from the stream (as training reads a large corpus), against windows
+    counted here with a Counter: which windows a model at the ceiling gets right, ties to the first seen."""
+    rng = np.random.default_rng(seed)
+    stream = rng.integers(0, vocab, 3000).astype(np.int32)
+    starts = np.sort(rng.choice(len(stream) - window, 1500, replace=False))
+    followers: dict = {}
+    for start in starts:
+        context = tuple(stream[start : start + window])
+        followers.setdefault(context, Counter())[int(stream[start + window])] += 1
+    best = {context: counts.most_common(1)[0][0] for context, counts in followers.items()}  # first seen wins ties
+    expected = [best[tuple(stream[s : s + window])] == stream[s + window] for s in starts]
+    assert reachable_in(stream, starts, window).tolist() == expected

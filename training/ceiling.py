@@ -8,6 +8,7 @@ sorts, so millions of windows take seconds and no Python object per window.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,14 +36,39 @@ def reachable(contexts: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return best_followers(contexts, labels) == labels
 
 
+def reachable_in(ids: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
+    """`reachable` for the windows of the stream `ids` that begin at `starts` [N], read a column
+    at a time: a few [N] arrays, never the windows [N, window] themselves."""
+    labels = ids[starts + window]
+    contexts = context_numbers((ids[starts + k] for k in range(window)), len(starts))
+    return _best_followers(contexts, labels) == labels
+
+
 def best_followers(contexts: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """For each window (contexts [N, window], labels [N] of ids >= 0), the most frequent next word
     of its context (ties: the one seen first): what a model at the ceiling predicts."""
+    contexts = np.asarray(contexts)
+    return _best_followers(context_numbers((contexts[:, k] for k in range(contexts.shape[1])), len(contexts)), labels)
+
+
+def context_numbers(columns: Iterable[np.ndarray], windows: int) -> np.ndarray:
+    """[N] int64, equal where two windows' contexts are equal: the columns (each [N] ids) folded in
+    one at a time, each (contexts so far, next id) pair renumbered by rank, so numbers stay below N
+    and a pair's number below N x the vocabulary."""
+    numbers = np.zeros(windows, np.int64)
+    for column in columns:
+        column = np.asarray(column, np.int64)
+        if len(column):
+            _, numbers = np.unique(numbers * (int(column.max()) + 1) + column, return_inverse=True)
+            numbers = numbers.reshape(-1)
+    return numbers
+
+
+def _best_followers(context: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The most frequent label (ties: the first seen) of each window's context number [N]."""
     labels = np.asarray(labels, np.int64)
     if not len(labels):
         return np.zeros(0, np.int64)
-    _, context = np.unique(np.asarray(contexts), axis=0, return_inverse=True)
-    context = context.reshape(-1).astype(np.int64)  # [N]: which distinct context each window has
     pairs = context * (int(labels.max()) + 1) + labels
     _, first, counts = np.unique(pairs, return_index=True, return_counts=True)  # per distinct (context, label)
     owner = context[first]

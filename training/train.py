@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from fable.errors import FableError, UsageError
 from fable.evaluation import Evaluation
 
-from .ceiling import Ceiling, reachable
+from .ceiling import Ceiling, reachable_in
 from .checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from .config import TrainConfig
 from .corpus import Corpus
@@ -102,7 +102,7 @@ class Measures:
         window = config.model.window
         self.device, self.window, self.banned = device, window, corpus.unknown_id
         starts = corpus.starts(window)
-        right = reachable(*gather(corpus.ids, starts, window, np.int32))  # [N]: what a model at the ceiling gets right
+        right = reachable_in(corpus.ids, starts, window)  # [N]: what a model at the ceiling gets right
         self.ceiling = Ceiling(int(right.sum()), len(right))
         along = even(len(starts), config.eval_windows)
         self.sampled = len(along) < len(starts)
