@@ -212,6 +212,20 @@ def test_a_host_the_server_does_not_answer_to_is_refused(server):
         assert status == 403 and "does not answer to the host" in answer["error"] and "--allow-host" in answer["error"]
 
 
+def test_a_page_of_another_origin_is_refused_and_the_servers_own_page_answered(server):
+    """What a browser says sent the request: the server's own page (or none, as from curl) is
+    answered; another site's page gets 403 whatever its method and type."""
+    port = server.rsplit(":", 1)[1]
+    body = json.dumps({"text": "the old mo"}).encode()
+    post = "POST /suggest HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json"
+    for origin in (f"http://127.0.0.1:{port}", f"http://localhost:{port}", f"http://[::1]:{port}"):
+        assert raw_request(server, f"{post}\r\nOrigin: {origin}", body)[0] == 200, origin
+    for origin in ("http://evil.example", f"https://127.0.0.1.evil.example:{port}", "null"):
+        status, answer = raw_request(server, f"{post}\r\nOrigin: {origin}", body)
+        assert status == 403 and "does not answer pages from" in answer["error"], (origin, answer)
+        assert raw_request(server, f"GET /info HTTP/1.1\r\nHost: localhost\r\nOrigin: {origin}")[0] == 403
+
+
 def test_a_post_whose_body_is_not_declared_json_is_refused(server):
     """A form or text/plain POST is one another site's page can send without asking (no CORS preflight)."""
     body = json.dumps({"prompt": "the old mouse", "words": 3}).encode()
