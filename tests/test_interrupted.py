@@ -22,7 +22,7 @@ from fable.training.metrics import read_metrics
 # A corpus large enough that the run goes on past its checkpoints; one thread, so that the two runs
 # do the same arithmetic however busy the machine is.
 CORPUS = ["--corpus", str(ROOT / "training" / "corpora" / "gpl-3.txt")]
-TRAIN_FLAGS = [*CORPUS, "--hidden", "64", "--steps", "600",
+TRAIN_FLAGS = [*CORPUS, "--hidden", "64", "--steps", "300",
                "--eval-every", "10", "--checkpoint-every", "100", "--threads", "1", "--no-progress"]  # fmt: skip
 
 

@@ -32,6 +32,13 @@ class World:
         """This process's rows of a batch drawn alike in every process."""
         return rows if self.size == 1 else rows[self.rank :: self.size]
 
+    def seed_masks(self, seed: int, step: int) -> None:
+        """Seed torch's generator for this process's dropout masks of `step`: each process its own
+        masks (the same ones would drop the same units of every share), and the same again after a
+        resume, whose checkpoint holds only the first process's generator."""
+        if self.size > 1:
+            torch.manual_seed(seed + (step * self.size + self.rank) * 1_000_003)
+
     def wrap(self, model: nn.Module) -> nn.Module:
         """The model that a step runs: DDP averages the gradients of all processes in backward."""
         if self.size == 1:

@@ -215,8 +215,7 @@ class Run:
 
     def _step(self) -> torch.Tensor:
         """One optimizer step; [loss x windows, right, windows] of its whole batch."""
-        if self.world.size > 1:  # each process its own dropout masks, the same after a resume
-            torch.manual_seed(self.config.seed + (self.step * self.world.size + self.world.rank) * 1_000_003)
+        self.world.seed_masks(self.config.seed, self.step)
         scale = self.keeper.scale if self.keeper is not None else 1.0
         for group in self.optimizer.param_groups:
             group["lr"] = self.schedule.rate(self.step) * scale
