@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Container, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -51,9 +51,10 @@ class TextScore:
 def suggest(model: Model, text: str, k: int = DEFAULT_SUGGESTIONS) -> list[Suggestion]:
     """The k likeliest next words after `text` with their probabilities, likeliest first.
 
-    If `text` ends inside a word (no space or mark after it, and not a word the model knows), the
-    candidates are the words that start with it, ranked by their probability after the words
-    before it: "the old mo" gives "mouse", and "the old mouse" gives the words after "mouse". Text
+    If `text` ends inside a word (no space or mark after it), the candidates are the words that
+    start with it, the word itself among them when the model knows it, ranked by their probability
+    after the words before it: "the old mo" and "the old mouse" give "mouse", and "the old mouse "
+    gives the words after "mouse". Text
     of fewer words than the window is read from the LSTM's zero state, the state every training
     window started from, so the missing words are padded exactly as in training; the suggestions
     then rest on less context. (A plain window-graph file has no zero state to start from and
@@ -157,7 +158,7 @@ class _Query:
         k = check_whole("k", k, 1, MAX_SUGGESTIONS)
         lexicon, window = model.lexicon, model.window
         # the words of the window and the one being typed are all it reads (and `lookback` more)
-        reading, partial = split_partial(text, lexicon.read(text, last_words=window + 1 + lookback), lexicon.index)
+        reading, partial = split_partial(text, lexicon.read(text, last_words=window + 1 + lookback))
         if partial and not any(word.startswith(partial) for word in model.vocabulary if word != UNKNOWN):
             if model.unknown_id is None:
                 raise unknown_words([partial], model.vocabulary)
@@ -193,11 +194,11 @@ def score_record(model: Model, text: str) -> dict[str, Any]:
     return {"text": text, **model.score(text).as_dict()}
 
 
-def split_partial(text: str, reading: Reading, known: Container[str]) -> tuple[Reading, str]:
-    """The text's finished tokens, and the word still being typed: '' after a space or a mark, or
-    when the last word is one the model knows (then it is taken as finished)."""
+def split_partial(text: str, reading: Reading) -> tuple[Reading, str]:
+    """The text's finished tokens, and the word still being typed: the last word when nothing
+    follows it (a word the model knows too: "a" may yet be "approach"), '' after a space or a mark."""
     tokens = reading.tokens
-    if tokens and not text[-1].isspace() and tokens[-1][-1].isalnum() and tokens[-1] not in known:
+    if tokens and not text[-1].isspace() and tokens[-1][-1].isalnum():
         return reading.without_last(), tokens[-1]
     return reading, ""
 

@@ -26,9 +26,9 @@ def probabilities(model, words: list[str]) -> np.ndarray:
 
 
 def test_the_old_mouse_suggests_said_first_and_the_whole_vocabulary_sums_to_1(model):
-    best = model.suggest("the old mouse")
+    best = model.suggest("the old mouse ")
     assert [s.word for s in best][:1] == ["said"] and best[0].probability > 0.9
-    everything = model.suggest("the old mouse", k=len(model.vocabulary) + 50)
+    everything = model.suggest("the old mouse ", k=len(model.vocabulary) + 50)
     assert len(everything) == len(model.vocabulary)
     assert abs(sum(s.probability for s in everything) - 1) < 1e-5
     assert [s.probability for s in everything] == sorted((s.probability for s in everything), reverse=True)
@@ -51,9 +51,29 @@ def test_an_unfinished_word_is_completed_by_the_words_that_start_with_it(model):
     assert all(s.word.startswith("t") for s in got)
 
 
-def test_a_finished_known_word_gets_next_words_and_a_trailing_space_means_the_same(model):
-    assert model.suggest("the old mouse") == model.suggest("the old mouse ")
-    assert model.suggest("long ago") == model.suggest("long ago ")
+def test_a_word_is_completed_until_a_space_or_a_mark_ends_it(model):
+    """A known word with nothing after it is still being typed: it is among its own completions,
+    ranked by their probability after the words before it; a space or a mark asks for the next word."""
+    expected = probabilities(model, ["said", "the", "old"])
+    starting = sorted(
+        (w for w in model.vocabulary if w.startswith("mouse")), key=lambda w: -expected[model.vocabulary.index(w)]
+    )
+    assert [s.word for s in model.suggest("said the old mouse", 3)] == starting[:3] and "mouse" in starting
+    assert [s.word for s in model.suggest("the old mouse ")][0] == "said"
+    assert model.suggest("the old mouse ,") == model.suggest("the old mouse , ")  # a mark ends a word too
+
+
+def test_typing_a_word_that_is_itself_a_word_offers_the_longer_word_that_comes(model):
+    """Wherever the fable's next word starts with a shorter word the model knows ("a" of "agreed"),
+    typing that shorter word offers the word that comes: 0.3.0 took "a" as finished."""
+    tokens = fable_tokens()
+    typed = 0
+    for i in range(3, len(tokens)):
+        word, before = tokens[i], " ".join(tokens[i - 3 : i]) + " "
+        for prefix in (word[:cut] for cut in range(1, len(word)) if word[:cut] in model.vocabulary):
+            assert word in [s.word for s in model.suggest(before + prefix)], (before, prefix)
+            typed += 1
+    assert typed >= 10, typed
 
 
 def test_text_shorter_than_the_window_is_read_from_the_zero_state(model):
@@ -74,7 +94,7 @@ def test_a_window_graph_file_needs_a_whole_window(tmp_path):
     # the word being typed is not counted among the words read
     with pytest.raises(PromptError, match="the text has 2 words; this model reads 3 words at a time"):
         window_model.suggest("the old mo")
-    assert window_model.suggest("the old mouse")[0].word == "said"
+    assert window_model.suggest("the old mouse ")[0].word == "said"
 
 
 @pytest.mark.parametrize("text", ["the old zebra ", "the old zebr", "the zebra mo"])
@@ -109,7 +129,7 @@ def test_score_needs_more_than_a_window_and_known_words(model):
 def test_fable_run_suggest_and_score_print_tables_and_json():
     table = invoke("fable-run", "--suggest", "the old mo").stdout.splitlines()
     assert table[0].split() == ["word", "probability"] and table[2].split()[0] == "mouse"
-    record = json.loads(invoke("fable-run", "--suggest", "the old mouse", "--suggestions", "5", "--json").stdout)
+    record = json.loads(invoke("fable-run", "--suggest", "the old mouse ", "--suggestions", "5", "--json").stdout)
     assert record["suggestions"][0]["word"] == "said" and len(record["suggestions"]) == 5
     scored = invoke("fable-run", "--score", "long ago , the mice had").stdout.splitlines()
     assert [line.split()[0] for line in scored[2:-1]] == ["the", "mice", "had"]

@@ -91,7 +91,7 @@ def test_generate_streams_ndjson_a_word_a_line(server):
 def test_suggest_and_score(server):
     status, answer, _ = request(server, "/suggest", {"text": "the old mo"})
     assert status == 200 and [s["word"] for s in answer["suggestions"]] == ["mouse"]
-    answer = request(server, "/suggest", {"text": "the old mouse", "k": 2})[1]
+    answer = request(server, "/suggest", {"text": "the old mouse ", "k": 2})[1]
     assert answer["suggestions"][0]["word"] == "said" and answer["suggestions"][0]["probability"] > 0.9
     assert len(answer["suggestions"]) == 2
     answer = request(server, "/score", {"text": "long ago , the mice had"})[1]
