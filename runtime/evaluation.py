@@ -1,4 +1,5 @@
-"""How well a model predicts a text: top-1, top-3 and perplexity over the words it reads there.
+"""How well a model predicts a text: top-1, top-3, perplexity and keystrokes saved over the words
+it reads there.
 
 One computation for every place that reports them: a user's own text (`Model.evaluate`,
 `fable-run --score --file`), the held-out part in training, each exported file, and the n-gram
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import PromptError
+from .keyboard import Keyboard, keys_without
 
 if TYPE_CHECKING:
     from .model import Model
@@ -31,6 +33,8 @@ class Evaluation:
     top3: int  # among its three likeliest
     log_probability: float  # their total, natural log
     skipped: int = 0  # words of the text not predicted: unknown, <unk>, or too near an unknown word
+    keys: int = 0  # keystrokes typing the words with suggestions shown (fable.keyboard); 0: not counted
+    keys_without: int = 0  # and without: each word's letters and a space
 
     @property
     def top1_rate(self) -> float:
@@ -44,27 +48,36 @@ class Evaluation:
     def perplexity(self) -> float:
         return math.exp(-self.log_probability / self.words) if self.words else math.inf
 
+    @property
+    def keystrokes_saved(self) -> float | None:
+        """1 - keys / keys_without, by presage's rule with 3 suggestions; None where not counted."""
+        return 1 - self.keys / self.keys_without if self.keys_without else None
+
     def __add__(self, other: Evaluation) -> Evaluation:
-        return Evaluation(self.words + other.words, self.top1 + other.top1, self.top3 + other.top3,
-                          self.log_probability + other.log_probability, self.skipped + other.skipped)  # fmt: skip
+        return Evaluation(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
 
     def as_dict(self) -> dict[str, Any]:
+        counted = {} if self.keystrokes_saved is None else {"keystrokes_saved": self.keystrokes_saved}
         return {"words": self.words, "top1": self.top1_rate, "top3": self.top3_rate,
-                "perplexity": self.perplexity, "skipped": self.skipped}  # fmt: skip
+                "perplexity": self.perplexity, "skipped": self.skipped} | counted  # fmt: skip
 
     def line(self) -> str:
+        saved = "" if self.keystrokes_saved is None else f", keystrokes saved {100 * self.keystrokes_saved:.1f}%"
         return (f"{self.words:,} words: top-1 {100 * self.top1_rate:.1f}%, top-3 {100 * self.top3_rate:.1f}%, "
-                f"perplexity {self.perplexity:.2f}")  # fmt: skip
+                f"perplexity {self.perplexity:.2f}{saved}")  # fmt: skip
 
 
 NOTHING = Evaluation(0, 0, 0, 0.0)
 
 
-def evaluation_of(scores: np.ndarray, labels: np.ndarray, banned: int | None = None) -> Evaluation:
+def evaluation_of(
+    scores: np.ndarray, labels: np.ndarray, banned: int | None = None, keyboard: Keyboard | None = None
+) -> Evaluation:
     """Scores [N, vocab] (logits, or log-probabilities: the ranks are the same) of the words that
     came, labels [N] (none of them `banned`). A word's rank counts the words scored above it and
     those tied with it that come first in the vocabulary (the order `suggest` shows), never
-    `banned` (a model's <unk>); its probability is over the whole vocabulary."""
+    `banned` (a model's <unk>); its probability is over the whole vocabulary. With a `keyboard`
+    (of the same vocabulary and `banned`), the keystrokes of typing each word with suggestions."""
     total = NOTHING
     for start in range(0, len(labels), CHUNK):
         z = np.asarray(scores[start : start + CHUNK], np.float64)  # [n, vocab]
@@ -76,27 +89,36 @@ def evaluation_of(scores: np.ndarray, labels: np.ndarray, banned: int | None = N
         if banned is not None:
             above[:, banned] = False
         rank = above.sum(axis=1)
-        total += Evaluation(len(label), int((rank < 1).sum()), int((rank < 3).sum()), float((mine - log_total).sum()))
+        keys = without = 0
+        if keyboard is not None:
+            keys = sum(keyboard.keys(row, word) for row, word in zip(above, label.tolist()))
+            without = sum(keys_without(keyboard.vocabulary[word]) for word in label.tolist())
+        total += Evaluation(len(label), int((rank < 1).sum()), int((rank < 3).sum()), float((mine - log_total).sum()),
+                            keys=keys, keys_without=without)  # fmt: skip
     return total
 
 
 def evaluate(model: Model, text: str) -> Evaluation:
     """Each word of `text` predicted from the `window` words before it, read as `suggest` reads
     them. Unknown words are read as <unk> where the model has one, and are never a word to
-    predict; without <unk>, the windows that hold one are skipped."""
+    predict; without <unk>, the windows that hold one are skipped. Keystrokes are counted over
+    every word after the first `window`: one the model does not predict costs all its keys."""
     lexicon, window = model.lexicon, model.window
     tokens = lexicon.read(text).tokens
     unknown = model.unknown_id
     ids = lexicon.lookup(tokens)
+    keyboard = model.keyboard
     total = NOTHING
     for run in _readable_runs(ids):
         for logits, labels in predictions(model, run):
             keep = labels != unknown if unknown is not None else slice(None)
-            total += evaluation_of(logits[keep], labels[keep], unknown)
+            total += evaluation_of(logits[keep], labels[keep], unknown, keyboard)
     if not total.words:
         raise PromptError(f"no word of the text could be predicted: the model needs {window} words it knows "
                           f"before a word to predict it, and the text has {len(tokens)} tokens")  # fmt: skip
-    return dataclasses.replace(total, skipped=max(0, len(ids) - window) - total.words)
+    typed = sum(keys_without(token) for token in tokens[window:])
+    return dataclasses.replace(total, skipped=max(0, len(ids) - window) - total.words,
+                               keys=total.keys + typed - total.keys_without, keys_without=typed)  # fmt: skip
 
 
 def _readable_runs(ids: Sequence[int | None]) -> Iterator[list[int]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -15,6 +16,7 @@ from .contract import ModelMetadata
 from .engine import DEFAULT_WORDS, Engine
 from .errors import ModelFileError, PromptError, SettingError, UnknownWordError, check_whole
 from .evaluation import Evaluation
+from .keyboard import Keyboard
 from .predict import DEFAULT_SUGGESTIONS, Suggestion, TextScore
 from .prompt import Lexicon
 from .sampling import GREEDY, Sampling
@@ -65,6 +67,12 @@ class Model(Engine):
             self.settings += "; " + tuning.batches_said(self._batches, self.path)
         self._batch_engine: Engine | None = None
         self._batch_lock = threading.Lock()
+
+    @functools.cached_property
+    def keyboard(self) -> Keyboard:
+        """How many keys typing with this model's suggestions takes (`fable.keyboard`): its
+        vocabulary sorted once, when first asked."""
+        return Keyboard(self.vocabulary, self.unknown_id)
 
     @property
     def info(self) -> dict[str, Any]:

@@ -192,6 +192,8 @@ def test_fable_run_scores_a_file(tmp_path):
     assert line.startswith(f"{text}: 77 words: top-1 ") and "perplexity" in line
     record = json.loads(invoke("fable-run", "--score", "--file", str(text), "--json").stdout)
     assert record["words"] == 77 and 0 <= record["top3"] <= 1 and record["perplexity"] >= 1
+    saved = fable.load().evaluate(text.read_text()).keystrokes_saved  # by presage's rule: tests/test_keyboard.py
+    assert record["keystrokes_saved"] == saved and f"keystrokes saved {100 * saved:.1f}%" in line
     assert_clean_failure(invoke("fable-run", "--score", "--file", str(tmp_path / "none.txt")), 2, "does not exist")
     (tmp_path / "bytes.txt").write_bytes(b"\xff\xfe the old")
     assert_clean_failure(invoke("fable-run", "--score", "--file", str(tmp_path / "bytes.txt")), 2, "not UTF-8")

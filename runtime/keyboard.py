@@ -1,0 +1,63 @@
+"""Keystrokes saved: what a keyboard that shows a model's suggestions spares the person typing.
+
+The rule of presage's simulator, the measure of the field's predictive keyboards: before each
+letter of a word the keyboard shows the SHOWN likeliest words that start with the letters typed so
+far (none typed: the next word), ranked as `suggest` ranks them. When the word is among them, one
+key takes it with the space after it; otherwise the person types the next letter. Without
+suggestions a word costs its letters and a space (a mark too: each token is typed with one key
+after it). Keystrokes saved = 1 - keys with suggestions / keys without. A word the model cannot
+offer (unknown, <unk>) costs all its keys.
+
+The suggestions before each letter all come from the one distribution of the word after the text
+so far (the letters typed only filter it), so a word's cost is read off that distribution:
+a word's rank among the words that share each of its prefixes.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+
+import numpy as np
+
+SHOWN = 3  # suggestions on screen before each letter, as in presage's simulator
+
+
+def keys_without(word: str) -> int:
+    """A word typed letter by letter, then the key that ends it."""
+    return len(word) + 1
+
+
+class Keyboard:
+    """Keystrokes of words typed with a model's suggestions, over one vocabulary: the words in
+    alphabetical order, so that the words that start with a prefix are one stretch of it."""
+
+    def __init__(self, vocabulary: Sequence[str], banned: int | None = None):
+        self.vocabulary = list(vocabulary)
+        self.banned = banned  # a model's <unk>: never shown
+        self.order = np.array(sorted(range(len(vocabulary)), key=self.vocabulary.__getitem__), np.int64)  # [vocab]
+        self.sorted = [self.vocabulary[i] for i in self.order.tolist()]
+        self._stretches: dict[int, list[tuple[int, int]]] = {}
+
+    def keys(self, above: np.ndarray, label: int) -> int:
+        """Keystrokes of the word `label` where `above` [vocab] marks the words shown before it
+        (scored higher, or tied and earlier in the vocabulary; never `banned`)."""
+        shown_before = np.concatenate([[0], np.cumsum(above[self.order])])  # [vocab + 1], alphabetical
+        for typed, (first, last) in enumerate(self.stretches(label)):
+            if shown_before[last] - shown_before[first] < SHOWN:
+                return typed + 1  # the letters typed, and the key that takes the word
+        return keys_without(self.vocabulary[label])
+
+    def stretches(self, label: int) -> list[tuple[int, int]]:
+        """For each prefix of the word `label` short of the whole word (none typed first): the
+        stretch [first, last) of the alphabetical vocabulary that starts with it."""
+        found = self._stretches.get(label)
+        if found is None:
+            word = self.vocabulary[label]
+            found = [self._stretch(word[:typed]) for typed in range(len(word))]
+            self._stretches[label] = found
+        return found
+
+    def _stretch(self, prefix: str) -> tuple[int, int]:
+        first = bisect.bisect_left(self.sorted, prefix)
+        return first, bisect.bisect_left(self.sorted, prefix + "\U0010ffff", first)

@@ -1,0 +1,77 @@
+"""Keystrokes saved, by presage's rule with 3 suggestions: counted by hand on a made-up
+distribution, and held against a person typing through `model.typing()` letter by letter."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+import fable
+from fable.evaluation import evaluation_of
+from fable.keyboard import Keyboard
+
+from .helpers import fable_tokens
+
+VOCABULARY = ["the", "then", "there", "thy", "cat", "bell", "a", "<unk>", "cot"]
+SCORES = np.array([5.0, 2.0, 1.0, 1.5, 4.0, 3.0, 0.0, 9.0, 4.0])  # the word after some text
+UNKNOWN = VOCABULARY.index("<unk>")
+
+# Counted by hand. Shown first, before any letter: the (5), cat (4), cot (4, tied: after cat), never <unk>.
+BY_HAND = {
+    "the": 1,  # shown before any letter: one key takes it with its space
+    "cot": 1,  # tied with cat, after it in the vocabulary: third
+    "bell": 2,  # fourth at first; after "b" the only b-word: "b" and one key
+    "then": 2,  # after "t": the, then, thy, there: second
+    "thy": 2,  # after "t": third
+    "there": 4,  # after "t" and "th": fourth; after "the": the, then, there (thy is gone): "the" and one key
+    "a": 2,  # never among the first three; alone after "a", where taking it costs what its space does
+}
+
+
+@pytest.mark.parametrize("word, keys", BY_HAND.items())
+def test_a_words_keystrokes_counted_by_hand(word, keys):
+    keyboard = Keyboard(VOCABULARY, banned=UNKNOWN)
+    label = VOCABULARY.index(word)
+    mine = SCORES[label]
+    above = (SCORES > mine) | ((SCORES == mine) & (np.arange(len(SCORES)) < label))
+    above[UNKNOWN] = False
+    assert keyboard.keys(above, label) == keys
+
+
+def test_an_evaluation_adds_them_up_against_the_keys_of_typing_every_letter():
+    labels = np.array([VOCABULARY.index(w) for w in BY_HAND])
+    found = evaluation_of(np.tile(SCORES, (len(labels), 1)), labels, UNKNOWN, Keyboard(VOCABULARY, UNKNOWN))
+    assert found.keys == sum(BY_HAND.values()) == 14
+    assert found.keys_without == sum(len(w) + 1 for w in BY_HAND) == 30
+    assert found.keystrokes_saved == pytest.approx(1 - 14 / 30)
+    assert "keystrokes saved 53.3%" in found.line() and found.as_dict()["keystrokes_saved"] == found.keystrokes_saved
+    assert evaluation_of(SCORES[None], labels[:1], UNKNOWN).keystrokes_saved is None  # not counted without a keyboard
+
+
+@pytest.fixture(scope="module")
+def shuffled_fable() -> str:
+    """80 of the fable's words in a random order: text the model predicts only in part."""
+    tokens = fable_tokens()
+    random.Random(3).shuffle(tokens)
+    return " ".join(tokens[:80])
+
+
+def test_evaluate_counts_the_keys_a_person_types_through_typing(shuffled_fable):
+    """The truth is the person: before each letter, three suggestions from `typing()`; a word
+    shown is taken with one key, or the next letter is typed, and every word ends with a key."""
+    model = fable.load()
+    tokens = shuffled_fable.split()
+    window = model.window
+    keys = 0
+    with model.typing() as typing:
+        for i in range(window, len(tokens)):
+            before, word = " ".join(tokens[:i]) + " ", tokens[i]
+            for typed in range(len(word) + 1):
+                if typed == len(word) or word in [s.word for s in typing.suggest(before + word[:typed], 3)]:
+                    keys += typed + 1
+                    break
+    found = model.evaluate(shuffled_fable)
+    assert (found.keys, found.keys_without) == (keys, sum(len(w) + 1 for w in tokens[window:]))
+    assert 0.2 < found.keystrokes_saved < 0.8, found.line()  # shuffled: some words predicted, not all
