@@ -101,7 +101,7 @@ def _attribute(data: memoryview) -> tuple[str, int | float | bytes | tuple[int, 
         if number == 1:
             name = _text(item)
         elif number == 2:  # f: a float32, as 4 little-endian bytes
-            value = float(np.frombuffer(_bytes(item), "<f4")[0])
+            value = float(np.frombuffer(_width(_bytes(item), 4), "<f4")[0])
         elif number == 3:  # i
             value = _signed(_int(item))
         elif number == 4:  # s
@@ -233,6 +233,12 @@ def _int(value: int | memoryview) -> int:
 def _bytes(value: int | memoryview) -> memoryview:
     if isinstance(value, int):
         raise ValueError("a number where bytes were expected")
+    return value
+
+
+def _width(value: memoryview, size: int) -> memoryview:
+    if len(value) != size:
+        raise ValueError(f"{len(value)} bytes where a field holds {size}")
     return value
 
 
