@@ -34,13 +34,14 @@ class Backend(Protocol):
 @functools.cache
 def default_backend() -> str:
     """onnxruntime when it can be imported (it is the faster), numpy otherwise. An onnxruntime that
-    is installed but fails to import is said once, since numpy is several times slower."""
+    is installed but fails to import is said once a process (the cache), at INFO, since numpy is
+    several times slower."""
     if not _installed("onnxruntime"):
         return "numpy"
     try:
         importlib.import_module("onnxruntime")
     except ImportError as error:
-        log.warning("fable: onnxruntime is installed but does not import (%s); running on numpy, which is slower",
+        log.info("fable: onnxruntime is installed but does not import (%s); running on numpy, which is slower",
                     str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__)  # fmt: skip
         return "numpy"
     return "onnxruntime"

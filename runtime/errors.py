@@ -10,8 +10,12 @@ import logging
 import numbers
 
 # Notices: what fable did on its own that a user should know (a cache ignored, a word read as
-# <unk>). Python prints warnings of an unconfigured logger on stderr; apps may route them.
+# <unk>), at INFO and each said once, so a library that runs on every keystroke stays quiet. The
+# NullHandler keeps Python's last resort from printing the library's records on stderr in an app
+# that never set up logging (the logging HOWTO's advice to libraries); an app that wants them
+# routes the `fable` logger, and the commands print them (fable.cli.show_notices).
 log = logging.getLogger("fable")
+log.addHandler(logging.NullHandler())
 
 
 class FableError(Exception):

@@ -9,7 +9,8 @@ import bisect
 import difflib
 import itertools
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -85,6 +86,10 @@ class Lexicon:
         self.version = version  # of the tokenizer the model was trained with
         self.index = {word: i for i, word in enumerate(self.vocabulary)}
         self.unknown_id = self.index.get(UNKNOWN)  # None: a model that refuses unknown words
+        # The hashes of the unknown words named so far (see `notice`): a hash, not the word, so a
+        # word of megabytes costs what a short one does; a collision only leaves a word unnamed.
+        self.noticed: set[int] = set()
+        self._noticing = threading.Lock()
 
     def read(self, text: str, last_words: int | None = None) -> Reading:
         """`text` read by this model's tokenizer; only its `last_words` typed words when given (each
@@ -100,8 +105,8 @@ class Lexicon:
 
     def ids(self, reading: Reading, what: str, least: int, window: int, last: int | None = None) -> list[int]:
         """The ids of the reading's tokens (of its `last` ones, when given); PromptError if it has
-        fewer than `least`. Unknown words are refused, or read as <unk> with a notice where the
-        model has one."""
+        fewer than `least`. Unknown words are refused, or read as <unk> where the model has one,
+        with a notice of those not named before."""
         if len(reading.tokens) < least:
             unit = "words" if len(reading.tokens) == len(reading.typed) else "tokens"
             raise PromptError(
@@ -112,9 +117,23 @@ class Lexicon:
         if unknown and self.unknown_id is None:
             raise self.unknown_error(reading, unknown)
         if unknown:
-            words = list(dict.fromkeys(reading.tokens[i] for i in unknown))
-            log.warning("fable: %s not in the model's vocabulary, read as %s", _list(words), UNKNOWN)
+            self.notice(reading.tokens[i] for i in unknown)
         return self.lookup(reading.tokens[first:])  # type: ignore[return-value]  # None only where refused above
+
+    def notice(self, words: Iterable[str]) -> None:
+        """Say on the `fable` logger, at INFO, which of `words` it reads as <unk>, naming only those
+        it has not named before: an app that suggests on every keystroke reads a word many times,
+        and its log should get one line for it, not one a keystroke."""
+        if len(self.noticed) >= NOTICED:
+            return
+        with self._noticing:  # one model serves many threads: each word named once among them
+            new = [w for w in dict.fromkeys(words) if hash(w) not in self.noticed]
+            room = NOTICED - len(self.noticed)
+            if not new or room <= 0:
+                return
+            self.noticed.update(hash(w) for w in new[:room])
+        last = "; no more unknown words will be named" if len(new) >= room else ""
+        log.info("fable: %s not in the model's vocabulary, read as %s%s", _list(new), UNKNOWN, last)
 
     def unknown_error(self, reading: Reading, positions: list[int]) -> UnknownWordError:
         first: dict[str, int] = {}  # each unknown token once, at its first place
@@ -124,6 +143,10 @@ class Lexicon:
         return unknown_words(list(first), self.vocabulary, [reading.split(i) for i in shown])
 
 
+# Unknown words a Lexicon remembers having named. A server's clients can send any number of
+# distinct words: remembering them all would grow without end, and naming each new one after the
+# memory is full would let them fill the log again, so past this many it names no more.
+NOTICED = 10_000
 SHOWN = 5  # unknown words an error names, with how each was cut and its closest words; the rest are counted
 CANDIDATES = 5_000  # known words compared with each word shown, the most frequent first: a bound on difflib
 

@@ -169,7 +169,7 @@ class NDJSONStream(StreamingResponse):
         try:
             await super().stream_response(timed)
         except TimeoutError:
-            log.warning("fable-serve: dropped a stream whose client read nothing for %g s", self.write_timeout)
+            log.info("fable-serve: dropped a stream whose client read nothing for %g s", self.write_timeout)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:

@@ -191,8 +191,18 @@ def _entries(cache: Path) -> list[dict[str, Any]]:
             raise ValueError(f"not a fable tune cache of format {CACHE_FORMAT}")
         return [entry for entry in data["entries"] if isinstance(entry, dict)]
     except (OSError, ValueError, AttributeError) as error:
-        log.warning("fable: ignoring the tune cache %s (%s); rerun fable-bench --tune", cache, error)
+        _ignoring(cache, str(error))
         return []
+
+
+_IGNORED: set[Path] = set()  # caches said to be ignored in this process (a few places at most)
+
+
+def _ignoring(cache: Path, why: str) -> None:
+    """Say that `cache` is ignored, at INFO and once a process: every `fable.load()` reads it."""
+    if cache not in _IGNORED:
+        _IGNORED.add(cache)
+        log.info("fable: ignoring the tune cache %s (%s); rerun fable-bench --tune", cache, why)
 
 
 def lookup(path: Path, choose_file: bool, pattern: str = "paced") -> Tuned | None:
@@ -215,7 +225,7 @@ def lookup(path: Path, choose_file: bool, pattern: str = "paced") -> Tuned | Non
                 if measured["sha256"] == sha:
                     return Tuned(path, _setting(measured[pattern]), entry["tuned_at"], cache, pattern)
     except (KeyError, TypeError, ValueError, StopIteration) as error:
-        log.warning("fable: ignoring the tune cache %s (an entry lacks %s); rerun fable-bench --tune", cache, error)
+        _ignoring(cache, f"an entry lacks {error}")
     return None
 
 
@@ -296,6 +306,7 @@ def remember(model: Path, choices: dict[str, Path], best: dict[Path, dict[str, S
         with FileLock(f"{cache}.lock", timeout=LOCK_SECONDS):
             kept = [e for e in _entries(cache) if not (e.get("machine") == machine and e.get("model_sha256") == sha)]
             write_text(cache, json.dumps({"format": CACHE_FORMAT, "entries": [*kept, entry]}, indent=2) + "\n")
+        _IGNORED.discard(cache)  # a healthy cache now: damage to come is news again
     except Timeout:
         raise FableError(f"the tune cache {cache} stayed locked for {LOCK_SECONDS} s; is another fable-bench "
                          f"--tune stuck? Remove {cache}.lock if not") from None  # fmt: skip

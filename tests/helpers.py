@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import importlib
 import io
-import logging
 import os
 import re
 import shutil
@@ -135,11 +134,11 @@ def invoke(name: str, *args: str, input: str | None = None, env: dict | None = N
     app = importlib.import_module(APPS[name]).app
     out, err = io.StringIO(), io.StringIO()
     environment = {key: value for key, value in command_env(env).items() if key != "FABLE_DEBUG"}
-    notices = logging.StreamHandler(err)  # as a process with no logging set up prints them: the message alone
+    level = log.level
     with (
         mock.patch.dict(os.environ, environment, clear=True),
         mock.patch.object(sys, "stdin", io.StringIO(input or "")),
-        mock.patch.object(log, "handlers", [notices]),
+        mock.patch.object(log, "handlers", []),  # run_app adds the commands' own, printing on `err`
         mock.patch.object(log, "propagate", False),
         contextlib.redirect_stdout(out),
         contextlib.redirect_stderr(err),
@@ -148,6 +147,8 @@ def invoke(name: str, *args: str, input: str | None = None, env: dict | None = N
             run_app(app, name, list(args))
         except SystemExit as exit_:
             code = exit_.code
+        finally:
+            log.setLevel(level)  # run_app's INFO stays with the command
     return subprocess.CompletedProcess([name, *args], code, out.getvalue(), err.getvalue())
 
 

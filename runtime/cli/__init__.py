@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ from typing import NoReturn
 import typer
 
 from ..backend import BACKENDS
-from ..errors import FableError, SettingError
+from ..errors import FableError, SettingError, log
 
 
 def choices(name: str, values: Sequence[str]) -> type[enum.Enum]:
@@ -71,9 +72,36 @@ def interrupted(prog: str) -> NoReturn:
     raise SystemExit(EXIT_INTERRUPTED)
 
 
+class _Notices(logging.Handler):
+    """The library's notices (INFO and above) as bare lines on whatever sys.stderr is when each
+    is said, as Python's last resort prints them (a test may redirect stderr around a command)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except Exception:  # a closed stderr: logging's own rule, never raise from a handler
+            self.handleError(record)
+
+
+def show_notices() -> None:
+    """Print the `fable` logger's notices on stderr: the library says them at INFO, where an app
+    that set up no logging hears nothing, and a command's user should read them. One handler
+    however many times a process runs a command (tests run many in one)."""
+    if not any(isinstance(handler, _Notices) for handler in log.handlers):
+        log.addHandler(_Notices())
+    log.setLevel(logging.INFO)
+
+
 def run_app(app: typer.Typer, prog: str, argv: Sequence[str] | None = None) -> NoReturn:
     """Run a typer app as `prog`: FableErrors and bad flags become one line on stderr and an exit
-    code (usage 2, model and file 1, interrupted 130). FABLE_DEBUG=1 shows tracebacks instead."""
+    code (usage 2, model and file 1, interrupted 130), and the library's notices are printed on
+    stderr. FABLE_DEBUG=1 shows tracebacks instead."""
+    show_notices()
     command = typer.main.get_command(app)
     try:
         code = command.main(args=list(argv) if argv is not None else None, prog_name=prog, standalone_mode=False)
