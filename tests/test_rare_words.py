@@ -193,10 +193,6 @@ print("done")
     assert (result.returncode, result.stdout, result.stderr) == (0, "done\n", "")
 
 
-def test_fable_has_a_null_handler():
-    assert any(isinstance(handler, logging.NullHandler) for handler in logging.getLogger("fable").handlers)
-
-
 def test_the_commands_print_notices_through_one_handler_however_often_they_run(unk_model: fable.Model, capsys):
     from fable.cli import run_app
     from fable.cli.run import app

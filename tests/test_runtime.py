@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -173,3 +175,7 @@ def test_the_default_model_loads_from_any_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = invoke("fable-run", "the old mouse", "-n", "9")
     assert result.stdout.strip() == "the old mouse said it is easy to propose impossible remedies."
+
+
+def test_the_fable_logger_has_a_null_handler_so_an_app_that_set_up_no_logging_hears_nothing():
+    assert any(isinstance(handler, logging.NullHandler) for handler in logging.getLogger("fable").handlers)
