@@ -48,7 +48,7 @@ def torchrun(out: Path, *extra: str, flags: list[str] = FLAGS) -> subprocess.Pop
 
 def finish(process: subprocess.Popen) -> str:
     output, _ = process.communicate(timeout=600)
-    assert process.returncode == 0, output[-2000:]
+    assert process.returncode == 0, output[-8000:]  # both processes' last words
     return output
 
 
@@ -86,8 +86,16 @@ def killed(out: Path, flags: list[str] = FLAGS) -> None:
     for pid in tree:  # torchrun and both of its processes at once, as a lost machine would
         os.kill(pid, signal.SIGKILL)
     process.wait()
-    wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in tree[1:]), timeout=30)
+    wait_until(lambda: not any(alive(pid) for pid in tree[1:]), timeout=30)
     assert load_checkpoint(out / CHECKPOINT_NAME).step < int(flags[flags.index("--steps") + 1])
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` still runs: a killed process whose parent has not reaped it yet (a zombie) does not."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def descendants(pid: int) -> list[int]:

@@ -98,10 +98,12 @@ def main(
              "eval_windows": eval_windows, "min_count": min_count, "max_vocab": max_vocab, "holdout": holdout}  # fmt: skip
     model_flags = {"layers": layers, "hidden": hidden, "window": window}
     world, resolved_device = join(resolve_device(device.value))  # under torchrun, this process's share
+    finished = False
     try:
         _train(corpus, preset_name, resume, out, flags, model_flags, resolved_device, threads, progress, world)
+        finished = True
     finally:
-        leave(world)
+        leave(world, finished)
 
 
 def _train(corpus: Path | None, preset_name: str | None, resume: bool, out: Path | None, flags: dict,

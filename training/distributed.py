@@ -80,6 +80,11 @@ def join(device: str) -> tuple[World, str]:
     return World(dist.get_rank(), dist.get_world_size()), device
 
 
-def leave(world: World) -> None:
+def leave(world: World, finished: bool) -> None:
+    """Close this process's share of the world. A run that `finished` first waits for every process
+    to finish too: one that closed its connections while another still read them could make gloo
+    abort the other (SIGABRT). A run that failed does not wait: torchrun stops the others."""
     if world.size > 1 and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
