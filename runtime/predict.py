@@ -54,7 +54,9 @@ def suggest(model: Model, text: str, k: int = DEFAULT_SUGGESTIONS) -> list[Sugge
     If `text` ends inside a word (no space or mark after it), the candidates are the words that
     start with it, the word itself among them when the model knows it, ranked by their probability
     after the words before it: "the old mo" and "the old mouse" give "mouse", and "the old mouse "
-    gives the words after "mouse". Text
+    gives the words after "mouse". A known word with too few words before it to rank its
+    completions (the first word of a text) is taken as finished: "the" gives the words after it;
+    an unfinished first word ("mo") has no suggestions. Text
     of fewer words than the window is read from the LSTM's zero state, the state every training
     window started from, so the missing words are padded exactly as in training; the suggestions
     then rest on less context. (A plain window-graph file has no zero state to start from and
@@ -158,12 +160,17 @@ class _Query:
         k = check_whole("k", k, 1, MAX_SUGGESTIONS)
         lexicon, window = model.lexicon, model.window
         # the words of the window and the one being typed are all it reads (and `lookback` more)
-        reading, partial = split_partial(text, lexicon.read(text, last_words=window + 1 + lookback))
+        whole = lexicon.read(text, last_words=window + 1 + lookback)
+        reading, partial = split_partial(text, whole)
+        shortest = 1 if model.metadata.graph == GRAPH_STEP else window
+        if partial in lexicon.index and len(reading.tokens) < shortest:
+            reading, partial = whole, ""  # too few words before it to rank its completions: finished
+        if partial and not reading.tokens:
+            return None  # the first word, unfinished: no word before it to rank its completions by
         if partial and not any(word.startswith(partial) for word in model.vocabulary if word != UNKNOWN):
             if model.unknown_id is None:
                 raise unknown_words([partial], model.vocabulary)
             return None  # no word it knows completes it, and it never suggests <unk>
-        shortest = 1 if model.metadata.graph == GRAPH_STEP else window
         ids = lexicon.ids(reading, "text", shortest, window, last=window)
         recent = lexicon.lookup(reading.tokens)
         return _Query(partial, ids, recent, k)

@@ -61,6 +61,8 @@ def test_a_word_is_completed_until_a_space_or_a_mark_ends_it(model):
     assert [s.word for s in model.suggest("said the old mouse", 3)] == starting[:3] and "mouse" in starting
     assert [s.word for s in model.suggest("the old mouse ")][0] == "said"
     assert model.suggest("the old mouse ,") == model.suggest("the old mouse , ")  # a mark ends a word too
+    assert model.suggest("the") == model.suggest("the ")  # nothing before it to rank its completions by
+    assert model.suggest("mo") == [] and model.suggest("  mo") == []  # and nothing to offer for it
 
 
 def test_typing_a_word_that_is_itself_a_word_offers_the_longer_word_that_comes(model):
