@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .tokenizer import tokenize
+
 SHOWN = 3  # suggestions on screen before each letter, as in presage's simulator
 
 
@@ -32,31 +34,39 @@ class Keyboard:
     """Keystrokes of words typed with a model's suggestions, over one vocabulary: the words in
     alphabetical order, so that the words that start with a prefix are one stretch of it."""
 
-    def __init__(self, vocabulary: Sequence[str], banned: int | None = None):
+    def __init__(self, vocabulary: Sequence[str], tokenizer_version: int):
         self.vocabulary = list(vocabulary)
-        self.banned = banned  # a model's <unk>: never shown
+        self.tokenizer_version = tokenizer_version  # of the model: which prefixes `suggest` completes
         self.order = np.array(sorted(range(len(vocabulary)), key=self.vocabulary.__getitem__), np.int64)  # [vocab]
         self.sorted = [self.vocabulary[i] for i in self.order.tolist()]
         self._stretches: dict[int, list[tuple[int, int]]] = {}
 
     def keys(self, above: np.ndarray, label: int) -> int:
         """Keystrokes of the word `label` where `above` [vocab] marks the words shown before it
-        (scored higher, or tied and earlier in the vocabulary; never `banned`)."""
+        (scored higher, or tied and earlier in the vocabulary; never a model's <unk>)."""
         shown_before = np.concatenate([[0], np.cumsum(above[self.order])])  # [vocab + 1], alphabetical
-        for typed, (first, last) in enumerate(self.stretches(label)):
-            if shown_before[last] - shown_before[first] < SHOWN:
+        for typed, stretch in enumerate(self.stretches(label)):
+            if stretch is not None and shown_before[stretch[1]] - shown_before[stretch[0]] < SHOWN:
                 return typed + 1  # the letters typed, and the key that takes the word
         return keys_without(self.vocabulary[label])
 
-    def stretches(self, label: int) -> list[tuple[int, int]]:
+    def stretches(self, label: int) -> list[tuple[int, int] | None]:
         """For each prefix of the word `label` short of the whole word (none typed first): the
-        stretch [first, last) of the alphabetical vocabulary that starts with it."""
+        stretch [first, last) of the alphabetical vocabulary that starts with it, or None where
+        `suggest` cannot take the prefix for the word being typed ("don'" reads as "don" and a mark):
+        nothing is counted as shown there."""
         found = self._stretches.get(label)
         if found is None:
             word = self.vocabulary[label]
-            found = [self._stretch(word[:typed]) for typed in range(len(word))]
-            self._stretches[label] = found
+            found = [
+                self._stretch(word[:typed]) if self._completes(word[:typed]) else None for typed in range(len(word))
+            ]
+            self._stretches[label] = found  # a race only computes the same list twice
         return found
+
+    def _completes(self, prefix: str) -> bool:
+        """Whether `suggest` reads `prefix`, typed after a space, as one word being typed."""
+        return not prefix or (prefix[-1].isalnum() and tokenize(prefix, self.tokenizer_version) == [prefix])
 
     def _stretch(self, prefix: str) -> tuple[int, int]:
         first = bisect.bisect_left(self.sorted, prefix)

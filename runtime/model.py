@@ -72,7 +72,7 @@ class Model(Engine):
     def keyboard(self) -> Keyboard:
         """How many keys typing with this model's suggestions takes (`fable.keyboard`): its
         vocabulary sorted once, when first asked."""
-        return Keyboard(self.vocabulary, self.unknown_id)
+        return Keyboard(self.vocabulary, self.lexicon.version)
 
     @property
     def info(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import pytest
 import fable
 from fable.evaluation import evaluation_of
 from fable.keyboard import Keyboard
+from fable.tokenizer import TOKENIZER_VERSION
 
 from .helpers import fable_tokens
 
@@ -32,7 +33,7 @@ BY_HAND = {
 
 @pytest.mark.parametrize("word, keys", BY_HAND.items())
 def test_a_words_keystrokes_counted_by_hand(word, keys):
-    keyboard = Keyboard(VOCABULARY, banned=UNKNOWN)
+    keyboard = Keyboard(VOCABULARY, TOKENIZER_VERSION)
     label = VOCABULARY.index(word)
     mine = SCORES[label]
     above = (SCORES > mine) | ((SCORES == mine) & (np.arange(len(SCORES)) < label))
@@ -42,12 +43,24 @@ def test_a_words_keystrokes_counted_by_hand(word, keys):
 
 def test_an_evaluation_adds_them_up_against_the_keys_of_typing_every_letter():
     labels = np.array([VOCABULARY.index(w) for w in BY_HAND])
-    found = evaluation_of(np.tile(SCORES, (len(labels), 1)), labels, UNKNOWN, Keyboard(VOCABULARY, UNKNOWN))
+    found = evaluation_of(np.tile(SCORES, (len(labels), 1)), labels, UNKNOWN, Keyboard(VOCABULARY, TOKENIZER_VERSION))
     assert found.keys == sum(BY_HAND.values()) == 14
     assert found.keys_without == sum(len(w) + 1 for w in BY_HAND) == 30
     assert found.keystrokes_saved == pytest.approx(1 - 14 / 30)
     assert "keystrokes saved 53.3%" in found.line() and found.as_dict()["keystrokes_saved"] == found.keystrokes_saved
     assert evaluation_of(SCORES[None], labels[:1], UNKNOWN).keystrokes_saved is None  # not counted without a keyboard
+
+
+def test_a_prefix_that_suggest_reads_as_a_word_and_a_mark_is_never_counted_as_shown():
+    """After "don" the five don-words fill the screen; "don'" would leave only "don't", but the
+    tokenizer reads "don'" as "don" and a mark, so `suggest` offers next words there, not
+    completions: the person types the whole word, 6 keys, not 5."""
+    vocabulary = ["do", "done", "donkey", "donor", "don", "don't"]
+    scores = np.array([5.0, 4.0, 3.5, 3.2, 3.0, 1.0])
+    label = vocabulary.index("don't")
+    keyboard = Keyboard(vocabulary, TOKENIZER_VERSION)
+    assert keyboard.keys(scores > scores[label], label) == 6
+    assert [stretch is None for stretch in keyboard.stretches(label)] == [False, False, False, False, True]
 
 
 @pytest.fixture(scope="module")
