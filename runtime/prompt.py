@@ -131,8 +131,9 @@ class Lexicon:
             room = NOTICED - len(self.noticed)
             if not new or room <= 0:
                 return
-            self.noticed.update(hash(w) for w in new[:room])
-        last = "; no more unknown words will be named" if len(new) >= room else ""
+            last = "; no more unknown words will be named" if len(new) >= room else ""
+            new = new[:room]  # named once, so never more than it remembers
+            self.noticed.update(hash(w) for w in new)
         log.info("fable: %s not in the model's vocabulary, read as %s%s", _list(new), UNKNOWN, last)
 
     def unknown_error(self, reading: Reading, positions: list[int]) -> UnknownWordError:

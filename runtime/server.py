@@ -10,7 +10,7 @@ POST /generate  {"prompt", "words", "temperature", "top_k", "top_p", "seed", "st
                 and the text, or with "stream": true one NDJSON line per word (its "text" is the
                 word with the space before it, so the lines' texts add up to the whole), then a
                 last line with "done", or with "error" if the stream fails midway
-POST /suggest   {"text", "k"}: the likeliest next words, or completions of an unfinished one
+POST /suggest   {"text", "k"}: completions of the last word, or after a space or a mark the next words
 POST /score     {"text"}: each word's log-probability, the total and the perplexity
 
 Every error is a JSON object {"error": "..."} with its status: 400 for a bad request (text that
@@ -136,15 +136,16 @@ class Api:
         The prompt is read in a slot once admitted, like every other request's text."""
         held = contextlib.AsyncExitStack()
         await held.enter_async_context(self.slots.admit())
+        opened: list[Iterator[str]] = []  # its words to come, once a slot has read the prompt
+        held.callback(lambda: [made.close() for made in opened])  # decoder back to the pool, then the place
         work = Work(self.slots, self.settings.deadline)  # Starlette watches a stream's client itself
         try:
             started = time.perf_counter()
-            made, joiner, first = await work.run(_opening, self.model, prompt, words, sampling)
-        except BaseException:
+            joiner, first = await work.run(_opening, self.model, prompt, words, sampling, opened)
+        except BaseException:  # however it ended, a deadline that left the opening's result unread too
             await held.aclose()
             raise
-        held.callback(made.close)  # its decoder goes back to the model's pool, then its place is free
-        lines = _lines(work, joiner, first, made, words, started)
+        lines = _lines(work, joiner, first, opened[0], words, started)
         return NDJSONStream(lines, self.settings.write_timeout, held.aclose)
 
 
@@ -179,15 +180,14 @@ class NDJSONStream(StreamingResponse):
             await self.release()
 
 
-def _opening(model: Model, prompt: str, words: int, sampling: Sampling) -> tuple[Iterator[str], Detokenizer, Turn]:
-    """A stream's first chunk: its words to come (a bad prompt raises here), the joiner that follows
-    the prompt's quotes (it reads the whole prompt), and the first words."""
-    made = model.stream(prompt, words, sampling)
-    try:
-        return made, model.text_pieces(prompt), stream_turn(made)
-    except BaseException:
-        made.close()
-        raise
+def _opening(
+    model: Model, prompt: str, words: int, sampling: Sampling, opened: list[Iterator[str]]
+) -> tuple[Detokenizer, Turn]:
+    """A stream's first chunk: its words to come, put in `opened` for the caller to close (a bad
+    prompt raises before), the joiner that follows the prompt's quotes (it reads the whole prompt),
+    and the first words."""
+    opened.append(model.stream(prompt, words, sampling))
+    return model.text_pieces(prompt), stream_turn(opened[0])
 
 
 async def _lines(work: Work, joiner: Detokenizer, turn: Turn, made: Iterator[str], words: int,
