@@ -134,10 +134,11 @@ class Guard:
     """ASGI middleware in front of every route. It refuses a Host not in `hosts` (empty: any), so a
     page whose name was pointed at this machine (DNS rebinding) reads nothing, and a POST whose body
     is not declared JSON, so another site's page cannot post here without a CORS preflight, which
-    this server never grants; and a request that a browser marks as sent by a page of another host
-    (its Origin), so that a browser that let one through would still get nothing. And it answers every unexpected error with one log line and a JSON 500:
-    Starlette's own handler for Exception answers and then raises it again, for the server to log
-    with its traceback, which a client could then write into the log at will (FABLE_DEBUG=1: logged)."""
+    this server never grants; and a request that a browser marks (its Origin) as sent by a page of
+    another origin than the server's own, so that a request a browser lets through gets nothing.
+    And it answers every unexpected error with one log line and a JSON 500: Starlette's own handler
+    for Exception answers and then raises it again, for the server to log with its traceback, which
+    a client could then write into the log at will (FABLE_DEBUG=1: logged)."""
 
     def __init__(self, app: ASGIApp, hosts: frozenset[str]):
         self.app, self.hosts = app, hosts
@@ -171,9 +172,9 @@ class Guard:
             return error(HTTPStatus.FORBIDDEN, f"this server does not answer to the host {name[:60]!r}: it answers to "
                          f"{', '.join(sorted(self.hosts))} (fable-serve --allow-host NAME adds one)")  # fmt: skip
         origin = headers.get("origin")
-        if self.hosts and origin is not None and _origin_host(origin) not in self.hosts:
-            return error(HTTPStatus.FORBIDDEN, f"this server does not answer pages from {origin[:60]!r}: only pages "
-                         f"it serves itself, or from {', '.join(sorted(self.hosts))} (fable-serve --allow-host NAME)")  # fmt: skip
+        if self.hosts and origin is not None and _authority(origin) != headers.get("host", "").strip().lower():
+            return error(HTTPStatus.FORBIDDEN, f"this server does not answer pages from {origin[:60]!r}, only its "
+                         "own page's requests (another site's or another app's page has no say here)")  # fmt: skip
         kind = headers.get("content-type", "").partition(";")[0].strip().lower()
         if method == "POST" and kind != "application/json":
             return error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
@@ -189,9 +190,10 @@ def log_unexpected(where: str, problem: Exception) -> None:
     log.error("fable-serve: %s: unexpected %s: %s", where, type(problem).__name__, said, exc_info=traceback)
 
 
-def _origin_host(origin: str) -> str:
-    """The host name of an Origin header: "http://[::1]:8080" → "::1"; "null" (a sandboxed page) → "null"."""
-    return _host_name(origin.partition("://")[2].partition("/")[0]) if "://" in origin else origin.strip().lower()
+def _authority(origin: str) -> str:
+    """The host and port of an Origin header, as its Host header spells them: "http://[::1]:8080" →
+    "[::1]:8080"; "" for "null" (a sandboxed page), which no Host matches."""
+    return origin.strip().lower().partition("://")[2].partition("/")[0]
 
 
 def _host_name(header: str) -> str:

@@ -217,13 +217,14 @@ def test_a_page_of_another_origin_is_refused_and_the_servers_own_page_answered(s
     answered; another site's page gets 403 whatever its method and type."""
     port = server.rsplit(":", 1)[1]
     body = json.dumps({"text": "the old mo"}).encode()
-    post = "POST /suggest HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json"
-    for origin in (f"http://127.0.0.1:{port}", f"http://localhost:{port}", f"http://[::1]:{port}"):
-        assert raw_request(server, f"{post}\r\nOrigin: {origin}", body)[0] == 200, origin
-    for origin in ("http://evil.example", f"https://127.0.0.1.evil.example:{port}", "null"):
+    for own in (f"127.0.0.1:{port}", f"localhost:{port}", f"[::1]:{port}"):  # a browser's Host and Origin agree
+        post = f"POST /suggest HTTP/1.1\r\nHost: {own}\r\nContent-Type: application/json"
+        assert raw_request(server, f"{post}\r\nOrigin: http://{own}", body)[0] == 200, own
+    post = f"POST /suggest HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Type: application/json"
+    for origin in ("http://evil.example", f"https://127.0.0.1.evil.example:{port}", "null", "http://localhost:3000"):
         status, answer = raw_request(server, f"{post}\r\nOrigin: {origin}", body)
         assert status == 403 and "does not answer pages from" in answer["error"], (origin, answer)
-        assert raw_request(server, f"GET /info HTTP/1.1\r\nHost: localhost\r\nOrigin: {origin}")[0] == 403
+        assert raw_request(server, f"GET /info HTTP/1.1\r\nHost: localhost:{port}\r\nOrigin: {origin}")[0] == 403
 
 
 def test_a_post_whose_body_is_not_declared_json_is_refused(server):
