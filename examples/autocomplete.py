@@ -2,8 +2,8 @@
 
     python examples/autocomplete.py [MODEL.onnx]
 
-Type some words and press Enter: it shows the likeliest next words, or completions of the word
-you are in the middle of. Enter a number to take that suggestion, "!" to let the model finish
+Type some words and press Enter: it shows completions of the last word, or, when the line ends
+with a space, the likeliest next words. Enter a number to take that suggestion, "!" to let the model finish
 the sentence, an empty line (or Ctrl-D) to quit. Needs only `pip install fable`.
 """
 

@@ -145,16 +145,20 @@ def best_of(pattern: str, rows: list[M]) -> M:
     """The winner for `pattern` (or BATCH): the fastest; for paced calls, of those that burn at
     most MAX_IDLE_CPU between calls, the fewest threads within PACED_NOISE of the fastest."""
     if pattern != "paced":
-        return min(rows, key=lambda r: r.word_us if pattern == "stream" else r.batch_us)
+        return min(rows, key=lambda r: micros_of(pattern, r))
     quiet = [r for r in rows if r.idle_cpu <= MAX_IDLE_CPU] or [min(rows, key=lambda r: r.idle_cpu)]
     fastest = min(quiet, key=lambda r: r.call_us)
     fewest = min(quiet, key=lambda r: (r.threads, r.call_us))
     return fewest if fewest.call_us <= fastest.call_us * (1 + PACED_NOISE) else fastest
 
 
+def micros_of(pattern: str, row: Measured) -> float:
+    """The figure that chooses for `pattern`: µs a word (stream), a call (paced), a step of a batch."""
+    return {"stream": row.word_us, "paced": row.call_us, BATCH: row.batch_us}[pattern]
+
+
 def setting_of(pattern: str, row: Measured) -> Setting:
-    micros = {"stream": row.word_us, "paced": row.call_us, BATCH: row.batch_us}[pattern]
-    return Setting(row.threads, row.spin, micros, row.idle_cpu)
+    return Setting(row.threads, row.spin, micros_of(pattern, row), row.idle_cpu)
 
 
 def cache_path() -> Path:

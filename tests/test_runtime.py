@@ -150,7 +150,7 @@ def test_numpy_scalars_are_taken_wherever_a_number_is_and_go_on_as_python_number
     """An app that computes a setting with numpy passes numpy scalars: each is the number it holds."""
     assert default.generate("the old mouse", np.int64(5)) == default.generate("the old mouse", 5)
     assert default.generate_batch(["the old mouse"], np.uint16(3)) == [default.generate("the old mouse", 3)]
-    assert default.suggest("the old mouse", k=np.int32(3)) == default.suggest("the old mouse", k=3)
+    assert default.suggest("the old mouse ", k=np.int32(3)) == default.suggest("the old mouse ", k=3)
     sampling = Sampling(np.float32(0.5), np.int32(3), np.float64(0.9), np.int64(4))
     plain = Sampling(0.5, 3, 0.9, 4)
     assert sampling == plain and [type(value) for value in vars(sampling).values()] == [float, int, float, int]

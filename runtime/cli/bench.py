@@ -39,7 +39,7 @@ from ..errors import UsageError
 from ..machine import describe as describe_machine
 from ..model import MAX_THREADS, Model, default_model_path, load
 from ..sampling import MAX_TEMPERATURE, MIN_TEMPERATURE
-from ..tuning import BATCH, BATCH_SIZE, PATTERNS, check_writable
+from ..tuning import BATCH, BATCH_SIZE, PATTERNS, check_writable, micros_of
 from . import choices, columns, new_app, run_app
 
 app = new_app()
@@ -183,10 +183,10 @@ def tuned_run(models: Sequence[str] | None, words: int, temperature: float, pace
     clear_progress()
     lines = [tune_table(result)]
     for pattern, row in result.choices.items():
-        chose = {"stream": f"{row.word_us:.1f} µs a word", "paced": f"{row.call_us:.1f} µs a call {pace_ms:g} ms apart",
-                 BATCH: f"{row.batch_us:.1f} µs a step of {BATCH_SIZE} prompts"}[pattern]  # fmt: skip
+        unit = {"stream": "a word", "paced": f"a call {pace_ms:g} ms apart", BATCH: f"a step of {BATCH_SIZE} prompts"}
         lines.append(f"{pattern}: {row.file.name} with {row.threads} thread{'s' if row.threads > 1 else ''}, spinning "
-                     f"{'on' if row.spin else 'off'}: {chose}, {row.idle_cpu:.3f} CPU s/s idle")  # fmt: skip
+                     f"{'on' if row.spin else 'off'}: {micros_of(pattern, row):.1f} µs {unit[pattern]}, "
+                     f"{row.idle_cpu:.3f} CPU s/s idle")  # fmt: skip
     lines.append(f"remembered in {result.cache}: fable-run and fable.load() use it on this machine")
     return "\n".join(lines)
 

@@ -48,7 +48,7 @@ def main(
     tokens: Annotated[bool, typer.Option("--tokens", help="print the tokens with a space between every two, as the rnn-words tutorial did, not joined as text")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON: prompt, words, model, settings, timings (a line per prompt)")] = False,
     info: Annotated[bool, typer.Option("--info", help="print the model card and exit")] = False,
-    suggest: Annotated[bool, typer.Option("--suggest", help="print the likeliest next words of PROMPT, or completions of its unfinished last word")] = False,
+    suggest: Annotated[bool, typer.Option("--suggest", help="print completions of PROMPT's last word, or its likeliest next words when it ends with a space")] = False,
     suggestions: Annotated[int, typer.Option(min=1, max=MAX_SUGGESTIONS, help="how many words --suggest prints")] = DEFAULT_SUGGESTIONS,
     score: Annotated[bool, typer.Option("--score", help="print the log-probability of each word of PROMPT after the first window")] = False,
     file: Annotated[Path | None, typer.Option("--file", "-f", help="with --score: how well the model predicts this UTF-8 text file (top-1, top-3, perplexity), e.g. text held out of training", show_default=False)] = None,
