@@ -34,8 +34,8 @@ FLAGS = ["--preset", "memorize", "--hidden", "48", "--steps", "80", "--eval-ever
 
 # The predict recipe on the GPL, small: dropout 0.65, so each process draws its own masks, which a
 # resumed run must draw again exactly.
-DROPOUT_FLAGS = ["--corpus", str(ROOT / "training" / "corpora" / "gpl-3.txt"), "--hidden", "48", "--steps", "60",
-                 "--eval-every", "10", "--checkpoint-every", "20"]  # fmt: skip
+DROPOUT_FLAGS = ["--corpus", str(ROOT / "training" / "corpora" / "gpl-3.txt"), "--hidden", "32", "--steps", "30",
+                 "--eval-every", "10", "--checkpoint-every", "10"]  # fmt: skip
 
 
 def torchrun(out: Path, *extra: str, flags: list[str] = FLAGS) -> subprocess.Popen:
