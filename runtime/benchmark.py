@@ -34,7 +34,9 @@ from .tuning import BATCH, BATCH_SIZE, PATTERNS, TUNED, best_of, export_variants
 Report = Callable[[str], None]
 MIN_BENCH_WORDS = 10
 MAX_BENCH_WORDS = 1_000_000  # leaves room below MAX_WORDS for the warm-up
-PACE_CALLS = ("suggest", "typing", "word")  # an app's calls: suggest afresh, as a person types, one more word
+# An app's calls: suggest afresh, a typist's next word, a typist's next letter (the suggestions a
+# keyboard shows before each letter, as keystrokes saved counts them), one more word of a stream.
+PACE_CALLS = ("suggest", "typing", "letter", "word")
 BANDWIDTH_SIZES_MB = (1, 4, 16, 64)  # copies of these sizes: the caches' and the memory's bandwidth
 
 
@@ -298,7 +300,9 @@ def pace(model: Model, call: str, pace_ms: float, calls: int) -> Paced:
 
 def _caller(model: Model, call: str) -> Callable[[], object]:
     """A call of an app: `suggest` after a text of the model's own words, a typist's next word
-    (`typing`: the text grows by the word it suggested), or one more word of a stream."""
+    (`typing`: the text grows by the word it suggested), a typist's next letter (`letter`: the
+    suggestions before each letter of the model's words, a space after each word), or one more
+    word of a stream."""
     if call == "word":
         return word_stepper(model, Sampling(1.0, seed=0))
     words = itertools.cycle(model.vocabulary[: 4 * model.window])
@@ -312,7 +316,20 @@ def _caller(model: Model, call: str) -> Callable[[], object]:
         text[0] += " " + (found[0].word if found else next(words))
         return found
 
-    return type_a_word
+    if call == "typing":
+        return type_a_word
+    letters = iter(())
+
+    def type_a_letter() -> object:
+        nonlocal letters
+        typed = next(letters, None)
+        if typed is None:  # a word is done: its space, then the next one's letters
+            word, typed = next(words), text[0] + " "
+            letters = iter([typed + word[:count] for count in range(1, len(word) + 1)])
+            text[0] = typed + word
+        return typist.suggest(typed)
+
+    return type_a_letter
 
 
 # --- fable-bench --tune ---------------------------------------------------------------------------

@@ -139,7 +139,7 @@ def test_the_floor_is_the_weights_read_at_the_bandwidth_of_the_level_they_fit_in
 
 
 def test_paced_calls_report_their_latency_and_the_cpu_burnt_between_them():
-    for call in ("suggest", "typing", "word"):
+    for call in ("suggest", "typing", "letter", "word"):
         result = invoke("fable-bench", *QUICK, "-m", INT8, "--pace", "5", "--calls", "4", "--call", call, "-o", "json")
         paced = json.loads(result.stdout)["rows"][0]["paced"]
         assert paced["call"] == call and len(paced["samples"]) == 4 and 0 < paced["p50_us"] <= paced["p90_us"]
