@@ -9,8 +9,9 @@ vocabulary, ceiling, accuracy and its share of the ceiling, steps taken of the b
 wall time and the share of it spent evaluating, the export's verdict, int8's accuracy drop, µs
 a word for fp32 and int8; and on the held-out part, the int8 file's top-1, top-3 and perplexity
 beside those of an interpolated modified Kneser-Ney 4-gram counted on the same training part
-(training/ngram.py), with the ratio of the perplexities and the difference of the top-3s. The
-rows also go to bench/results/local/corpora.json.
+(training/ngram.py), with the ratio of the perplexities and the difference of the top-3s, and
+the keystrokes each saves typing the held-out text (presage's rule, 3 suggestions; words read as
+<unk> cost all their keys). The rows also go to bench/results/local/corpora.json.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from fable.benchmark import word_gaps_us
 from fable.cli import columns
 from fable.contract import FILE_NAMES, REPORT_NAME
 from fable.evaluation import NOTHING, Evaluation, evaluation_of
+from fable.keyboard import Keyboard, keys_without
 from fable.machine import describe as describe_machine
 from fable.training.config import PRESETS, choose_preset
 from fable.training.corpus import Corpus, Text, fable_path, load_corpus, read_corpus
@@ -87,7 +89,38 @@ def measure(name: str, text: Text, preset_name: str, device: str, work: Path) ->
                 "fp32_heldout": report["files"][FILE_NAMES["fp32"]]["heldout"], "ngram_heldout": ngram.as_dict(),
                 "perplexity_ratio": int8["heldout"]["perplexity"] / ngram.perplexity,
                 "top3_points": 100 * (int8["heldout"]["top3"] - ngram.top3_rate)}  # fmt: skip
+        if verdict == "passed":
+            typed, yardstick = keystrokes_heldout(text, corpus, out / FILE_NAMES["int8"], config.model.window)
+            row |= {"int8_keystrokes_saved": typed.keystrokes_saved, "ngram_keystrokes_saved": yardstick.keystrokes_saved,
+                    "keystrokes_words": typed.words + typed.skipped}  # fmt: skip
     return row
+
+
+def keystrokes_heldout(text: Text, corpus: Corpus, file: Path, window: int) -> tuple[Evaluation, Evaluation]:
+    """Keystrokes saved on the held-out part typed as text, each block read as `fable-run --score
+    --file` reads a user's text (its words after the first `window`): by the file, and by the
+    4-gram with the same keyboard (fable.keyboard). A word neither can offer (read as <unk>) costs
+    all its keys for both."""
+    model = fable.Model(file)
+    ngram = KneserNey(corpus.segments(), len(corpus.vocabulary))
+    keyboard, unknown = Keyboard(corpus.vocabulary, text.tokenizer_version), corpus.unknown_id
+    typed = yardstick = NOTHING
+    for start, end in corpus.split.heldout:
+        if end - start <= window:
+            continue
+        words = [text.words[i] for i in text.ids[start:end].tolist()]
+        found = model.evaluate(" ".join(words))
+        assert found.words + found.skipped == len(words) - window, "the block reads back as other tokens"
+        typed += found
+        ids = corpus.ids[start:end].astype(np.int64)
+        rows = ids[np.arange(window, len(ids))[:, None] + np.arange(-window, 1)]  # [words, window + 1]
+        rows = rows[rows[:, -1] != unknown] if unknown is not None else rows
+        scores = ngram.distributions(rows[:, :window]).dense()  # [words, vocab]
+        predicted = evaluation_of(np.log(scores, out=scores), rows[:, -1], unknown, keyboard)
+        all_keys = sum(keys_without(word) for word in words[window:])
+        yardstick += dataclasses.replace(predicted, keys=predicted.keys + all_keys - predicted.keys_without,
+                                         keys_without=all_keys)  # fmt: skip
+    return typed, yardstick
 
 
 def kneser_ney_heldout(corpus: Corpus, window: int) -> Evaluation:
@@ -120,12 +153,14 @@ def table(rows: list[dict]) -> str:
     if not held:
         return columns(header, cells)
     held_header = ("corpus", "preset", "held-out words", "int8 top-1", "int8 top-3", "int8 perplexity",
-                   "4-gram top-1", "4-gram top-3", "4-gram perplexity", "perplexity ratio", "top-3 gain")  # fmt: skip
+                   "4-gram top-1", "4-gram top-3", "4-gram perplexity", "perplexity ratio", "top-3 gain",
+                   "int8 keys saved", "4-gram keys saved")  # fmt: skip
     held_cells = [
         (r["corpus"], r["preset"], f"{r['heldout_words']:,}", f"{100 * r['int8_heldout']['top1']:.1f}%",
          f"{100 * r['int8_heldout']['top3']:.1f}%", f"{r['int8_heldout']['perplexity']:.2f}",
          f"{100 * r['ngram_heldout']['top1']:.1f}%", f"{100 * r['ngram_heldout']['top3']:.1f}%",
-         f"{r['ngram_heldout']['perplexity']:.2f}", f"{r['perplexity_ratio']:.3f}", f"{r['top3_points']:+.1f} pt")
+         f"{r['ngram_heldout']['perplexity']:.2f}", f"{r['perplexity_ratio']:.3f}", f"{r['top3_points']:+.1f} pt",
+         *(f"{100 * r[k]:.1f}%" if k in r else "—" for k in ("int8_keystrokes_saved", "ngram_keystrokes_saved")))
         for r in held
     ]  # fmt: skip
     return columns(header, cells) + "\n\n" + columns(held_header, held_cells)
