@@ -67,11 +67,11 @@ def measure(name: str, text: Text, preset_name: str, device: str, work: Path) ->
         verdict = "refused: " + str(refused).removeprefix("guard: ").split(";")[0]
     report = json.loads((out / (REPORT_NAME if verdict == "passed" else REFUSED_NAME)).read_text())
     int8 = report["files"][FILE_NAMES["int8"]]
-    words = {}
+    words, models = {}, {}
     for quantization in ("fp32", "int8"):
         file = out / FILE_NAMES[quantization]
         if verdict == "passed":
-            model = fable.Model(file)
+            models[quantization] = model = fable.Model(file)
             words[quantization] = float(np.median(word_gaps_us(model, fable.Sampling(1.0, seed=0), 200, 2000)))
     ev, best = result.evaluation, result.ceiling
     row = {
@@ -84,26 +84,27 @@ def measure(name: str, text: Text, preset_name: str, device: str, work: Path) ->
         "fp32_word_us": words.get("fp32"), "int8_word_us": words.get("int8"),
     }  # fmt: skip
     if config.holdout and int8.get("heldout"):
-        ngram = kneser_ney_heldout(corpus, config.model.window)
+        counted = KneserNey(corpus.segments(), len(corpus.vocabulary))
+        ngram = kneser_ney_heldout(counted, corpus, config.model.window)
         row |= {"heldout_words": int8["heldout"]["words"], "int8_heldout": int8["heldout"],
                 "fp32_heldout": report["files"][FILE_NAMES["fp32"]]["heldout"], "ngram_heldout": ngram.as_dict(),
                 "perplexity_ratio": int8["heldout"]["perplexity"] / ngram.perplexity,
                 "top3_points": 100 * (int8["heldout"]["top3"] - ngram.top3_rate)}  # fmt: skip
         if verdict == "passed":
-            typed, yardstick = keystrokes_heldout(text, corpus, out / FILE_NAMES["int8"], config.model.window)
+            typed, yardstick = keystrokes_heldout(text, corpus, models["int8"], counted, config.model.window)
             row |= {"int8_keystrokes_saved": typed.keystrokes_saved, "ngram_keystrokes_saved": yardstick.keystrokes_saved,
                     "keystrokes_words": typed.words + typed.skipped}  # fmt: skip
     return row
 
 
-def keystrokes_heldout(text: Text, corpus: Corpus, file: Path, window: int) -> tuple[Evaluation, Evaluation]:
+def keystrokes_heldout(
+    text: Text, corpus: Corpus, model: fable.Model, ngram: KneserNey, window: int
+) -> tuple[Evaluation, Evaluation]:
     """Keystrokes saved on the held-out part typed as text, each block read as `fable-run --score
-    --file` reads a user's text (its words after the first `window`): by the file, and by the
-    4-gram with the same keyboard (fable.keyboard). A word neither can offer (read as <unk>) costs
-    all its keys for both."""
-    model = fable.Model(file)
-    ngram = KneserNey(corpus.segments(), len(corpus.vocabulary))
-    keyboard, unknown = Keyboard(corpus.vocabulary, text.tokenizer_version), corpus.unknown_id
+    --file` reads a user's text (its words after the first `window`): by the file's `model`, and by
+    the 4-gram with the same keyboard (fable.keyboard). A word neither can offer (read as <unk>)
+    costs all its keys for both."""
+    keyboard = Keyboard(corpus.vocabulary, text.tokenizer_version)
     typed = yardstick = NOTHING
     for start, end in corpus.split.heldout:
         if end - start <= window:
@@ -112,29 +113,30 @@ def keystrokes_heldout(text: Text, corpus: Corpus, file: Path, window: int) -> t
         found = model.evaluate(" ".join(words))
         assert found.words + found.skipped == len(words) - window, "the block reads back as other tokens"
         typed += found
-        ids = corpus.ids[start:end].astype(np.int64)
-        rows = ids[np.arange(window, len(ids))[:, None] + np.arange(-window, 1)]  # [words, window + 1]
-        rows = rows[rows[:, -1] != unknown] if unknown is not None else rows
-        scores = ngram.distributions(rows[:, :window]).dense()  # [words, vocab]
-        predicted = evaluation_of(np.log(scores, out=scores), rows[:, -1], unknown, keyboard)
-        all_keys = sum(keys_without(word) for word in words[window:])
-        yardstick += dataclasses.replace(predicted, keys=predicted.keys + all_keys - predicted.keys_without,
-                                         keys_without=all_keys)  # fmt: skip
+        starts = start + np.arange(end - start - window)
+        starts = starts[corpus.ids[starts + window] != corpus.unknown_id]  # <unk> is never offered
+        predicted = ngram_evaluation(ngram, corpus, starts, window, keyboard)
+        yardstick += predicted.typed_over(sum(keys_without(word) for word in words[window:]))
     return typed, yardstick
 
 
-def kneser_ney_heldout(corpus: Corpus, window: int) -> Evaluation:
+def kneser_ney_heldout(ngram: KneserNey, corpus: Corpus, window: int) -> Evaluation:
     """The yardstick: a 4-gram counted on the training part, on the same held-out windows (it
-    reads their last 3 words), measured as the runtime measures a model. A chunk of windows at a
-    time, so that no [windows, vocab] array is ever made, however long the held-out part."""
-    model = KneserNey(corpus.segments(), len(corpus.vocabulary))
-    starts = corpus.starts(window, "heldout")
+    reads their last 3 words), measured as the runtime measures a model."""
+    return ngram_evaluation(ngram, corpus, corpus.starts(window, "heldout"), window)
+
+
+def ngram_evaluation(
+    ngram: KneserNey, corpus: Corpus, starts: np.ndarray, window: int, keyboard: Keyboard | None = None
+) -> Evaluation:
+    """The 4-gram's figures on the windows that begin at `starts`, a chunk at a time, so that no
+    [windows, vocab] array is ever made, however long the part."""
     chunk = max(1, min(8192, 2**25 // len(corpus.vocabulary)))  # at most 2^25 probabilities, 128 MiB
     total = NOTHING
     for first in range(0, len(starts), chunk):
         rows = corpus.ids[starts[first : first + chunk, None] + np.arange(window + 1)]  # [chunk, window + 1]
-        scores = model.distributions(rows[:, :window]).dense()  # float32 [chunk, vocab]
-        total += evaluation_of(np.log(scores, out=scores), rows[:, window], corpus.unknown_id)
+        scores = ngram.distributions(rows[:, :window]).dense()  # float32 [chunk, vocab]
+        total += evaluation_of(np.log(scores, out=scores), rows[:, window], corpus.unknown_id, keyboard)
     return total
 
 

@@ -128,8 +128,15 @@ def make_corpus(tokens: int, cache: Path) -> tuple[Path, str]:
 def measure_count(path: Path, work: Path) -> dict[str, Any]:
     process = measured([sys.executable, str(Path(__file__).resolve()), "--count-stage", str(path)], work / "count.log")
     figures = json.loads((work / "count.log").read_text().splitlines()[-1])
-    return figures | {"process_seconds": process["seconds"], "cpu_seconds": process["cpu_seconds"],
-                      "peak_bytes": process["peak_bytes"]}  # fmt: skip
+    return count_peak(figures | {"process_seconds": process["seconds"], "cpu_seconds": process["cpu_seconds"],
+                                 "peak_bytes": process["peak_bytes"]})  # fmt: skip
+
+
+def count_peak(figures: dict[str, Any]) -> dict[str, Any]:
+    """The stage's peak: the largest of its parts'. The high-water mark is reset between the parts,
+    so the process's own peak (`peak_bytes` as measured) is only that of the last part."""
+    parts = max(figures[f"{part}_peak_bytes"] for part in ("read", "load", "count"))
+    return figures | {"peak_bytes": max(parts, figures["peak_bytes"])}
 
 
 def measure_train(path: Path, work: Path, steps: int, windows: int) -> dict[str, Any]:
@@ -268,12 +275,19 @@ def main() -> None:
     parser.add_argument("--train-max", type=float, default=2.2, help="train at sizes up to this many millions")
     parser.add_argument("--steps", type=int, default=20, help="steps of the measured training run")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "fable-scale", help="the texts")
+    parser.add_argument("--render", action="store_true", help="write OUT.md and OUT.png again from OUT.json")
     parser.add_argument("--count-stage", type=Path, help=argparse.SUPPRESS)  # in the child
     args = parser.parse_args()
     if args.count_stage:
         print(json.dumps(count_stage(args.count_stage)))
         return
     out = args.out or ROOT / "bench" / "results" / "scale-local"
+    if args.render:
+        recorded = json.loads(Path(f"{out}.json").read_text())
+        for row in recorded["rows"]:
+            row["count"] = count_peak(row["count"])
+        write(out, recorded["rows"], {key: recorded[key] for key in ("command", "machine", "load_average")})
+        return
     sizes = [float(size) for size in args.sizes.split(",")]
     rows, started_load = [], os.getloadavg()[0]
     for size in sizes:
@@ -290,12 +304,17 @@ def main() -> None:
         finally:
             shutil.rmtree(work, ignore_errors=True)
         rows.append(row)
-    fits = {name: fit(*points(rows, key)) for name, key in STAGES}
     about = {
         "command": " ".join(["python", "bench/scale.py", *sys.argv[1:]]),
         "machine": machine(),
         "load_average": [started_load, os.getloadavg()[0]],  # 1-minute, before and after: was it quiet?
     }
+    write(out, rows, about)
+
+
+def write(out: Path, rows: list[dict[str, Any]], about: dict[str, Any]) -> None:
+    """OUT.json, OUT.md and OUT.png of the measured rows, with the least-squares lines."""
+    fits = {name: fit(*points(rows, key)) for name, key in STAGES}
     out.parent.mkdir(parents=True, exist_ok=True)
     Path(f"{out}.json").write_text(json.dumps(about | {"fits": fits, "rows": rows}, indent=2) + "\n")
     Path(f"{out}.md").write_text(table(rows, fits, about))

@@ -53,6 +53,11 @@ class Evaluation:
         """1 - keys / keys_without, by presage's rule with 3 suggestions; None where not counted."""
         return 1 - self.keys / self.keys_without if self.keys_without else None
 
+    def typed_over(self, keys_without: int) -> Evaluation:
+        """These figures, with the keystrokes counted over a whole text whose words, typed without
+        suggestions, cost `keys_without`: those not predicted here cost all their keys."""
+        return dataclasses.replace(self, keys=self.keys + keys_without - self.keys_without, keys_without=keys_without)
+
     def __add__(self, other: Evaluation) -> Evaluation:
         return Evaluation(*(a + b for a, b in zip(dataclasses.astuple(self), dataclasses.astuple(other))))
 
@@ -117,8 +122,7 @@ def evaluate(model: Model, text: str) -> Evaluation:
         raise PromptError(f"no word of the text could be predicted: the model needs {window} words it knows "
                           f"before a word to predict it, and the text has {len(tokens)} tokens")  # fmt: skip
     typed = sum(keys_without(token) for token in tokens[window:])
-    return dataclasses.replace(total, skipped=max(0, len(ids) - window) - total.words,
-                               keys=total.keys + typed - total.keys_without, keys_without=typed)  # fmt: skip
+    return dataclasses.replace(total.typed_over(typed), skipped=max(0, len(ids) - window) - total.words)
 
 
 def _readable_runs(ids: Sequence[int | None]) -> Iterator[list[int]]:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .tokenizer import tokenize
+from .prompt import read, split_partial
 
 SHOWN = 3  # suggestions on screen before each letter, as in presage's simulator
 
@@ -66,7 +66,10 @@ class Keyboard:
 
     def _completes(self, prefix: str) -> bool:
         """Whether `suggest` reads `prefix`, typed after a space, as one word being typed."""
-        return not prefix or (prefix[-1].isalnum() and tokenize(prefix, self.tokenizer_version) == [prefix])
+        if not prefix:
+            return True
+        before, partial = split_partial(prefix, read(prefix, self.tokenizer_version))
+        return partial == prefix and not before.tokens
 
     def _stretch(self, prefix: str) -> tuple[int, int]:
         first = bisect.bisect_left(self.sorted, prefix)

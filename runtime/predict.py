@@ -15,7 +15,7 @@ import numpy as np
 from .contract import GRAPH_STEP
 from .errors import UsageError, check_whole
 from .evaluation import log_normalizer, predictions
-from .prompt import Reading, unknown_words
+from .prompt import split_partial, unknown_words
 from .tokenizer import UNKNOWN
 
 if TYPE_CHECKING:
@@ -167,7 +167,8 @@ class _Query:
             reading, partial = whole, ""  # too few words before it to rank its completions: finished
         if partial and not reading.tokens:
             return None  # the first word, unfinished: no word before it to rank its completions by
-        if partial and not any(word.startswith(partial) for word in model.vocabulary if word != UNKNOWN):
+        known = partial in lexicon.index and partial != UNKNOWN
+        if partial and not known and not any(w.startswith(partial) for w in model.vocabulary if w != UNKNOWN):
             if model.unknown_id is None:
                 raise unknown_words([partial], model.vocabulary)
             return None  # no word it knows completes it, and it never suggests <unk>
@@ -199,15 +200,6 @@ def suggestion_record(model: Model, text: str, k: int) -> dict[str, Any]:
 def score_record(model: Model, text: str) -> dict[str, Any]:
     """`score` as JSON (`fable-run --score --json`, `fable-serve`'s /score)."""
     return {"text": text, **model.score(text).as_dict()}
-
-
-def split_partial(text: str, reading: Reading) -> tuple[Reading, str]:
-    """The text's finished tokens, and the word still being typed: the last word when nothing
-    follows it (a word the model knows too: "a" may yet be "approach"), '' after a space or a mark."""
-    tokens = reading.tokens
-    if tokens and not text[-1].isspace() and tokens[-1][-1].isalnum():
-        return reading.without_last(), tokens[-1]
-    return reading, ""
 
 
 def rank(

@@ -66,6 +66,15 @@ def read(text: str, version: int) -> Reading:
     return Reading(normalized, token_pattern(version).findall(normalized), version)
 
 
+def split_partial(text: str, reading: Reading) -> tuple[Reading, str]:
+    """The text's finished tokens, and the word still being typed: the last word when nothing
+    follows it (a word the model knows too: "a" may yet be "approach"), '' after a space or a mark."""
+    tokens = reading.tokens
+    if tokens and not text[-1].isspace() and tokens[-1][-1].isalnum():
+        return reading.without_last(), tokens[-1]
+    return reading, ""
+
+
 def tail_words(text: str, count: int) -> str:
     """The last `count` runs of non-space in `text`, joined by spaces, without copying the text
     before them (an editor may ask on every keystroke of a long document)."""

@@ -8,6 +8,7 @@ import os
 from collections.abc import Collection
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 from starlette.datastructures import Headers
@@ -193,7 +194,7 @@ def log_unexpected(where: str, problem: Exception) -> None:
 def _authority(origin: str) -> str:
     """The host and port of an Origin header, as its Host header spells them: "http://[::1]:8080" →
     "[::1]:8080"; "" for "null" (a sandboxed page), which no Host matches."""
-    return origin.strip().lower().partition("://")[2].partition("/")[0]
+    return urlsplit(origin.strip()).netloc.lower()
 
 
 def _host_name(header: str) -> str:

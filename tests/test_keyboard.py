@@ -27,7 +27,7 @@ BY_HAND = {
     "then": 2,  # after "t": the, then, thy, there: second
     "thy": 2,  # after "t": third
     "there": 4,  # after "t" and "th": fourth; after "the": the, then, there (thy is gone): "the" and one key
-    "a": 2,  # never among the first three; alone after "a", where taking it costs what its space does
+    "a": 2,  # never among the first three before its only letter: typed, and its space
 }
 
 

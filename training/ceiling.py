@@ -33,7 +33,9 @@ def ceiling(contexts: np.ndarray, labels: np.ndarray) -> Ceiling:
 def reachable(contexts: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Which windows [N] a model at the ceiling gets right: those whose next word is their
     context's most frequent one."""
-    return best_followers(contexts, labels) == labels
+    contexts = np.asarray(contexts)
+    numbers = context_numbers((contexts[:, k] for k in range(contexts.shape[1])), len(contexts))
+    return _best_followers(numbers, labels) == labels
 
 
 def reachable_in(ids: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray:
@@ -42,13 +44,6 @@ def reachable_in(ids: np.ndarray, starts: np.ndarray, window: int) -> np.ndarray
     labels = ids[starts + window]
     contexts = context_numbers((ids[starts + k] for k in range(window)), len(starts))
     return _best_followers(contexts, labels) == labels
-
-
-def best_followers(contexts: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """For each window (contexts [N, window], labels [N] of ids >= 0), the most frequent next word
-    of its context (ties: the one seen first): what a model at the ceiling predicts."""
-    contexts = np.asarray(contexts)
-    return _best_followers(context_numbers((contexts[:, k] for k in range(contexts.shape[1])), len(contexts)), labels)
 
 
 def context_numbers(columns: Iterable[np.ndarray], windows: int) -> np.ndarray:

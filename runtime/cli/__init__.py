@@ -72,20 +72,16 @@ def interrupted(prog: str) -> NoReturn:
     raise SystemExit(EXIT_INTERRUPTED)
 
 
-class _Notices(logging.Handler):
+class _Notices(logging.StreamHandler):
     """The library's notices (INFO and above) as bare lines on whatever sys.stderr is when each
     is said, as Python's last resort prints them (a test may redirect stderr around a command)."""
 
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.setFormatter(logging.Formatter("%(message)s"))
+    stream = property(lambda self: sys.stderr, lambda self, value: None)  # type: ignore[assignment]
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            sys.stderr.write(self.format(record) + "\n")
-            sys.stderr.flush()
-        except Exception:  # a closed stderr: logging's own rule, never raise from a handler
-            self.handleError(record)
+    def __init__(self) -> None:
+        super().__init__()
+        self.setLevel(logging.INFO)
+        self.setFormatter(logging.Formatter("%(message)s"))
 
 
 def show_notices() -> None:
