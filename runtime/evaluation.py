@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import PromptError
 from .keyboard import Keyboard, keys_without
+from .learned import Distribution, WordCounts
 
 if TYPE_CHECKING:
     from .model import Model
@@ -96,33 +97,78 @@ def evaluation_of(
         rank = above.sum(axis=1)
         keys = without = 0
         if keyboard is not None:
-            keys = sum(keyboard.keys(row, word) for row, word in zip(above, label.tolist()))
-            without = sum(keys_without(keyboard.vocabulary[word]) for word in label.tolist())
+            words = [keyboard.vocabulary[i] for i in label.tolist()]
+            keys = sum(keyboard.keys(row, word) for row, word in zip(above, words))
+            without = sum(keys_without(word) for word in words)
         total += Evaluation(len(label), int((rank < 1).sum()), int((rank < 3).sum()), float((mine - log_total).sum()),
                             keys=keys, keys_without=without)  # fmt: skip
     return total
 
 
-def evaluate(model: Model, text: str) -> Evaluation:
+def evaluate(model: Model, text: str, learning: bool = True) -> Evaluation:
     """Each word of `text` predicted from the `window` words before it, read as `suggest` reads
     them. Unknown words are read as <unk> where the model has one, and are never a word to
     predict; without <unk>, the windows that hold one are skipped. Keystrokes are counted over
-    every word after the first `window`: one the model does not predict costs all its keys."""
+    every word after the first `window`: one the model does not offer costs all its keys.
+
+    `learning`: with the person's words mixed in as `suggest` mixes them (`fable.learned`: what
+    the model learnt, and each word of the text before the one predicted where the model learns
+    from the text so far), so a word the vocabulary lacks saves keys once it has been typed; the
+    figures are over the same words either way. False: the model alone."""
     lexicon, window = model.lexicon, model.window
     tokens = lexicon.read(text).tokens
     unknown = model.unknown_id
     ids = lexicon.lookup(tokens)
     keyboard = model.keyboard
     total = NOTHING
+    learnt = learning and (model.learns_text or model.learned.total > 0)
+    so_far = WordCounts(model.vocabulary)
+    counts = [model.learned, so_far] if model.learns_text else [model.learned]
+    start = typed = 0  # where the run starts in `tokens`; how many of them were counted
     for run in _readable_runs(ids):
+        position = start + window  # of the next label in `tokens`
         for logits, labels in predictions(model, run):
-            keep = labels != unknown if unknown is not None else slice(None)
-            total += evaluation_of(logits[keep], labels[keep], unknown, keyboard)
+            if not learnt:
+                keep = labels != unknown if unknown is not None else slice(None)
+                total += evaluation_of(logits[keep], labels[keep], unknown, keyboard)
+                continue
+            for row in logits:
+                so_far.add(tokens[typed:position])  # the words before this one: typed
+                typed = position
+                total += _learnt_word(model, row, counts, tokens[position - 1], tokens[position])
+                position += 1
+        start += len(run) + 1  # past the unknown word that ended the run
     if not total.words:
         raise PromptError(f"no word of the text could be predicted: the model needs {window} words it knows "
                           f"before a word to predict it, and the text has {len(tokens)} tokens")  # fmt: skip
     typed = sum(keys_without(token) for token in tokens[window:])
     return dataclasses.replace(total.typed_over(typed), skipped=max(0, len(ids) - window) - total.words)
+
+
+def _learnt_word(model: Model, logits: np.ndarray, counts: list[WordCounts], previous: str, word: str) -> Evaluation:
+    """The figures of one `word` after `previous`, from the model's `logits` [vocab] and the
+    learnt `counts` mixed in: keystrokes for any word, the rest for one the model could suggest."""
+    blended = Distribution.of(softmax(logits), counts, previous, model.unknown_id, model.blend)
+    index, unknown = model.lexicon.index, model.unknown_id
+    p = blended.probability(word, index)
+    label = index.get(word)
+    measured = label is not None and label != unknown
+    if p <= 0 and not measured:
+        return Evaluation(0, 0, 0, 0.0, keys=keys_without(word), keys_without=keys_without(word))
+    known = blended.known
+    above = (known > p) | ((known == p) & (np.arange(len(known)) < (label if measured else len(known))))
+    if unknown is not None:
+        above[unknown] = False
+    learnt = blended.unknown
+    ahead = learnt > p
+    if not measured:  # ties among the learnt words: the first learnt first
+        ahead |= (learnt == p) & (np.arange(len(learnt)) < blended.words.index(word))
+    learnt_above = [blended.words[i] for i in np.flatnonzero(ahead).tolist()]
+    keys = model.keyboard.keys(above, word, learnt_above)
+    if not measured:
+        return Evaluation(0, 0, 0, 0.0, keys=keys, keys_without=keys_without(word))
+    rank = int(above.sum()) + len(learnt_above)
+    return Evaluation(1, int(rank < 1), int(rank < 3), math.log(p), keys=keys, keys_without=keys_without(word))
 
 
 def _readable_runs(ids: Sequence[int | None]) -> Iterator[list[int]]:
@@ -143,6 +189,11 @@ def log_normalizer(logits: np.ndarray) -> np.ndarray:
     top = np.max(logits, axis=-1, keepdims=True)
     z = np.subtract(logits, top, dtype=np.float64)
     return np.log(np.exp(z, out=z).sum(axis=-1)) + top[..., 0]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities [..., vocab] in float64 from logits, by `log_normalizer`."""
+    return np.exp(np.asarray(logits, np.float64) - log_normalizer(logits)[..., None])
 
 
 def predictions(model: Model, ids: Sequence[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:

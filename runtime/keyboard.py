@@ -23,6 +23,7 @@ import numpy as np
 from .prompt import read, split_partial
 
 SHOWN = 3  # suggestions on screen before each letter, as in presage's simulator
+MAX_REMEMBERED = 200_000  # words whose prefixes' stretches a keyboard keeps: text brings any number of its own
 
 
 def keys_without(word: str) -> int:
@@ -41,27 +42,32 @@ class Keyboard:
         self.sorted = [self.vocabulary[i] for i in self.order.tolist()]
         self._stretches: dict[int, list[tuple[int, int]]] = {}
 
-    def keys(self, above: np.ndarray, label: int) -> int:
-        """Keystrokes of the word `label` where `above` [vocab] marks the words shown before it
-        (scored higher, or tied and earlier in the vocabulary; never a model's <unk>)."""
+    def keys(self, above: np.ndarray, word: str, learnt_above: Sequence[str] = ()) -> int:
+        """Keystrokes of `word` where `above` [vocab] marks the vocabulary's words shown before it
+        (scored higher, or tied and earlier in the vocabulary; never a model's <unk>) and
+        `learnt_above` the learnt words the vocabulary lacks that are (`fable.learned`)."""
         shown_before = np.concatenate([[0], np.cumsum(above[self.order])])  # [vocab + 1], alphabetical
-        for typed, stretch in enumerate(self.stretches(label)):
-            if stretch is not None and shown_before[stretch[1]] - shown_before[stretch[0]] < SHOWN:
+        for typed, stretch in enumerate(self.stretches(word)):
+            if stretch is None:
+                continue
+            prefix = word[:typed]
+            learnt = sum(1 for w in learnt_above if w.startswith(prefix)) if learnt_above else 0
+            if shown_before[stretch[1]] - shown_before[stretch[0]] + learnt < SHOWN:
                 return typed + 1  # the letters typed, and the key that takes the word
-        return keys_without(self.vocabulary[label])
+        return keys_without(word)
 
-    def stretches(self, label: int) -> list[tuple[int, int] | None]:
-        """For each prefix of the word `label` short of the whole word (none typed first): the
-        stretch [first, last) of the alphabetical vocabulary that starts with it, or None where
-        `suggest` cannot take the prefix for the word being typed ("don'" reads as "don" and a mark):
+    def stretches(self, word: str) -> list[tuple[int, int] | None]:
+        """For each prefix of `word` short of the whole word (none typed first): the stretch
+        [first, last) of the alphabetical vocabulary that starts with it, or None where `suggest`
+        cannot take the prefix for the word being typed ("don'" reads as "don" and a mark):
         nothing is counted as shown there."""
-        found = self._stretches.get(label)
+        found = self._stretches.get(word)
         if found is None:
-            word = self.vocabulary[label]
             found = [
                 self._stretch(word[:typed]) if self._completes(word[:typed]) else None for typed in range(len(word))
             ]
-            self._stretches[label] = found  # a race only computes the same list twice
+            if len(self._stretches) < MAX_REMEMBERED:
+                self._stretches[word] = found  # a race only computes the same list twice
         return found
 
     def _completes(self, prefix: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -17,6 +18,7 @@ from .engine import DEFAULT_WORDS, Engine
 from .errors import ModelFileError, PromptError, SettingError, UnknownWordError, check_whole
 from .evaluation import Evaluation
 from .keyboard import Keyboard
+from .learned import BLEND, Blend, TextCounts, WordCounts
 from .predict import DEFAULT_SUGGESTIONS, Suggestion, TextScore
 from .prompt import Lexicon
 from .sampling import GREEDY, Sampling
@@ -67,6 +69,11 @@ class Model(Engine):
             self.settings += "; " + tuning.batches_said(self._batches, self.path)
         self._batch_engine: Engine | None = None
         self._batch_lock = threading.Lock()
+        # A person's words (`fable.learned`): counted from the text so far where the model reads
+        # words it lacks (it has <unk>: made for open text), and from what the app gives `learn`.
+        self.learns_text = self.unknown_id is not None
+        self.blend: Blend = BLEND
+        self.learned = WordCounts(self.vocabulary)
 
     @functools.cached_property
     def keyboard(self) -> Keyboard:
@@ -118,15 +125,47 @@ class Model(Engine):
         `with model.typing() as typing: typing.suggest("the old mo")`."""
         return predict.Typing(self)
 
+    def learn(self, text: str) -> None:
+        """Learn a person's words from `text`: each word and the word after it, counted in memory
+        (nothing is written unless `save_learned` is called) and mixed into `suggest`, `typing()`
+        and `evaluate` by `fable.learned`'s rule. Words the vocabulary lacks are learnt where the
+        model reads them as <unk>; a model without one cannot read them and skips them."""
+        tokens = self.tokens(self._text(text, "text"))
+        if self.unknown_id is not None:
+            self.learned.add(tokens, continues=False)
+            return
+        for readable, run in itertools.groupby(tokens, key=self.lexicon.index.__contains__):
+            if readable:  # each stretch of words it knows, as a text of its own
+                self.learned.add(run, continues=False)
+
+    def forget(self) -> None:
+        """Forget every word `learn` and `load_learned` gave."""
+        self.learned.clear()
+
+    def save_learned(self, path: str | os.PathLike[str]) -> None:
+        """Write the learnt words to `path` (JSON, `fable.learned.WordCounts.as_json`), whole or not at all."""
+        self.learned.save(Path(path))
+
+    def load_learned(self, path: str | os.PathLike[str]) -> None:
+        """Add the words of a file `save_learned` wrote; UsageError, one line, for any other file."""
+        self.learned.load(Path(path))
+
+    def counts(self, text_counts: TextCounts, text: str) -> list[WordCounts]:
+        """What `suggest` mixes in after `text`: the learnt words, and the text's own where the
+        model learns from the text so far (`text_counts` brought up to date with it)."""
+        return [self.learned, text_counts.update(text)] if self.learns_text else [self.learned]
+
     def score(self, text: str) -> TextScore:
         """The log-probability of each word after the first window, given the window before it,
         with their total and the perplexity (`fable.predict.score`)."""
         return predict.score(self, self._text(text, "text"))
 
-    def evaluate(self, text: str) -> Evaluation:
-        """How well the model predicts `text`: top-1, top-3 and perplexity over its words, each
-        from the window before it (`fable.evaluation`): to measure it on text it was not trained on."""
-        return evaluation.evaluate(self, self._text(text, "text"))
+    def evaluate(self, text: str, learning: bool = True) -> Evaluation:
+        """How well the model predicts `text`: top-1, top-3, perplexity and keystrokes saved over
+        its words, each from the window before it (`fable.evaluation`): to measure it on text it
+        was not trained on. `learning`: with the person's words mixed in, as `suggest` has them;
+        False: the model alone."""
+        return evaluation.evaluate(self, self._text(text, "text"), learning)
 
     def stream(self, prompt: str, words: int = DEFAULT_WORDS, sampling: Sampling = GREEDY) -> Iterator[str]:
         """The generated words, one by one as they are made."""

@@ -14,7 +14,8 @@ import numpy as np
 
 from .contract import GRAPH_STEP
 from .errors import UsageError, check_whole
-from .evaluation import log_normalizer, predictions
+from .evaluation import log_normalizer, predictions, softmax
+from .learned import Distribution, TextCounts, WordCounts
 from .prompt import split_partial, unknown_words
 from .tokenizer import UNKNOWN
 
@@ -61,13 +62,17 @@ def suggest(model: Model, text: str, k: int = DEFAULT_SUGGESTIONS) -> list[Sugge
     window started from, so the missing words are padded exactly as in training; the suggestions
     then rest on less context. (A plain window-graph file has no zero state to start from and
     needs `window` words.) Unknown words are a PromptError, as in `generate`, or <unk> where the
-    model has one; an unfinished word that no known word completes then has no suggestions.
+    model has one; an unfinished word that no known or learnt word completes then has no suggestions.
+
+    The words of the text itself (where `model.learns_text`) and those the model learnt
+    (`Model.learn`) are mixed in by `fable.learned`'s rule: a word the vocabulary lacks is offered
+    once it has been typed, and the words this person types after a word rise after it.
     """
     query = _Query.of(model, text, k)
     if query is None:
         return []
     *_, logits = model.logits_along(query.ids)  # after the last word
-    return query.ranked(model, logits)
+    return query.ranked(model, logits, model.counts(TextCounts(model.vocabulary, model.lexicon.version), text))
 
 
 class Typing:
@@ -88,13 +93,14 @@ class Typing:
         self._count = 0  # how many were fed since then
         self._logits: np.ndarray | None = None  # after the last of them
         self._token = np.zeros((1, 1), np.int64)  # [batch 1, 1]: the word fed
+        self._text = TextCounts(model.vocabulary, model.lexicon.version)  # kept up to date as the text grows
 
     def suggest(self, text: str, k: int = DEFAULT_SUGGESTIONS) -> list[Suggestion]:
         self._live()  # before any work
         query = _Query.of(self._model, text, k, lookback=self.LOOKBACK)
         if query is None:
             return []
-        return query.ranked(self._model, self._advance(query))
+        return query.ranked(self._model, self._advance(query), self._model.counts(self._text, text))
 
     def close(self) -> None:
         """Give the decoder back to the model (once: closing again does nothing)."""
@@ -152,6 +158,7 @@ class _Query:
     partial: str
     ids: list[int]
     recent: list[int | None]
+    previous: str | None  # the last finished token: what the learnt pairs follow
     k: int
 
     @staticmethod
@@ -168,16 +175,20 @@ class _Query:
         if partial and not reading.tokens:
             return None  # the first word, unfinished: no word before it to rank its completions by
         known = partial in lexicon.index and partial != UNKNOWN
-        if partial and not known and not any(w.startswith(partial) for w in model.vocabulary if w != UNKNOWN):
-            if model.unknown_id is None:
+        if partial and not known and model.unknown_id is None:
+            if not any(w.startswith(partial) for w in model.vocabulary):
                 raise unknown_words([partial], model.vocabulary)
-            return None  # no word it knows completes it, and it never suggests <unk>
         ids = lexicon.ids(reading, "text", shortest, window, last=window)
         recent = lexicon.lookup(reading.tokens)
-        return _Query(partial, ids, recent, k)
+        return _Query(partial, ids, recent, reading.tokens[-1] if reading.tokens else None, k)
 
-    def ranked(self, model: Model, logits: np.ndarray) -> list[Suggestion]:
-        return rank(model.vocabulary, logits, self.partial, self.k, banned=model.unknown_id)
+    def ranked(self, model: Model, logits: np.ndarray, counts: list[WordCounts]) -> list[Suggestion]:
+        """The suggestions from the model's `logits` [vocab] and, where any word was counted, the
+        learnt words' `counts` mixed in."""
+        if not any(c.total for c in counts):
+            return rank(model.vocabulary, logits, self.partial, self.k, banned=model.unknown_id)
+        blended = Distribution.of(softmax(logits), counts, self.previous, model.unknown_id, model.blend)
+        return rank_blended(model.vocabulary, blended, self.partial, self.k, model.unknown_id)
 
 
 def score(model: Model, text: str) -> TextScore:
@@ -214,6 +225,22 @@ def rank(
         order = order[: k + 1]  # k words even when one of them is `banned`
     shown = (i for i in order.tolist() if i != banned and vocabulary[i].startswith(partial))  # up to the k-th
     return [Suggestion(vocabulary[i], math.exp(float(logits[i]) - log_total)) for i in itertools.islice(shown, k)]
+
+
+def rank_blended(
+    vocabulary: Sequence[str], blended: Distribution, partial: str, k: int, banned: int | None
+) -> list[Suggestion]:
+    """`rank` over a mixed distribution: the vocabulary's words and the learnt words it lacks,
+    likeliest first (ties: the vocabulary's words in its order, then the learnt ones in theirs)."""
+    order = np.argsort(-blended.known, kind="stable")
+    if not partial:
+        order = order[: k + 1]
+    known = itertools.islice(
+        ((vocabulary[i], float(blended.known[i])) for i in order.tolist() if i != banned and vocabulary[i].startswith(partial)), k
+    )  # fmt: skip
+    learnt = [(w, float(p)) for w, p in zip(blended.words, blended.unknown.tolist()) if w.startswith(partial) and p > 0]
+    ranked = sorted([*known, *learnt], key=lambda pair: -pair[1])  # stable: the vocabulary's first on ties
+    return [Suggestion(word, p) for word, p in ranked[:k]]
 
 
 def text_score(words: Sequence[str], log_probabilities: Sequence[float]) -> TextScore:

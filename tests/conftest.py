@@ -110,3 +110,22 @@ def shape_export(tmp_path_factory, fable_corpus):
         return made[name]
 
     return export
+
+
+@pytest.fixture(scope="session")
+def unk_model(tmp_path_factory):
+    """A tiny model of the fable with its words seen once read as <unk> (the most frequent token).
+    Shared: a test that learns words loads its own `fable.Model(unk_model.path)`."""
+    pytest.importorskip("torch", reason='needs the train extra: pip install "fable[train]"')
+    import fable
+    from fable.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from fable.training.corpus import load_corpus
+    from fable.training.export.exporter import ExportOptions, export_checkpoint
+    from fable.training.train import train
+
+    out = tmp_path_factory.mktemp("unk")
+    corpus = load_corpus(None, 3, min_count=2)
+    train(corpus, dataclasses.replace(tiny_config(steps=120), min_count=2), "cpu", out)
+    loose = ExportOptions(min_int8_agreement=0, max_int8_accuracy_drop=100)
+    export_checkpoint(load_checkpoint(out / CHECKPOINT_NAME), CHECKPOINT_NAME, out / "exported", loose)
+    return fable.Model(out / "exported" / "fable.onnx")

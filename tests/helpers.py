@@ -240,3 +240,18 @@ def check_help(name: str, flags: set[str], defaults: set[str]) -> None:
         assert re.match(rf"\s+(-\w, )?{flag}\s{{2,}}\w", options[flag]), options[flag]
     for option in defaults:
         assert "[default:" in options[option], options[option]
+
+
+def keys_typing(model, tokens: list[str]) -> int:
+    """The keys a person presses typing `tokens` (those after the first window) with a keyboard
+    that shows 3 suggestions from `model.typing()` before each letter: a word shown is taken with
+    one key, or the next letter is typed, and every word ends with a key (presage's rule)."""
+    keys = 0
+    with model.typing() as typing:
+        for i in range(model.window, len(tokens)):
+            before, word = " ".join(tokens[:i]) + " ", tokens[i]
+            for typed in range(len(word) + 1):
+                if typed == len(word) or word in [s.word for s in typing.suggest(before + word[:typed], 3)]:
+                    keys += typed + 1
+                    break
+    return keys

@@ -13,7 +13,7 @@ from fable.evaluation import evaluation_of
 from fable.keyboard import Keyboard
 from fable.tokenizer import TOKENIZER_VERSION
 
-from .helpers import fable_tokens
+from .helpers import fable_tokens, keys_typing
 
 VOCABULARY = ["the", "then", "there", "thy", "cat", "bell", "a", "<unk>", "cot"]
 SCORES = np.array([5.0, 2.0, 1.0, 1.5, 4.0, 3.0, 0.0, 9.0, 4.0])  # the word after some text
@@ -38,7 +38,7 @@ def test_a_words_keystrokes_counted_by_hand(word, keys):
     mine = SCORES[label]
     above = (SCORES > mine) | ((SCORES == mine) & (np.arange(len(SCORES)) < label))
     above[UNKNOWN] = False
-    assert keyboard.keys(above, label) == keys
+    assert keyboard.keys(above, word) == keys
 
 
 def test_an_evaluation_adds_them_up_against_the_keys_of_typing_every_letter():
@@ -59,8 +59,8 @@ def test_a_prefix_that_suggest_reads_as_a_word_and_a_mark_is_never_counted_as_sh
     scores = np.array([5.0, 4.0, 3.5, 3.2, 3.0, 1.0])
     label = vocabulary.index("don't")
     keyboard = Keyboard(vocabulary, TOKENIZER_VERSION)
-    assert keyboard.keys(scores > scores[label], label) == 6
-    assert [stretch is None for stretch in keyboard.stretches(label)] == [False, False, False, False, True]
+    assert keyboard.keys(scores > scores[label], "don't") == 6
+    assert [stretch is None for stretch in keyboard.stretches("don't")] == [False, False, False, False, True]
 
 
 @pytest.fixture(scope="module")
@@ -77,14 +77,7 @@ def test_evaluate_counts_the_keys_a_person_types_through_typing(shuffled_fable):
     model = fable.load()
     tokens = shuffled_fable.split()
     window = model.window
-    keys = 0
-    with model.typing() as typing:
-        for i in range(window, len(tokens)):
-            before, word = " ".join(tokens[:i]) + " ", tokens[i]
-            for typed in range(len(word) + 1):
-                if typed == len(word) or word in [s.word for s in typing.suggest(before + word[:typed], 3)]:
-                    keys += typed + 1
-                    break
+    keys = keys_typing(model, tokens)
     found = model.evaluate(shuffled_fable)
     assert (found.keys, found.keys_without) == (keys, sum(len(w) + 1 for w in tokens[window:]))
     assert 0.2 < found.keystrokes_saved < 0.8, found.line()  # shuffled: some words predicted, not all

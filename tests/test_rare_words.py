@@ -3,7 +3,6 @@ INFO: an app hears nothing unless it asks, the commands print it), never generat
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from fable.tokenizer import UNKNOWN, tokenize  # noqa: E402
 from fable.training.ceiling import ceiling  # noqa: E402
 from fable.training.corpus import load_corpus  # noqa: E402
 
-from .helpers import FABLE, command_env, fable_tokens, invoke, tiny_config  # noqa: E402
+from .helpers import FABLE, command_env, fable_tokens, invoke  # noqa: E402
 
 TEXT = "a b a c a b d e a b"  # a: 4, b: 3, c d e: 1
 
@@ -63,21 +62,6 @@ def test_the_ceiling_is_of_the_text_the_model_sees(tmp_path: Path):
     # (a b) is followed by a and <unk>: one of the two; every other context has one next word.
     best = ceiling(*corpus.windows(2))
     assert (best.correct, best.windows) == (7, 8)
-
-
-@pytest.fixture(scope="module")
-def unk_model(tmp_path_factory) -> fable.Model:
-    """A tiny model of the fable with its words seen once read as <unk> (the most frequent token)."""
-    from fable.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
-    from fable.training.export.exporter import ExportOptions, export_checkpoint
-    from fable.training.train import train
-
-    out = tmp_path_factory.mktemp("unk")
-    corpus = load_corpus(None, 3, min_count=2)
-    train(corpus, dataclasses.replace(tiny_config(steps=120), min_count=2), "cpu", out)
-    loose = ExportOptions(min_int8_agreement=0, max_int8_accuracy_drop=100)
-    export_checkpoint(load_checkpoint(out / CHECKPOINT_NAME), CHECKPOINT_NAME, out / "exported", loose)
-    return fable.Model(out / "exported" / "fable.onnx")
 
 
 def test_the_fable_with_min_count_2_has_unk_as_its_most_frequent_token(unk_model: fable.Model):

@@ -168,13 +168,19 @@ def predictions(model: Model, text: str, suggestions: int | None, as_json: bool)
 
 
 def file_score(model: Model, path: Path, as_json: bool) -> str:
-    """--score --file: top-1, top-3 and perplexity over the file's words, a line or a JSON object."""
+    """--score --file: top-1, top-3, perplexity and keystrokes saved over the file's words, a line
+    or a JSON object; for a model that learns the words of the text so far, a line without them too."""
     text, _ = read_text_file(path, "--file", "pass --file PATH to a UTF-8 text file")
     found = model.evaluate(text)
+    alone = model.evaluate(text, learning=False) if model.learns_text else None
     if as_json:
-        return json.dumps({"file": str(path), **found.as_dict()})
+        return json.dumps({"file": str(path), **found.as_dict()} | ({"model_alone": alone.as_dict()} if alone else {}))
     skipped = f" ({found.skipped:,} not predicted: unknown or <unk>, or too near one)" if found.skipped else ""
-    return f"{path}: {found.line()}{skipped}"
+    if alone is None:
+        return f"{path}: {found.line()}{skipped}"
+    return (
+        f"{path}: {found.line()}{skipped}\n  with the text's own words learnt as typed; the model alone: {alone.line()}"
+    )
 
 
 def generation_json(model: Model, prompt: str, words: int, sampling: Sampling, load_ms: float) -> str:

@@ -58,6 +58,7 @@ def main(
     spin: Annotated[bool, typer.Option("--spin/--no-spin", help="let onnxruntime's threads spin between words")] = DEFAULT_SPIN,
     backend: Annotated[Backend | None, typer.Option(help=BACKEND_HELP, show_default=BACKEND_DEFAULT)] = None,
     access_log: Annotated[bool, typer.Option("--access-log", help="log every request on standard error")] = False,
+    learned: Annotated[Path | None, typer.Option("--learned", help="words a person typed, a file an app wrote with save_learned: suggested to every client (the server learns nothing from requests)", show_default=False)] = None,
 ) -> None:  # fmt: skip
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
@@ -76,6 +77,8 @@ def main(
     # Not the single-stream settings of fable-bench --tune: spinning workers compete with the
     # server's request threads for the cores (docs/design.md, "Tuning").
     loaded = Model(model or default_model_path(), threads, backend.value if backend else None, spin, SERVE_SETTINGS)
+    if learned is not None:
+        loaded.load_learned(learned)
     listener = _listen(host, port)
     bound_host, bound_port = listener.getsockname()[:2]
     config = Config()

@@ -1,0 +1,246 @@
+"""The words a person has typed: how often each word came and which word came after which, counted
+from the text so far and from whatever text the app gives `Model.learn`, and mixed with the
+model's next-word distribution so that a person's own words (names, terms, words the vocabulary
+lacks) are suggested once they have been typed.
+
+The rule (`Blend`), for the word w after the word v, where n counts the words and pairs seen:
+
+    counts(w | v) = (n(v w) + PRIOR · n(w) / N) / (n(v) + PRIOR)   a pair's share, smoothed by the word's
+    model'(w)     = model(w)                                        a word of the vocabulary
+                  = model(<unk>) · n(w) / n(words the vocabulary lacks)   a learnt word it lacks
+    p(w)          = (1 - WEIGHT) · model'(w) + WEIGHT · counts(w | v)
+
+so <unk>'s probability is shared among the learnt words it stands for, and the counts add what
+this person tends to type next (a cache of the text, as Kuhn and De Mori's). With nothing counted
+p is the model's. The weights are set by measurement on held-out text (`bench/corpora.py`).
+Nothing here touches a disk unless the app calls `save`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .atomic import write_text
+from .errors import UsageError
+from .tokenizer import UNKNOWN, tokenize
+
+LEARNED_FORMAT = 1  # of the file `WordCounts.save` writes
+MAX_LEARNED_BYTES = 256 << 20  # a learnt-words file larger than this is refused unread
+
+
+@dataclass(frozen=True)
+class Blend:
+    """How the counts are mixed with the model (see the module's rule)."""
+
+    weight: float = 0.15  # the counts' share of each next word's probability
+    prior: float = 2.0  # how many pairs the word's own frequency weighs as, after a word seen rarely
+
+
+BLEND = Blend()
+
+
+class WordCounts:
+    """Counts of the words a person typed and of each word's followers, over one vocabulary: words
+    it holds as an array [vocab], the others (the person's own) by name. Safe to share between
+    threads: adding takes a lock, and `Distribution.of` reads a consistent copy."""
+
+    def __init__(self, vocabulary: Sequence[str]):
+        self.index = {word: i for i, word in enumerate(vocabulary)}
+        self.known = np.zeros(len(vocabulary), np.int64)  # [vocab]: how often each word came
+        self.unknown: dict[str, int] = {}  # words the vocabulary lacks, in order of first appearance
+        self.pairs: dict[str, dict[str, int]] = {}  # word -> the words after it -> how often
+        self.last: str | None = None  # the last word counted: the pair the next `add` continues
+        self._lock = threading.Lock()
+
+    @property
+    def total(self) -> int:
+        return int(self.known.sum()) + sum(self.unknown.values())
+
+    def add(self, tokens: Iterable[str], continues: bool = True) -> None:
+        """Count `tokens` (the tokenizer's), continuing the text counted so far (`continues`: the
+        first token follows the last one counted) or as a text of their own."""
+        with self._lock:
+            before = self.last if continues else None
+            for token in tokens:
+                if token == UNKNOWN:  # no text spells it; a model's own symbol is never a person's word
+                    continue
+                self._count(token, 1)
+                if before is not None:
+                    followers = self.pairs.setdefault(before, {})
+                    followers[token] = followers.get(token, 0) + 1
+                before = token
+            self.last = before
+
+    def _count(self, word: str, n: int) -> None:
+        i = self.index.get(word)
+        if i is None:
+            self.unknown[word] = self.unknown.get(word, 0) + n
+        else:
+            self.known[i] += n
+
+    def clear(self) -> None:
+        with self._lock:
+            self.known[:] = 0
+            self.unknown.clear()
+            self.pairs.clear()
+            self.last = None
+
+    def copy(self) -> WordCounts:
+        other = WordCounts.__new__(WordCounts)
+        with self._lock:
+            other.index, other.known, other.unknown = self.index, self.known.copy(), dict(self.unknown)
+            other.pairs = {word: dict(after) for word, after in self.pairs.items()}
+            other.last = self.last
+        other._lock = threading.Lock()
+        return other
+
+    def save(self, path: Path) -> None:
+        """Write the counts to `path` as JSON (see `as_json`), whole or not at all."""
+        write_text(Path(path), json.dumps(self.as_json(), ensure_ascii=False, separators=(",", ":")))
+
+    def as_json(self) -> dict:
+        """{"fable_learned": 1, "words": {word: count}, "pairs": {word: {next word: count}}}: the
+        words as the tokenizer cut them, so that another model reads them too."""
+        with self._lock:
+            words = {w: int(self.known[i]) for w, i in self.index.items() if self.known[i]} | self.unknown
+            pairs = {word: dict(after) for word, after in self.pairs.items()}
+        return {"fable_learned": LEARNED_FORMAT, "words": words, "pairs": pairs}
+
+    def load(self, path: Path) -> None:
+        """Add the counts of a file `save` wrote; UsageError, one line, for anything else."""
+        path = Path(path)
+        try:
+            if path.stat().st_size > MAX_LEARNED_BYTES:
+                raise UsageError(f"{path} is over {MAX_LEARNED_BYTES >> 20} MB; not a file of learnt words")
+            found = json.loads(path.read_bytes().decode("utf-8"))
+        except OSError as error:
+            raise UsageError(f"cannot read learnt words from {path}: {error.strerror}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise UsageError(f"{path} is not a file of learnt words (not JSON)") from None
+        words, pairs = _checked(found, path)
+        with self._lock:
+            for word, n in words.items():
+                self._count(word, n)
+            for word, after in pairs.items():
+                followers = self.pairs.setdefault(word, {})
+                for follower, n in after.items():
+                    followers[follower] = followers.get(follower, 0) + n
+
+
+class TextCounts:
+    """The counts of a text that grows as a person types it: the words before its last space (the
+    word after it may still change), added as the text grows, counted afresh when it changed
+    some other way. `suggest` counts each text afresh with one; `Typing` keeps one."""
+
+    def __init__(self, vocabulary: Sequence[str], tokenizer_version: int):
+        self.counts = WordCounts(vocabulary)
+        self.version = tokenizer_version
+        self.counted = ""  # the text counted: up to and with a space (no token spans one)
+
+    def update(self, text: str) -> WordCounts:
+        cut = len(text)
+        while cut and not text[cut - 1].isspace():
+            cut -= 1
+        if cut >= len(self.counted) and text.startswith(self.counted):
+            self.counts.add(tokenize(text[len(self.counted) : cut], self.version))
+        else:
+            self.counts.clear()
+            self.counts.add(tokenize(text[:cut], self.version))
+        self.counted = text[:cut]
+        return self.counts
+
+
+def _checked(found: object, path: Path) -> tuple[dict[str, int], dict[str, dict[str, int]]]:
+    if not isinstance(found, dict) or "fable_learned" not in found:
+        raise UsageError(f"{path} is not a file of learnt words (no fable_learned key)")
+    version = found["fable_learned"]
+    if not isinstance(version, int) or version > LEARNED_FORMAT:
+        raise UsageError(f"{path} holds learnt words of format {version!r}; this fable reads format "
+                         f"{LEARNED_FORMAT}: upgrade fable")  # fmt: skip
+    words, pairs = found.get("words"), found.get("pairs")
+    if not _counts(words) or not isinstance(pairs, dict) or not all(_counts(a) for a in pairs.values()):
+        raise UsageError(f"{path}: words and pairs must map words to counts of 1 or more")
+    return words, pairs  # type: ignore[return-value]
+
+
+def _counts(found: object) -> bool:
+    return isinstance(found, dict) and all(
+        isinstance(w, str) and w and isinstance(n, int) and not isinstance(n, bool) and n > 0 for w, n in found.items()
+    )
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """The next word's probabilities: the vocabulary's [vocab] (a model's <unk> at 0: never
+    offered), and the words it lacks that the person typed, with theirs."""
+
+    known: np.ndarray  # [vocab] float64
+    words: tuple[str, ...]  # learnt words the vocabulary lacks, in order of first appearance
+    unknown: np.ndarray  # [len(words)] float64
+
+    @staticmethod
+    def of(
+        probabilities: np.ndarray,
+        counts: Sequence[WordCounts],
+        previous: str | None,
+        unknown_id: int | None,
+        blend: Blend = BLEND,
+    ) -> Distribution:
+        """The model's `probabilities` [vocab] mixed with what `counts` saw (all of them added up),
+        after the word `previous` (None: the text's first)."""
+        known = np.zeros(len(probabilities))
+        unknown: dict[str, float] = {}
+        followers: dict[str, int] = {}
+        for c in counts:
+            with c._lock:
+                known += c.known
+                for word, n in c.unknown.items():
+                    unknown[word] = unknown.get(word, 0) + n
+                for word, n in c.pairs.get(previous, {}).items() if previous is not None else ():
+                    followers[word] = followers.get(word, 0) + n
+        if unknown_id is None:  # a model that cannot read a word it lacks: it is never typed after
+            unknown.clear()
+            followers = {w: n for w, n in followers.items() if w in counts[0].index}
+        total = known.sum() + sum(unknown.values())
+        model = np.array(probabilities, np.float64)
+        words = tuple(unknown)
+        lacked = np.array([unknown[w] for w in words], np.float64)
+        if total == 0:
+            if unknown_id is not None:
+                model[unknown_id] = 0.0
+            return Distribution(model, (), np.zeros(0))
+        # the model's share of a learnt word it lacks: <unk>'s, by the word's count among them
+        model_unknown = model[unknown_id] * lacked / lacked.sum() if unknown_id is not None and words else lacked * 0
+        if unknown_id is not None:
+            model[unknown_id] = 0.0
+        after = sum(followers.values())
+        smoothing = blend.prior / total
+        cache_known, cache_unknown = smoothing * known, smoothing * lacked
+        position = {w: i for i, w in enumerate(words)}
+        index = counts[0].index
+        for word, n in followers.items():
+            if word in index:
+                cache_known[index[word]] += n
+            else:
+                cache_unknown[position[word]] += n
+        share = blend.weight / (after + blend.prior)
+        mixed_known = (1 - blend.weight) * model + share * cache_known
+        mixed_unknown = (1 - blend.weight) * model_unknown + share * cache_unknown
+        return Distribution(mixed_known, words, mixed_unknown)
+
+    def probability(self, word: str, index: Mapping[str, int]) -> float:
+        i = index.get(word)
+        if i is not None:
+            return float(self.known[i])
+        return float(self.unknown[self.words.index(word)]) if word in self.words else 0.0
+
+    def log_probability(self, word: str, index: Mapping[str, int]) -> float:
+        p = self.probability(word, index)
+        return math.log(p) if p > 0 else -math.inf
