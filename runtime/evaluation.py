@@ -121,7 +121,7 @@ def evaluate(model: Model, text: str, learning: bool = True) -> Evaluation:
     ids = lexicon.lookup(tokens)
     keyboard = model.keyboard
     total = NOTHING
-    learnt = learning and (model.learns_text or model.learned.total > 0)
+    learnt = learning and (model.learns_text or model.learned.size > 0)
     so_far = WordCounts(model.vocabulary)
     counts = [model.learned, so_far] if model.learns_text else [model.learned]
     start = typed = 0  # where the run starts in `tokens`; how many of them were counted

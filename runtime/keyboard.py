@@ -40,7 +40,7 @@ class Keyboard:
         self.tokenizer_version = tokenizer_version  # of the model: which prefixes `suggest` completes
         self.order = np.array(sorted(range(len(vocabulary)), key=self.vocabulary.__getitem__), np.int64)  # [vocab]
         self.sorted = [self.vocabulary[i] for i in self.order.tolist()]
-        self._stretches: dict[int, list[tuple[int, int]]] = {}
+        self._stretches: dict[str, list[tuple[int, int] | None]] = {}
 
     def keys(self, above: np.ndarray, word: str, learnt_above: Sequence[str] = ()) -> int:
         """Keystrokes of `word` where `above` [vocab] marks the vocabulary's words shown before it
@@ -64,7 +64,7 @@ class Keyboard:
         found = self._stretches.get(word)
         if found is None:
             found = [
-                self._stretch(word[:typed]) if self._completes(word[:typed]) else None for typed in range(len(word))
+                self.stretch(word[:typed]) if self._completes(word[:typed]) else None for typed in range(len(word))
             ]
             if len(self._stretches) < MAX_REMEMBERED:
                 self._stretches[word] = found  # a race only computes the same list twice
@@ -77,6 +77,7 @@ class Keyboard:
         before, partial = split_partial(prefix, read(prefix, self.tokenizer_version))
         return partial == prefix and not before.tokens
 
-    def _stretch(self, prefix: str) -> tuple[int, int]:
+    def stretch(self, prefix: str) -> tuple[int, int]:
+        """[first, last) of the words in alphabetical order (`order`) that start with `prefix`."""
         first = bisect.bisect_left(self.sorted, prefix)
         return first, bisect.bisect_left(self.sorted, prefix + "\U0010ffff", first)

@@ -57,11 +57,9 @@ class WordCounts:
         self.unknown: dict[str, int] = {}  # words the vocabulary lacks, in order of first appearance
         self.pairs: dict[str, dict[str, int]] = {}  # word -> the words after it -> how often
         self.last: str | None = None  # the last word counted: the pair the next `add` continues
+        self.size = 0  # words counted
+        self.version = 0  # changed by every change: what a blend computed from these counts was computed from
         self._lock = threading.Lock()
-
-    @property
-    def total(self) -> int:
-        return int(self.known.sum()) + sum(self.unknown.values())
 
     def add(self, tokens: Iterable[str], continues: bool = True) -> None:
         """Count `tokens` (the tokenizer's), continuing the text counted so far (`continues`: the
@@ -79,6 +77,8 @@ class WordCounts:
             self.last = before
 
     def _count(self, word: str, n: int) -> None:
+        self.size += n
+        self.version += 1
         i = self.index.get(word)
         if i is None:
             self.unknown[word] = self.unknown.get(word, 0) + n
@@ -91,13 +91,15 @@ class WordCounts:
             self.unknown.clear()
             self.pairs.clear()
             self.last = None
+            self.size = 0
+            self.version += 1
 
     def copy(self) -> WordCounts:
         other = WordCounts.__new__(WordCounts)
         with self._lock:
             other.index, other.known, other.unknown = self.index, self.known.copy(), dict(self.unknown)
             other.pairs = {word: dict(after) for word, after in self.pairs.items()}
-            other.last = self.last
+            other.last, other.size, other.version = self.last, self.size, self.version
         other._lock = threading.Lock()
         return other
 
@@ -128,6 +130,7 @@ class WordCounts:
         with self._lock:
             for word, n in words.items():
                 self._count(word, n)
+            self.version += 1
             for word, after in pairs.items():
                 followers = self.pairs.setdefault(word, {})
                 for follower, n in after.items():

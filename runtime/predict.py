@@ -4,7 +4,6 @@ and how likely a text is. The rules, the numbers and the JSON, in one place; `Mo
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -15,6 +14,7 @@ import numpy as np
 from .contract import GRAPH_STEP
 from .errors import UsageError, check_whole
 from .evaluation import log_normalizer, predictions, softmax
+from .keyboard import Keyboard
 from .learned import Distribution, TextCounts, WordCounts
 from .prompt import split_partial, unknown_words
 from .tokenizer import UNKNOWN
@@ -72,7 +72,8 @@ def suggest(model: Model, text: str, k: int = DEFAULT_SUGGESTIONS) -> list[Sugge
     if query is None:
         return []
     *_, logits = model.logits_along(query.ids)  # after the last word
-    return query.ranked(model, logits, model.counts(TextCounts(model.vocabulary, model.lexicon.version), text))
+    counts = model.counts(TextCounts(model.vocabulary, model.lexicon.version), text)
+    return query.ranked(model, logits, query.blend(model, logits, counts))
 
 
 class Typing:
@@ -94,13 +95,22 @@ class Typing:
         self._logits: np.ndarray | None = None  # after the last of them
         self._token = np.zeros((1, 1), np.int64)  # [batch 1, 1]: the word fed
         self._text = TextCounts(model.vocabulary, model.lexicon.version)  # kept up to date as the text grows
+        self._step = 0  # words fed in all: which logits the last blend was made from
+        self._blended: tuple[tuple, Distribution | None] | None = None  # and that blend, with what it read
 
     def suggest(self, text: str, k: int = DEFAULT_SUGGESTIONS) -> list[Suggestion]:
         self._live()  # before any work
         query = _Query.of(self._model, text, k, lookback=self.LOOKBACK)
         if query is None:
             return []
-        return query.ranked(self._model, self._advance(query), self._model.counts(self._text, text))
+        logits = self._advance(query)
+        counts = self._model.counts(self._text, text)
+        # Within a word nothing the blend reads changes (the model fed no word, no word was
+        # counted): the blend of the last keystroke serves again.
+        key = (self._step, query.previous, tuple(c.version for c in counts), [id(c) for c in counts])
+        if self._blended is None or self._blended[0] != key:
+            self._blended = (key, query.blend(self._model, logits, counts))
+        return query.ranked(self._model, logits, self._blended[1])
 
     def close(self) -> None:
         """Give the decoder back to the model (once: closing again does nothing)."""
@@ -146,6 +156,7 @@ class Typing:
             logits = self._live().feed(self._token)
         self._fed = (self._fed + list(ids))[-self._model.window :]
         self._count += len(ids)
+        self._step += len(ids)
         self._logits = logits[0].copy()
         return self._logits
 
@@ -182,13 +193,16 @@ class _Query:
         recent = lexicon.lookup(reading.tokens)
         return _Query(partial, ids, recent, reading.tokens[-1] if reading.tokens else None, k)
 
-    def ranked(self, model: Model, logits: np.ndarray, counts: list[WordCounts]) -> list[Suggestion]:
-        """The suggestions from the model's `logits` [vocab] and, where any word was counted, the
-        learnt words' `counts` mixed in."""
-        if not any(c.total for c in counts):
-            return rank(model.vocabulary, logits, self.partial, self.k, banned=model.unknown_id)
-        blended = Distribution.of(softmax(logits), counts, self.previous, model.unknown_id, model.blend)
-        return rank_blended(model.vocabulary, blended, self.partial, self.k, model.unknown_id)
+    def blend(self, model: Model, logits: np.ndarray, counts: list[WordCounts]) -> Distribution | None:
+        """The model's `logits` [vocab] mixed with the learnt words' `counts`; None where nothing was counted."""
+        if not any(c.size for c in counts):
+            return None
+        return Distribution.of(softmax(logits), counts, self.previous, model.unknown_id, model.blend)
+
+    def ranked(self, model: Model, logits: np.ndarray, blended: Distribution | None) -> list[Suggestion]:
+        """The suggestions: from the model's `logits` [vocab] alone, or from their `blended` distribution."""
+        scores = logits if blended is None else blended.known
+        return rank(model.vocabulary, scores, self.partial, self.k, model.unknown_id, model.keyboard, blended)
 
 
 def score(model: Model, text: str) -> TextScore:
@@ -214,33 +228,34 @@ def score_record(model: Model, text: str) -> dict[str, Any]:
 
 
 def rank(
-    vocabulary: Sequence[str], logits: np.ndarray, partial: str, k: int, banned: int | None = None
+    vocabulary: Sequence[str],
+    scores: np.ndarray,
+    partial: str,
+    k: int,
+    banned: int | None,
+    keyboard: Keyboard,
+    learnt: Distribution | None = None,
 ) -> list[Suggestion]:
-    """The k likeliest words that start with `partial`, likeliest first (ties: vocabulary order),
-    never the id `banned` (a model's <unk>), each with its probability over the whole vocabulary,
-    computed for the words shown only (this runs on every keystroke, right after the model)."""
-    order = np.argsort(-logits, kind="stable")
-    log_total = float(log_normalizer(logits))
-    if not partial:
-        order = order[: k + 1]  # k words even when one of them is `banned`
-    shown = (i for i in order.tolist() if i != banned and vocabulary[i].startswith(partial))  # up to the k-th
-    return [Suggestion(vocabulary[i], math.exp(float(logits[i]) - log_total)) for i in itertools.islice(shown, k)]
-
-
-def rank_blended(
-    vocabulary: Sequence[str], blended: Distribution, partial: str, k: int, banned: int | None
-) -> list[Suggestion]:
-    """`rank` over a mixed distribution: the vocabulary's words and the learnt words it lacks,
-    likeliest first (ties: the vocabulary's words in its order, then the learnt ones in theirs)."""
-    order = np.argsort(-blended.known, kind="stable")
-    if not partial:
-        order = order[: k + 1]
-    known = itertools.islice(
-        ((vocabulary[i], float(blended.known[i])) for i in order.tolist() if i != banned and vocabulary[i].startswith(partial)), k
-    )  # fmt: skip
-    learnt = [(w, float(p)) for w, p in zip(blended.words, blended.unknown.tolist()) if w.startswith(partial) and p > 0]
-    ranked = sorted([*known, *learnt], key=lambda pair: -pair[1])  # stable: the vocabulary's first on ties
-    return [Suggestion(word, p) for word, p in ranked[:k]]
+    """The k likeliest words that start with `partial`, likeliest first, never the id `banned` (a
+    model's <unk>). `scores` [vocab]: the model's logits, each word's probability over the whole
+    vocabulary computed for the words shown only (this runs on every keystroke); or, with
+    `learnt`, its probabilities [vocab] mixed with the learnt words', which compete too. Ties: the
+    vocabulary's order, then the learnt words' order. The words that start with `partial` are one
+    stretch of the vocabulary sorted alphabetically (`keyboard`), so a keystroke reads only them."""
+    if partial:
+        first, last = keyboard.stretch(partial)
+        ids = np.sort(keyboard.order[first:last])
+        order = ids[np.argsort(-scores[ids], kind="stable")]
+    else:
+        order = np.argsort(-scores, kind="stable")[: k + 1]  # k words even when one of them is `banned`
+    shown = [i for i in order[: k + 1].tolist() if i != banned][:k]
+    if learnt is None:
+        log_total = float(log_normalizer(scores))
+        return [Suggestion(vocabulary[i], math.exp(float(scores[i]) - log_total)) for i in shown]
+    found = [(vocabulary[i], float(scores[i])) for i in shown]
+    found += [(w, float(p)) for w, p in zip(learnt.words, learnt.unknown.tolist()) if p > 0 and w.startswith(partial)]
+    found.sort(key=lambda pair: -pair[1])  # stable: on ties the vocabulary's words first
+    return [Suggestion(word, p) for word, p in found[:k]]
 
 
 def text_score(words: Sequence[str], log_probabilities: Sequence[float]) -> TextScore:

@@ -157,7 +157,7 @@ def test_a_file_that_is_not_learnt_words_is_one_line(tmp_path, content, says):
     counts = WordCounts(VOCABULARY)
     with pytest.raises(UsageError, match=says) as raised:
         counts.load(path)
-    assert "\n" not in str(raised.value) and counts.total == 0
+    assert "\n" not in str(raised.value) and counts.size == 0
     with pytest.raises(UsageError, match="cannot read"):
         counts.load(tmp_path / "missing.json")
 
