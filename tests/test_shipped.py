@@ -52,3 +52,12 @@ def test_the_report_describes_the_shipped_files():
         assert entry["correct"] == correct_windows(fable.load(path))
     assert report["corpus"]["sha256"] == hashlib.sha256(FABLE.read_bytes()).hexdigest()
     assert np.isclose(report["files"][INT8.name]["accuracy_drop_points"], 0.0)
+
+
+def test_the_model_cards_keystrokes_are_the_shipped_files_typing_the_fable():
+    found = fable.load().evaluate(FABLE.read_text(encoding="utf-8"))
+    card = " ".join((SHIPPED / "MODEL_CARD.md").read_text(encoding="utf-8").split())
+    assert (
+        f"{100 * found.keystrokes_saved:.1f}% of the keystrokes saved ({found.keys} keys instead of {found.keys_without})"
+        in card
+    )
