@@ -4,6 +4,8 @@ typed once offered when they come back, `learn`, `forget` and the file they are 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.request
 
 import numpy as np
@@ -13,7 +15,7 @@ import fable
 from fable.errors import UsageError
 from fable.learned import LEARNED_FORMAT, Blend, Distribution, WordCounts
 
-from .helpers import fable_tokens, invoke, keys_typing, start_server, stop_server
+from .helpers import ROOT, fable_tokens, invoke, keys_typing, start_server, stop_server
 
 VOCABULARY = ["<unk>", "the", "cat", "sat", "."]
 MODEL = np.array([0.3, 0.2, 0.1, 0.25, 0.15])  # the model's next-word probabilities after some text
@@ -198,3 +200,18 @@ def test_the_server_suggests_the_words_of_the_text_it_is_sent_and_keeps_none(unk
         assert post(url + "/suggest", {"text": "the old mouse said the qu"})[0] == "quokka"  # the operator's file
     finally:
         assert stop_server(process)[0] in (0, 130)
+
+
+def test_the_terminal_autocomplete_learns_each_finished_text_and_keeps_it_where_asked(unk_model, tmp_path):
+    kept = tmp_path / "mine.json"
+    typed = "the old mouse said the axolotl ,\n!\nthe ax\n\n"
+    run = [sys.executable, str(ROOT / "examples" / "autocomplete.py"), str(unk_model.path), "--learned", str(kept)]
+    result = subprocess.run(run, input=typed, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "1. axolotl" in result.stdout  # "the ax", learnt from the first text
+    assert json.loads(kept.read_text(encoding="utf-8"))["words"]["axolotl"] == 1
+    kept.write_text("not json", encoding="utf-8")
+    refused = subprocess.run(run, input="\n", capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [
+        f"autocomplete: {kept} is not a file of learnt words (not JSON)"
+    ]
