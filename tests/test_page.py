@@ -85,3 +85,21 @@ def test_typing_suggests_and_generate_streams_the_golden_continuation(page):
     assert page.execute_script(output_fits)  # the continuation wraps inside its box, not past it
     Path(SCREENSHOT).parent.mkdir(parents=True, exist_ok=True)
     page.save_screenshot(str(SCREENSHOT))
+
+
+def test_the_page_offers_a_word_typed_earlier_in_its_text_that_the_model_never_saw(unk_model):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser = browser_or_skip()
+    process, url = start_server("--model", str(unk_model.path))
+    try:
+        browser.get(url + "/")
+        box = browser.find_element(By.ID, "text")
+        box.send_keys("the old mouse said the axolotl , the ax")
+        WebDriverWait(browser, 30).until(
+            lambda p: suggested(p)[:1] == ["axolotl"]
+        )  # what the server keeps: test_learned
+    finally:
+        browser.quit()
+        stop_server(process)
