@@ -26,6 +26,12 @@ from fable.training.split import UNSEEN, part_windows, split
 from fable.training.train import TrainingInterrupted, train
 
 from .helpers import ROOT, tiny_config
+
+
+def checkpoint_split(checkpoint):
+    return split(len(checkpoint.ids), checkpoint.config.holdout)
+
+
 from .test_training import StopAt, same_weights, weights
 
 GPL = ROOT / "training" / "corpora" / "gpl-3.txt"
@@ -46,6 +52,16 @@ def test_the_split_never_leaks_a_window(share, window):
     ranges = split(len(ids), share)
     assert sum(end - start for start, end in ranges.heldout) == pytest.approx(share * len(ids), abs=10)
     assert len(ranges.heldout) == 10  # the end of each tenth, so it samples the whole text
+    # its blocks alternate between validation and test: every block in one part, no token in two
+    assert ranges.validation == ranges.heldout[0::2] and ranges.test == ranges.heldout[1::2]
+    covered = np.zeros(len(ids), int)
+    for start, end in ranges.train + ranges.validation + ranges.test:
+        covered[start:end] += 1
+    assert (covered == 1).all()
+    validation = part_windows(ids, share, window, "validation", None)
+    test = part_windows(ids, share, window, "test", None)
+    assert not (set(validation[0].ravel()) | set(validation[1])) & (set(test[0].ravel()) | set(test[1]))
+    assert len(validation[1]) + len(test[1]) == len(held_labels)
 
 
 def test_the_vocabulary_is_the_training_parts():
@@ -113,22 +129,42 @@ def independent_figures(model, contexts, labels, banned):
     return top1, top3, math.exp(-log_probability / len(labels))
 
 
-def test_the_held_out_figures_equal_an_independent_count(predict_run, gpl_corpus):
+@pytest.mark.parametrize("part", ["validation", "test"])
+def test_the_held_out_figures_equal_an_independent_count(predict_run, gpl_corpus, part):
+    """The reported figures (`heldout`) are the test part's; the validation part's chose the weights."""
     result, out = predict_run
     checkpoint = load_checkpoint(out / CHECKPOINT_NAME)
-    contexts, labels = gpl_corpus.windows(4, "heldout")
+    contexts, labels = gpl_corpus.windows(4, part)
     top1, top3, perplexity = independent_figures(checkpoint.build_model(), contexts, labels, gpl_corpus.unknown_id)
-    assert (result.heldout.words, result.heldout.top1, result.heldout.top3) == (len(labels), top1, top3)
-    assert result.heldout.perplexity == pytest.approx(perplexity, rel=1e-6)
-    assert checkpoint.heldout["perplexity"] == pytest.approx(perplexity, rel=1e-6)
+    found = result.heldout if part == "test" else result.validation
+    assert (found.words, found.top1, found.top3) == (len(labels), top1, top3)
+    assert found.perplexity == pytest.approx(perplexity, rel=1e-6)
+    assert (checkpoint.heldout if part == "test" else checkpoint.validation)["perplexity"] == pytest.approx(
+        perplexity, rel=1e-6
+    )
     rows = read_metrics(out / "metrics.jsonl")
-    assert all({"heldout_top1", "heldout_top3", "heldout_perplexity"} <= set(row) for row in rows)
+    assert all({"validation_top1", "validation_top3", "validation_perplexity"} <= set(row) for row in rows)
 
 
-def test_the_weights_kept_are_those_of_the_best_held_out_perplexity(predict_run):
+def test_the_weights_kept_are_those_of_the_best_validation_perplexity(predict_run):
     result, out = predict_run
-    best = min(row["heldout_perplexity"] for row in read_metrics(out / "metrics.jsonl"))
-    assert result.heldout.perplexity == pytest.approx(best, rel=1e-6)
+    best = min(row["validation_perplexity"] for row in read_metrics(out / "metrics.jsonl"))
+    assert result.validation.perplexity == pytest.approx(best, rel=1e-6)
+
+
+def test_the_stop_reads_the_validation_part_only(gpl_corpus, tmp_path, monkeypatch):
+    """Training whose test part were read along the way would stop where the test perplexity is
+    best. Every window of the test part is replaced by one no model predicts, and the run stops
+    and keeps its weights as it does on the true corpus: the test part chose nothing."""
+    config = predict_config(steps=80, patience=2)
+    honest = train(gpl_corpus, config, "cpu", tmp_path / "honest")
+    garbled = dataclasses.replace(gpl_corpus, ids=gpl_corpus.ids.copy())
+    for start, end in gpl_corpus.split.test:
+        garbled.ids[start:end] = np.random.default_rng(0).permutation(garbled.ids[start:end])
+    shuffled = train(garbled, config, "cpu", tmp_path / "garbled")
+    assert shuffled.checkpoint.step == honest.checkpoint.step and shuffled.stopped == honest.stopped
+    assert same_weights(weights(tmp_path / "honest"), weights(tmp_path / "garbled"))
+    assert shuffled.validation == honest.validation and shuffled.heldout.perplexity > honest.heldout.perplexity
 
 
 def test_keep_best_cuts_the_rate_then_stops():
@@ -154,15 +190,15 @@ def test_a_resumed_run_keeps_its_split_and_ends_as_an_uninterrupted_one(gpl_corp
         train(gpl_corpus, config, "cpu", tmp_path / "cut", progress=StopAt(config.steps, stop=35))
     checkpoint = load_checkpoint(tmp_path / "cut" / CHECKPOINT_NAME)
     assert checkpoint.best_state is not None  # the best held-out weights so far travel with it
-    for part in ("train", "heldout"):
+    for part in ("train", "validation", "test"):
         for a, b in zip(checkpoint.windows(part), gpl_corpus.windows(4, part)):
             assert np.array_equal(a, b)
     resumed = train(gpl_corpus, config, "cpu", tmp_path / "cut", resume=checkpoint)
     assert same_weights(weights(tmp_path / "whole"), weights(tmp_path / "cut"))
-    assert resumed.heldout == whole.heldout
+    assert (resumed.heldout, resumed.validation) == (whole.heldout, whole.validation)
 
 
-def test_the_export_measures_each_file_on_the_held_out_part(predict_run, tmp_path):
+def test_the_export_measures_each_file_on_the_test_part(predict_run, tmp_path):
     _, out = predict_run
     checkpoint = load_checkpoint(out / CHECKPOINT_NAME)
     options = ExportOptions(min_int8_agreement=0.0, max_int8_accuracy_drop=100.0)
@@ -172,7 +208,9 @@ def test_the_export_measures_each_file_on_the_held_out_part(predict_run, tmp_pat
     assert int8.heldout_perplexity_rise == pytest.approx(int8.heldout["perplexity"] / fp32.heldout["perplexity"] - 1)
     assert abs(int8.heldout_perplexity_rise) <= 0.02
     provenance = fable.Model(tmp_path / "exported" / "fable.int8.onnx").metadata.provenance
-    assert provenance.heldout == 0.1 and provenance.heldout_words == fp32.heldout["words"]
+    test_share = sum(end - start for start, end in checkpoint_split(checkpoint).test) / len(checkpoint.ids)
+    assert provenance.heldout == pytest.approx(test_share) and 0.04 < test_share < 0.06
+    assert provenance.heldout_words == fp32.heldout["words"] == len(checkpoint.windows("test")[1])
     assert provenance.heldout_perplexity == pytest.approx(checkpoint.heldout["perplexity"])
     strict = dataclasses.replace(options, max_heldout_perplexity_rise=-1.0)  # no file can pass
     with pytest.raises(ExportGuardError, match="perplexity on the held-out part"):
@@ -184,7 +222,7 @@ def test_tied_weights_are_one_matrix_and_dropout_is_training_only(gpl_corpus, pr
     model_state = load_checkpoint(out / CHECKPOINT_NAME).model_state
     assert torch.equal(model_state["embedding.weight"], model_state["head.weight"])
     model = load_checkpoint(out / CHECKPOINT_NAME).build_model()
-    contexts = torch.from_numpy(gpl_corpus.windows(4, "heldout")[0][:8])
+    contexts = torch.from_numpy(gpl_corpus.windows(4, "test")[0][:8])
     assert torch.equal(model(contexts), model(contexts))  # eval mode: no dropout in the numbers
     predict = PRESETS["predict"]
     assert predict.tie and all(size.dropout > 0 for size in predict.sizes) and UNKNOWN in gpl_corpus.vocabulary

@@ -49,10 +49,13 @@ class Checkpoint:
     optimizer_state: dict[str, Any]
     rng_state: dict[str, Any]  # torch's and the data sampler's generators, and the sampler's position
     schedule_state: dict[str, Any]  # when and why the rate began to decay (training/schedule.py)
-    # With a held-out part: the figures of these weights there (words, top1, top3, perplexity),
-    # and, while a run that keeps its best held-out weights goes on, those weights.
+    # With a held-out part: the figures of these weights on its test part once the run is over
+    # (words, top1, top3, perplexity; checkpoints of fable 0.4 and before: the whole held-out
+    # part), on its validation part at the last evaluation, and, while a run that keeps its best
+    # validation weights goes on, those weights.
     heldout: dict[str, float] | None = None
     best_state: dict[str, torch.Tensor] | None = None
+    validation: dict[str, float] | None = None
 
     @property
     def unknown_id(self) -> int | None:
@@ -97,6 +100,7 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         "rng": checkpoint.rng_state,
         "schedule": checkpoint.schedule_state,
         "heldout": checkpoint.heldout,
+        "validation": checkpoint.validation,
         "best": None
         if checkpoint.best_state is None
         else {k: v.detach().cpu() for k, v in checkpoint.best_state.items()},
@@ -146,6 +150,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
             schedule_state=payload.get("schedule", payload["rng"].get("schedule", {})),  # older: inside "rng"
             heldout=payload.get("heldout"),  # None in checkpoints from before held-out parts
             best_state=payload.get("best"),
+            validation=payload.get("validation"),  # None in checkpoints of fable 0.4 and before
         )
         checkpoint.build_model()  # the weights must fit the configuration they claim
     except Exception as error:

@@ -155,7 +155,8 @@ def _opening(
     )
     held = ""
     if config.holdout:
-        held = f", {config.holdout:.0%} held out ({len(text.starts(config.model.window, 'heldout')):,} windows)"
+        validation, test = (len(text.starts(config.model.window, part)) for part in ("validation", "test"))
+        held = f", {config.holdout:.0%} held out ({validation:,} windows to validate on, {test:,} to test on)"
     return (
         f"fable-train: {config.preset} preset"
         + (f" (chosen: {chosen})" if chosen else "")
@@ -206,7 +207,7 @@ def _check_fresh_out(out: Path) -> None:
 
 def _budget(config: TrainConfig) -> str:
     if config.stop == "heldout":
-        return f"until held-out perplexity stops improving, at most {config.steps:,} steps"
+        return f"until validation perplexity stops improving, at most {config.steps:,} steps"
     if config.schedule == "plateau":
         return f"until accuracy stops improving, at most {config.steps:,} steps"
     return f"{config.steps:,} steps"
@@ -223,7 +224,9 @@ def _summary(result: TrainResult, out: Path) -> str:
         f"no model reading {ck.config.model.window} words gets more than {result.ceiling.correct} right)",
         f"  loss {ev.loss:.4f}, perplexity {ev.perplexity:.3f}; evaluating took {result.eval_seconds:.1f} s "
         f"({100 * result.eval_seconds / max(result.wall_seconds, 1e-9):.0f}% of this run)",
-        *([f"  held out ({ck.config.holdout:.0%} of the text, never trained on): {result.heldout.line()}"]
+        *([f"  validation ({ck.config.holdout / 2:.0%} of the text, never trained on; it chose the weights): "
+           f"{result.validation.line()}"] if result.validation is not None else []),
+        *([f"  test ({ck.config.holdout / 2:.0%} of the text, never trained on, read once): {result.heldout.line()}"]
           if result.heldout is not None else []),
         *([f"  {result.stopped}"] if result.stopped else []),
         f"  checkpoint {out / CHECKPOINT_NAME}",

@@ -182,9 +182,10 @@ def load_corpus(
         rare_tokens=int(counts[rare].sum()),
         holdout=holdout,
     )
-    for part, what in (("train", "keeps no whole window"), ("heldout", "holds out no whole window")):
+    for part, what in (("train", "keeps no whole window"), ("validation", "holds out no whole window to validate on"),
+                       ("test", "holds out no whole window to test on")):  # fmt: skip
         if (part == "train" or holdout) and len(corpus.starts(window, part)) == 0:
-            raise UsageError(f"{name} {what} of {window + 1} known tokens with --holdout {holdout:g}; "
+            raise UsageError(f"{name} {what} ({window + 1} known tokens in a row) with --holdout {holdout:g}; "
                              "give it more text, or a smaller --window or --holdout")  # fmt: skip
     return corpus
 

@@ -61,12 +61,15 @@ def plot_curves(metrics_path: Path, out: Path) -> None:
     loss_axes.plot(steps, [row["train_loss"] for row in rows], label="training steps", alpha=0.6)
     accuracy_axes.plot(steps, [100 * row["accuracy"] for row in rows], label="all windows")
     accuracy_axes.plot(steps, [100 * row["train_accuracy"] for row in rows], label="training steps", alpha=0.6)
-    held = [row for row in rows if "heldout_perplexity" in row]  # text never trained on (--holdout)
+    # The validation part of the text never trained on (--holdout); rows of fable 0.4's runs
+    # measured the whole held-out part, under "heldout_".
+    held = [{"step": row["step"]} | {k.split("_", 1)[1]: v for k, v in row.items() if k.startswith(("validation_", "heldout_"))}
+            for row in rows if "validation_perplexity" in row or "heldout_perplexity" in row]  # fmt: skip
     if held:
         at = [row["step"] for row in held]
-        loss_axes.plot(at, [math.log(row["heldout_perplexity"]) for row in held], label="held out")
-        accuracy_axes.plot(at, [100 * row["heldout_top1"] for row in held], label="held out, top-1")
-        accuracy_axes.plot(at, [100 * row["heldout_top3"] for row in held], label="held out, top-3")
+        loss_axes.plot(at, [math.log(row["perplexity"]) for row in held], label="validation")
+        accuracy_axes.plot(at, [100 * row["top1"] for row in held], label="validation, top-1")
+        accuracy_axes.plot(at, [100 * row["top3"] for row in held], label="validation, top-3")
     loss_axes.set(xlabel="step", ylabel="cross-entropy", yscale="log", title="loss")
     if rows and "ceiling" in rows[-1]:  # the best any model with this window can do on this corpus
         ceiling = 100 * rows[-1]["ceiling"]

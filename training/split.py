@@ -3,8 +3,11 @@ and the windows of each part as positions in the corpus's id stream.
 
 The held-out part is `HOLDOUT_BLOCKS` contiguous blocks, the end of each tenth of the text, so it
 samples the whole document (its end is often unlike its beginning) and each block is long enough
-to hold whole windows. A window lies inside one block of one part: none straddles the two, and no
-held-out word is ever a training window's context or label.
+to hold whole windows. Its blocks alternate between two parts: the first, third, fifth, ... are
+the validation part, on which training makes its choices (when to stop, which weights to keep,
+settings), and the others the test part, read once at the end for the figures a user reads: a
+figure from the part that chose is tuned to it. A window lies inside one block of one part: none
+straddles two, and no held-out word is ever a training window's context or label.
 
 Windows are never stored: a window is the position of its first word (`window_starts`), and the
 ids of any set of them are gathered when needed (`gather`), so a corpus of millions of tokens
@@ -24,13 +27,21 @@ MAX_HOLDOUT = 0.5
 Ranges = tuple[tuple[int, int], ...]  # [start, end) of tokens
 
 
+PARTS = ("train", "validation", "test", "heldout")  # "heldout": validation and test together
+
+
 @dataclass(frozen=True)
 class Split:
     train: Ranges
-    heldout: Ranges
+    validation: Ranges
+    test: Ranges
+
+    @property
+    def heldout(self) -> Ranges:
+        return tuple(sorted(self.validation + self.test))
 
     def part(self, name: str) -> Ranges:
-        return {"train": self.train, "heldout": self.heldout}[name]
+        return {"train": self.train, "validation": self.validation, "test": self.test, "heldout": self.heldout}[name]
 
 
 def split(tokens: int, share: float, blocks: int = HOLDOUT_BLOCKS) -> Split:
@@ -38,7 +49,7 @@ def split(tokens: int, share: float, blocks: int = HOLDOUT_BLOCKS) -> Split:
     if not 0 <= share <= MAX_HOLDOUT:
         raise ValueError(f"a held-out share is from 0 to {MAX_HOLDOUT}, not {share}")
     if share == 0:
-        return Split(((0, tokens),), ())
+        return Split(((0, tokens),), (), ())
     edges = np.linspace(0, tokens, blocks + 1).round().astype(int)
     train, heldout = [], []
     for start, end in zip(edges[:-1], edges[1:]):
@@ -47,13 +58,13 @@ def split(tokens: int, share: float, blocks: int = HOLDOUT_BLOCKS) -> Split:
             train.append((int(start), int(cut)))
         if end > cut:
             heldout.append((int(cut), int(end)))
-    return Split(tuple(train), tuple(heldout))
+    return Split(tuple(train), tuple(heldout[0::2]), tuple(heldout[1::2]))
 
 
 def window_starts(ids: np.ndarray, holdout: float, window: int, part: str, unknown: int | None) -> np.ndarray:
-    """int64 [N]: where each window of one part ("train" or "heldout") of a text of `ids` split by
+    """int64 [N]: where each window of one part (one of PARTS) of a text of `ids` split by
     `holdout` begins: every window of `window` ids and the one after them inside one of the part's
-    blocks, but those with an UNSEEN word (a model cannot read it, nor be asked for it), and in the
+    blocks, but those with an UNSEEN word (a model cannot read it, nor be asked for it), and in a
     held-out part those whose next word is <unk> (`unknown`), which no app is ever offered."""
     ranges = [
         np.arange(start, end - window) for start, end in split(len(ids), holdout).part(part) if end - start > window
@@ -61,7 +72,7 @@ def window_starts(ids: np.ndarray, holdout: float, window: int, part: str, unkno
     starts = np.concatenate(ranges) if ranges else np.zeros(0, np.int64)
     unseen = np.concatenate([[0], np.cumsum(ids == UNSEEN)])  # [tokens + 1]: UNSEEN ids before each position
     keep = unseen[starts + window + 1] == unseen[starts]
-    if part == "heldout" and unknown is not None:
+    if part != "train" and unknown is not None:
         keep &= ids[starts + window] != unknown
     return starts[keep]
 

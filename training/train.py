@@ -41,8 +41,9 @@ class TrainResult:
     ceiling: Ceiling  # the most windows any model with this window can get right on the training part
     eval_seconds: float  # of wall_seconds, spent evaluating
     schedule: Schedule  # when and why the rate began to decay
-    heldout: Evaluation | None = None  # the final weights on the held-out part, when there is one
-    stopped: str = ""  # why a run that keeps its best held-out weights stopped where it did
+    heldout: Evaluation | None = None  # the final weights on the test part, read once, when there is one
+    stopped: str = ""  # why a run that keeps its best validation weights stopped where it did
+    validation: Evaluation | None = None  # the final weights on the validation part, which chose them
 
 
 def resolve_device(requested: str) -> str:
@@ -93,10 +94,11 @@ def train(
 
 class Measures:
     """The windows each evaluation reads, gathered once: along the way an even sample of
-    `config.eval_windows` training windows, and of the held-out part too, or all of it up to
-    `config.stop_windows` when the run stops on it; at the end, of each part all windows up to
-    `config.final_windows`, an even sample beyond. Samples are fixed, so two evaluations differ only
-    by the weights, and a corpus of millions of words costs each evaluation what a small one does."""
+    `config.eval_windows` training windows, and of the validation part too, or all of it up to
+    `config.stop_windows` when the run stops on it; at the end, of each part (the test part only
+    then) all windows up to `config.final_windows`, an even sample beyond. Samples are fixed, so two
+    evaluations differ only by the weights, and a corpus of millions of words costs each evaluation
+    what a small one does."""
 
     def __init__(self, corpus: Corpus, config: TrainConfig, device: str):
         window = config.model.window
@@ -109,12 +111,14 @@ class Measures:
         self.train_along = self._tensors(corpus.ids, starts[along])
         self.sample_reachable = int(right[along].sum())
         self.train_final = self._tensors(corpus.ids, starts[even(len(starts), config.final_windows)])
-        self.heldout_along = self.heldout_final = None
+        self.validation_along = self.validation_final = self.test_final = None
         if config.holdout:
-            held = corpus.starts(window, "heldout")
+            held = corpus.starts(window, "validation")
             along = config.stop_windows if config.stop == "heldout" else config.eval_windows
-            self.heldout_along = gather(corpus.ids, held[even(len(held), along)], window)
-            self.heldout_final = gather(corpus.ids, held[even(len(held), config.final_windows)], window)
+            self.validation_along = gather(corpus.ids, held[even(len(held), along)], window)
+            self.validation_final = gather(corpus.ids, held[even(len(held), config.final_windows)], window)
+            test = corpus.starts(window, "test")
+            self.test_final = gather(corpus.ids, test[even(len(test), config.final_windows)], window)
 
     def _tensors(self, ids: np.ndarray, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         return tuple(torch.from_numpy(a).to(self.device) for a in gather(ids, starts, self.window))
@@ -122,9 +126,13 @@ class Measures:
     def fit(self, model: WordLSTM, final: bool) -> Fit:
         return evaluate(model, *(self.train_final if final else self.train_along))
 
-    def heldout(self, model: WordLSTM, final: bool) -> Evaluation | None:
-        windows = self.heldout_final if final else self.heldout_along
+    def validation(self, model: WordLSTM, final: bool) -> Evaluation | None:
+        windows = self.validation_final if final else self.validation_along
         return None if windows is None else held_out(model, *windows, self.banned)
+
+    def test(self, model: WordLSTM) -> Evaluation | None:
+        """The test part: read once, when the run is over."""
+        return None if self.test_final is None else held_out(model, *self.test_final, self.banned)
 
 
 def even(count: int, most: int) -> np.ndarray:
@@ -151,7 +159,8 @@ class Run:
         self.keeper = KeepBest(config.patience, config.rate_cuts) if config.stop == "heldout" else None
         self.step, self.elapsed_before, self.best_state = 0, 0.0, None
         self.last: Fit | None = None
-        self.last_heldout: Evaluation | None = None
+        self.last_validation: Evaluation | None = None
+        self.tested: Evaluation | None = None  # the test part's figures, once the run is over
         self.saved: Checkpoint | None = None
         self.eval_seconds = 0.0
         if resume is not None:
@@ -249,15 +258,15 @@ class Run:
         figures = None
         if self.world.main:  # every process takes the decisions of the first's figures
             self.model.eval()
-            figures = (measures.fit(self.model, final), measures.heldout(self.model, final))
+            figures = (measures.fit(self.model, final), measures.validation(self.model, final))
             self.model.train()
-        self.last, heldout = self.world.from_main(figures)
-        if heldout is not None:
-            self.last_heldout = heldout
+        self.last, validation = self.world.from_main(figures)
+        if validation is not None:
+            self.last_validation = validation
         self.eval_seconds += time.perf_counter() - evaluated
         if not final or not measures.sampled:
             self.schedule.observe(self.step, self.last.correct, measures.sample_reachable)
-        if self.keeper is not None and self.keeper.observe(self.step, self.last_heldout.perplexity):
+        if self.keeper is not None and self.keeper.observe(self.step, self.last_validation.perplexity):
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         if self.metrics is None:
             return
@@ -267,14 +276,14 @@ class Run:
                            of_ceiling=last.accuracy / ceiling.accuracy, perplexity=last.perplexity,
                            train_loss=float(running[0] / running[2]), train_accuracy=float(running[1] / running[2]),
                            lr=self.optimizer.param_groups[0]["lr"], elapsed=self.clock(),
-                           eval_seconds=self.eval_seconds, **_heldout_metrics(self.last_heldout))  # fmt: skip
+                           eval_seconds=self.eval_seconds, **_validation_metrics(self.last_validation))  # fmt: skip
         if config.sampling == "tutorial":
             x, y, logits = self.tutorial_example
             self.progress.write(_tutorial_line(self.step, float(running[0] / running[2]),
                                                float(running[1] / running[2]), x, y, logits, self.corpus.vocabulary))  # fmt: skip
 
     def _checkpoint(self) -> Checkpoint:
-        resume, figures = self.resume, self.last_heldout
+        resume, figures, tested = self.resume, self.last_validation, self.tested
         accuracy = self.last.accuracy if self.last else (resume.accuracy if resume else 0.0)
         rng = random_state(self.device, self.data_rng) | {"sampler": self.batches.state()}
         state = Checkpoint(
@@ -283,7 +292,8 @@ class Run:
             accuracy=accuracy, device=self.device.split(":")[0], model_state=self.model.state_dict(),
             optimizer_state=self.optimizer.state_dict(), rng_state=rng,
             schedule_state=self.schedule.state() | ({"keep_best": self.keeper.state()} if self.keeper else {}),
-            heldout=figures.as_dict() if figures is not None else (resume.heldout if resume else None),
+            heldout=tested.as_dict() if tested is not None else None,
+            validation=figures.as_dict() if figures is not None else (resume.validation if resume else None),
             best_state=self.best_state,
         )  # fmt: skip
         if self.world.main:
@@ -299,17 +309,19 @@ class Run:
         final = self.last
         if final is None or final.windows != len(self.measures.train_final[1]):
             final = self.world.from_main(self.measures.fit(self.model, True) if self.world.main else None)
-        if self.measures.heldout_final is not None and (self.last is None or self.saved is None or keeper is not None):
-            self.last_heldout = self.world.from_main(
-                self.measures.heldout(self.model, True) if self.world.main else None
-            )
+        if self.measures.validation_final is not None:
+            if self.last is None or self.saved is None or keeper is not None:
+                self.last_validation = self.world.from_main(
+                    self.measures.validation(self.model, True) if self.world.main else None
+                )
+            self.tested = self.world.from_main(self.measures.test(self.model) if self.world.main else None)
         self.eval_seconds += time.perf_counter() - evaluated
         self.last = final
-        if self.saved is None or self.saved.step != step or keeper is not None:
+        if self.saved is None or self.saved.step != step or keeper is not None or self.tested is not None:
             self.saved = self._checkpoint()
         return TrainResult(self.saved, final, time.perf_counter() - self.started, self.measures.ceiling,
-                           self.eval_seconds, self.schedule, self.last_heldout,
-                           keeper.reason(step) if keeper else "")  # fmt: skip
+                           self.eval_seconds, self.schedule, self.tested,
+                           keeper.reason(step) if keeper else "", self.last_validation)  # fmt: skip
 
 
 def random_state(device: str, data: torch.Generator) -> dict[str, torch.Tensor]:
@@ -328,11 +340,11 @@ def restore_random_state(state: dict[str, torch.Tensor], device: str, data: torc
     data.set_state(state["data"])
 
 
-def _heldout_metrics(figures: Evaluation | None) -> dict[str, float]:
+def _validation_metrics(figures: Evaluation | None) -> dict[str, float]:
     if figures is None:
         return {}
-    return {"heldout_top1": figures.top1_rate, "heldout_top3": figures.top3_rate,
-            "heldout_perplexity": figures.perplexity, "heldout_words": figures.words}  # fmt: skip
+    return {"validation_top1": figures.top1_rate, "validation_top3": figures.top3_rate,
+            "validation_perplexity": figures.perplexity, "validation_words": figures.words}  # fmt: skip
 
 
 def _interrupted(out: Path, step: int | None) -> str:

@@ -25,6 +25,7 @@ from fable.contract import FILE_NAMES, REPORT_NAME, ModelMetadata, Provenance
 from fable.quantization import DEFAULT_INT4_BLOCK
 
 from ..checkpoint import Checkpoint
+from ..split import split
 from .graphs import build_lstm_step_graph, build_step_graph, build_window_graph, quantize_window_int8
 from .guards import ExportGuardError, check_onnx, check_quantized, failed_guards
 from .report import FileReport, HeldOutWindows, TorchReference, Windows, measure_file, select_windows, torch_reference
@@ -103,10 +104,15 @@ def metadata_for(checkpoint: Checkpoint, graph: str, quantization: str) -> Model
 
 
 def _heldout_provenance(checkpoint: Checkpoint) -> dict:
+    """The trained weights' figures on the test part (the share of the text it is), read once when
+    the run ended; checkpoints of fable 0.4 measured the whole held-out part."""
     figures = checkpoint.heldout
     if not checkpoint.config.holdout or not figures:
         return {}
-    return {"heldout": checkpoint.config.holdout, "heldout_words": int(figures["words"]), "heldout_top1": figures["top1"],
+    parts = split(len(checkpoint.ids), checkpoint.config.holdout)
+    measured = parts.heldout if checkpoint.validation is None else parts.test
+    share = sum(end - start for start, end in measured) / len(checkpoint.ids)
+    return {"heldout": share, "heldout_words": int(figures["words"]), "heldout_top1": figures["top1"],
             "heldout_top3": figures["top3"], "heldout_perplexity": figures["perplexity"]}  # fmt: skip
 
 
@@ -204,10 +210,10 @@ def export_checkpoint(
 
 
 def _heldout(checkpoint: Checkpoint, options: ExportOptions) -> HeldOutWindows | None:
-    """An even sample of at most `max_heldout_windows` of the held-out part, where there is one."""
+    """An even sample of at most `max_heldout_windows` of the test part, where there is one."""
     if not checkpoint.config.holdout:
         return None
-    contexts, labels = checkpoint.windows("heldout")
+    contexts, labels = checkpoint.windows("test")
     return HeldOutWindows(*select_windows(contexts, labels, options.max_heldout_windows), checkpoint.unknown_id)
 
 
