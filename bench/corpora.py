@@ -11,7 +11,10 @@ a word for fp32 and int8; and on the held-out part, the int8 file's top-1, top-3
 beside those of an interpolated modified Kneser-Ney 4-gram counted on the same training part
 (training/ngram.py), with the ratio of the perplexities and the difference of the top-3s, and
 the keystrokes each saves typing the held-out text (presage's rule, 3 suggestions; words read as
-<unk> cost all their keys). The rows also go to bench/results/local/corpora.json.
+<unk> cost all their keys), and the file's with a person's words learnt (fable.learned: the
+document before each block, and the block as it is typed). The held-out blocks alternate between
+validation, where the blend of a person's words is chosen among BLEND_GRID, and test, where every
+figure is read. The rows also go to bench/results/local/corpora.json.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from fable.cli import columns
 from fable.contract import FILE_NAMES, REPORT_NAME
 from fable.evaluation import NOTHING, Evaluation, evaluation_of
 from fable.keyboard import Keyboard, keys_without
+from fable.learned import BLEND, Blend
 from fable.machine import describe as describe_machine
 from fable.training.config import PRESETS, choose_preset
 from fable.training.corpus import Corpus, Text, fable_path, load_corpus, read_corpus
@@ -91,26 +95,64 @@ def measure(name: str, text: Text, preset_name: str, device: str, work: Path) ->
                 "perplexity_ratio": int8["heldout"]["perplexity"] / ngram.perplexity,
                 "top3_points": 100 * (int8["heldout"]["top3"] - ngram.top3_rate)}  # fmt: skip
         if verdict == "passed":
-            typed, yardstick = keystrokes_heldout(text, corpus, models["int8"], counted, config.model.window)
+            model, window = models["int8"], config.model.window
+            chosen, trials = choose_blend(text, corpus, model, window)
+            typed, yardstick = keystrokes_heldout(text, corpus, model, counted, window, TEST)
+            learnt = {blend: typed_learning(text, corpus, model, window, TEST, blend) for blend in {BLEND, chosen}}
             row |= {"int8_keystrokes_saved": typed.keystrokes_saved, "ngram_keystrokes_saved": yardstick.keystrokes_saved,
-                    "keystrokes_words": typed.words + typed.skipped}  # fmt: skip
+                    "int8_keystrokes_learning": learnt[BLEND].keystrokes_saved, "learning_heldout": learnt[BLEND].as_dict(),
+                    "chosen_blend": dataclasses.asdict(chosen), "int8_keystrokes_chosen": learnt[chosen].keystrokes_saved,
+                    "blend_trials": trials, "keystrokes_words": typed.words + typed.skipped}  # fmt: skip
     return row
 
 
+VALIDATION, TEST = "validation", "test"  # the held-out blocks that choose, and those that report (training/split.py)
+BLEND_GRID = [Blend(weight, prior) for weight in (0.05, 0.1, 0.2, 0.3) for prior in (0.5, 2.0, 8.0)]
+
+
+def blocks(corpus: Corpus, part: str) -> list[tuple[int, int]]:
+    return list(corpus.split.part(part))
+
+
+def choose_blend(text: Text, corpus: Corpus, model: fable.Model, window: int) -> tuple[Blend, list[dict]]:
+    """The blend of a person's words (fable.learned) that saves the most keystrokes on the
+    validation blocks, and each trial's figure: how BLEND, the runtime's default, was chosen."""
+    trials = [(typed_learning(text, corpus, model, window, VALIDATION, blend), blend) for blend in BLEND_GRID]
+    best = max(trials, key=lambda trial: trial[0].keystrokes_saved)[1]
+    return best, [dataclasses.asdict(blend) | {"keystrokes_saved": e.keystrokes_saved} for e, blend in trials]
+
+
+def typed_learning(text: Text, corpus: Corpus, model: fable.Model, window: int, part: str, blend: Blend) -> Evaluation:
+    """Keystrokes saved typing one part's blocks with the person's words learnt: the document
+    before each block (the person typed it: training text and earlier blocks) through
+    `model.learn`, and the block's own text so far as it is typed (`model.evaluate`)."""
+    model.blend, total = blend, NOTHING
+    try:
+        for start, end in blocks(corpus, part):
+            if end - start > window:
+                model.forget()
+                model.learn(" ".join(text.words[i] for i in text.ids[:start].tolist()))
+                total += model.evaluate(" ".join(text.words[i] for i in text.ids[start:end].tolist()))
+    finally:
+        model.blend = BLEND
+        model.forget()
+    return total
+
+
 def keystrokes_heldout(
-    text: Text, corpus: Corpus, model: fable.Model, ngram: KneserNey, window: int
+    text: Text, corpus: Corpus, model: fable.Model, ngram: KneserNey, window: int, part: str
 ) -> tuple[Evaluation, Evaluation]:
-    """Keystrokes saved on the held-out part typed as text, each block read as `fable-run --score
-    --file` reads a user's text (its words after the first `window`): by the file's `model`, and by
-    the 4-gram with the same keyboard (fable.keyboard). A word neither can offer (read as <unk>)
-    costs all its keys for both."""
+    """Keystrokes saved on one held-out part typed as text, each block read as `fable-run --score
+    --file` reads a user's text (its words after the first `window`): by the file's `model` alone
+    (no person's words), and by the 4-gram with the same keyboard (fable.keyboard). A word neither
+    can offer (read as <unk>) costs all its keys for both."""
     keyboard = Keyboard(corpus.vocabulary, text.tokenizer_version)
     typed = yardstick = NOTHING
-    for start, end in corpus.split.heldout:
+    for start, end in blocks(corpus, part):
         if end - start <= window:
             continue
         words = [text.words[i] for i in text.ids[start:end].tolist()]
-        found = model.evaluate(" ".join(words))
+        found = model.evaluate(" ".join(words), learning=False)
         assert found.words + found.skipped == len(words) - window, "the block reads back as other tokens"
         typed += found
         starts = start + np.arange(end - start - window)
@@ -121,9 +163,9 @@ def keystrokes_heldout(
 
 
 def kneser_ney_heldout(ngram: KneserNey, corpus: Corpus, window: int) -> Evaluation:
-    """The yardstick: a 4-gram counted on the training part, on the same held-out windows (it
-    reads their last 3 words), measured as the runtime measures a model."""
-    return ngram_evaluation(ngram, corpus, corpus.starts(window, "heldout"), window)
+    """The yardstick: a 4-gram counted on the training part, on the same test windows (it reads
+    their last 3 words), measured as the runtime measures a model."""
+    return ngram_evaluation(ngram, corpus, corpus.starts(window, TEST), window)
 
 
 def ngram_evaluation(
@@ -156,13 +198,14 @@ def table(rows: list[dict]) -> str:
         return columns(header, cells)
     held_header = ("corpus", "preset", "held-out words", "int8 top-1", "int8 top-3", "int8 perplexity",
                    "4-gram top-1", "4-gram top-3", "4-gram perplexity", "perplexity ratio", "top-3 gain",
-                   "int8 keys saved", "4-gram keys saved")  # fmt: skip
+                   "int8 keys saved", "learning", "4-gram keys saved")  # fmt: skip
     held_cells = [
         (r["corpus"], r["preset"], f"{r['heldout_words']:,}", f"{100 * r['int8_heldout']['top1']:.1f}%",
          f"{100 * r['int8_heldout']['top3']:.1f}%", f"{r['int8_heldout']['perplexity']:.2f}",
          f"{100 * r['ngram_heldout']['top1']:.1f}%", f"{100 * r['ngram_heldout']['top3']:.1f}%",
          f"{r['ngram_heldout']['perplexity']:.2f}", f"{r['perplexity_ratio']:.3f}", f"{r['top3_points']:+.1f} pt",
-         *(f"{100 * r[k]:.1f}%" if k in r else "—" for k in ("int8_keystrokes_saved", "ngram_keystrokes_saved")))
+         *(f"{100 * r[k]:.1f}%" if k in r else "—"
+           for k in ("int8_keystrokes_saved", "int8_keystrokes_learning", "ngram_keystrokes_saved")))
         for r in held
     ]  # fmt: skip
     return columns(header, cells) + "\n\n" + columns(held_header, held_cells)
