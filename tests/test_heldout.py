@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch", reason='needs the train extra: pip install "fable[train]"')
 
 import fable
+from fable.errors import UsageError
 from fable.tokenizer import UNKNOWN, tokenize
 from fable.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from fable.training.cli import _fresh_config
@@ -26,15 +27,13 @@ from fable.training.split import UNSEEN, part_windows, split
 from fable.training.train import TrainingInterrupted, train
 
 from .helpers import ROOT, tiny_config
+from .test_training import StopAt, same_weights, weights
+
+GPL = ROOT / "training" / "corpora" / "gpl-3.txt"
 
 
 def checkpoint_split(checkpoint):
     return split(len(checkpoint.ids), checkpoint.config.holdout)
-
-
-from .test_training import StopAt, same_weights, weights
-
-GPL = ROOT / "training" / "corpora" / "gpl-3.txt"
 
 
 @pytest.mark.parametrize("share", [0.1, 0.25, 0.5])
@@ -62,6 +61,33 @@ def test_the_split_never_leaks_a_window(share, window):
     test = part_windows(ids, share, window, "test", None)
     assert not (set(validation[0].ravel()) | set(validation[1])) & (set(test[0].ravel()) | set(test[1]))
     assert len(validation[1]) + len(test[1]) == len(held_labels)
+
+
+@pytest.mark.parametrize("tokens, share", [(1003, 0.1), (98_765, 0.1), (5000, 0.37)])
+def test_validation_and_test_alternate_over_the_blocks_held_out_before(tokens, share):
+    """The blocks fable 0.4 held out, worked out here from its rule (the last `share` of each tenth),
+    are now validation (first, third, ...) and test (second, fourth, ...), and training keeps
+    exactly the text it kept: a model trains on the same words as before."""
+    edges = [round(tokens * tenth / 10) for tenth in range(11)]
+    before = [(end - round(share * (end - start)), end) for start, end in zip(edges, edges[1:])]
+    parts = split(tokens, share)
+    assert list(parts.validation) == before[0::2] and list(parts.test) == before[1::2]
+    assert list(parts.train) == [(start, cut) for start, (cut, _) in zip(edges, before)]
+
+
+@pytest.mark.parametrize("part, says", [("validation", "to validate on"), ("test", "to test on")])
+def test_a_text_whose_part_holds_no_whole_window_says_which(tmp_path, part, says):
+    """Each held-out block of one part is all words training never saw (none is kept as <unk>):
+    that part holds no window, and the one-line error names it."""
+    tokens = ["the", "cat", "sat", "on", "a", "mat"] * 400  # [2400]
+    for start, end in split(len(tokens), 0.1).part(part):
+        tokens[start:end] = ["z" + "".join(chr(97 + int(d)) for d in f"{i:04d}") for i in range(start, end)]
+    path = tmp_path / "short.txt"
+    path.write_text(" ".join(tokens), encoding="utf-8")
+    with pytest.raises(UsageError, match=f"short.txt holds out no whole window {says} .*a larger --holdout$") as raised:
+        load_corpus(path, 3, holdout=0.1)
+    assert "\n" not in str(raised.value)
+    load_corpus(path, 3, holdout=0.0)  # the same text trains with nothing held out
 
 
 def test_the_vocabulary_is_the_training_parts():
@@ -152,19 +178,43 @@ def test_the_weights_kept_are_those_of_the_best_validation_perplexity(predict_ru
     assert result.validation.perplexity == pytest.approx(best, rel=1e-6)
 
 
-def test_the_stop_reads_the_validation_part_only(gpl_corpus, tmp_path, monkeypatch):
-    """Training whose test part were read along the way would stop where the test perplexity is
-    best. Every window of the test part is replaced by one no model predicts, and the run stops
-    and keeps its weights as it does on the true corpus: the test part chose nothing."""
+def with_rare_words(corpus, part: str):
+    """`corpus` with every token of one held-out part drawn at random from its 50 rarest words:
+    text whose perplexity rises from the first evaluation on, as training learns those words are
+    rare. A run that read this part along the way would stop at once and keep its first weights."""
+    ids = corpus.ids.copy()
+    rare = [i for i in range(len(corpus.vocabulary) - 50, len(corpus.vocabulary)) if i != corpus.unknown_id]
+    rng = np.random.default_rng(0)
+    for start, end in corpus.split.part(part):
+        ids[start:end] = rng.choice(rare, end - start)
+    return dataclasses.replace(corpus, ids=ids)
+
+
+def test_the_stop_reads_the_validation_part_only(gpl_corpus, tmp_path):
+    """With the test part made text the model predicts worse the longer it trains, the run keeps
+    training, stops and keeps its weights exactly as on the true text: the test part chose nothing."""
     config = predict_config(steps=80, patience=2)
     honest = train(gpl_corpus, config, "cpu", tmp_path / "honest")
-    garbled = dataclasses.replace(gpl_corpus, ids=gpl_corpus.ids.copy())
-    for start, end in gpl_corpus.split.test:
-        garbled.ids[start:end] = np.random.default_rng(0).permutation(garbled.ids[start:end])
-    shuffled = train(garbled, config, "cpu", tmp_path / "garbled")
-    assert shuffled.checkpoint.step == honest.checkpoint.step and shuffled.stopped == honest.stopped
+    garbled = train(with_rare_words(gpl_corpus, "test"), config, "cpu", tmp_path / "garbled")
+    assert garbled.heldout.perplexity > 3 * honest.heldout.perplexity  # the test part is unlike validation
+    assert (garbled.checkpoint.step, garbled.stopped) == (honest.checkpoint.step, honest.stopped)
     assert same_weights(weights(tmp_path / "honest"), weights(tmp_path / "garbled"))
-    assert shuffled.validation == honest.validation and shuffled.heldout.perplexity > honest.heldout.perplexity
+    assert garbled.validation == honest.validation
+
+
+def test_the_reported_figures_are_the_kept_weights_on_the_test_part(gpl_corpus, tmp_path):
+    """A run stopped early by its validation part keeps weights of an earlier step than the last;
+    the figures it reports are those weights' on the test windows, counted here independently."""
+    corpus = with_rare_words(gpl_corpus, "validation")
+    result = train(corpus, predict_config(steps=80, patience=2), "cpu", tmp_path)
+    checkpoint = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    kept = checkpoint.schedule_state["keep_best"]["best_step"]
+    assert kept < checkpoint.step and f"kept the weights of step {kept}" in result.stopped
+    contexts, labels = corpus.windows(4, "test")
+    top1, top3, perplexity = independent_figures(checkpoint.build_model(), contexts, labels, corpus.unknown_id)
+    assert (result.heldout.words, result.heldout.top1, result.heldout.top3) == (len(labels), top1, top3)
+    assert result.heldout.perplexity == pytest.approx(perplexity, rel=1e-6)
+    assert checkpoint.heldout == result.heldout.as_dict()
 
 
 def test_keep_best_cuts_the_rate_then_stops():

@@ -66,7 +66,7 @@ class Corpus:
         return [self.ids[start:end] for start, end in self.split.part(part)]
 
     def starts(self, window: int, part: str = "train") -> np.ndarray:
-        """int64 [N]: where each window of the training part, or the held-out one, begins."""
+        """int64 [N]: where each window of one part (training/split.py's PARTS) begins."""
         return window_starts(self.ids, self.holdout, window, part, self.unknown_id)
 
     def windows(self, window: int, part: str = "train") -> tuple[np.ndarray, np.ndarray]:
@@ -182,11 +182,12 @@ def load_corpus(
         rare_tokens=int(counts[rare].sum()),
         holdout=holdout,
     )
-    for part, what in (("train", "keeps no whole window"), ("validation", "holds out no whole window to validate on"),
-                       ("test", "holds out no whole window to test on")):  # fmt: skip
+    for part, what, holdout_hint in (("train", "keeps no whole window", "smaller"),
+                                     ("validation", "holds out no whole window to validate on", "larger"),
+                                     ("test", "holds out no whole window to test on", "larger")):  # fmt: skip
         if (part == "train" or holdout) and len(corpus.starts(window, part)) == 0:
             raise UsageError(f"{name} {what} ({window + 1} known tokens in a row) with --holdout {holdout:g}; "
-                             "give it more text, or a smaller --window or --holdout")  # fmt: skip
+                             f"give it more text, a smaller --window or a {holdout_hint} --holdout")  # fmt: skip
     return corpus
 
 
