@@ -228,7 +228,8 @@ def test_keep_best_cuts_the_rate_then_stops():
     ended.observe(10, 50.0)
     ended.observe(20, 51.0)
     assert (
-        ended.reason(20) == "the budget ended at step 20; it kept the weights of step 10, the best held-out perplexity"
+        ended.reason(20)
+        == "the budget ended at step 20; it kept the weights of step 10, the best validation perplexity"
     )
     assert KeepBest(patience=5).reason(20) == "" and ended.reason(10) == ""  # the last weights are the best
 

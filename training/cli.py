@@ -76,7 +76,7 @@ def main(
     preset: Annotated[Preset | None, typer.Option(help="the recipe: predict for text the model has not seen, memorize to learn a text by heart, tutorial (default: memorize's old name)", show_default=f"predict for a corpus of {PREDICT_FROM_TOKENS:,} tokens or more, else memorize; the checkpoint's with --resume")] = None,
     holdout: Annotated[float | None, typer.Option(min=0.0, max=MAX_HOLDOUT, help="share of the corpus kept out of training and measured at every evaluation (the end of each tenth of the text)", show_default=_by_preset(lambda p: f"{p.holdout:g}"))] = None,
     device: Annotated[Device, typer.Option(help="auto takes CUDA when torch sees it")] = Device.auto,
-    steps: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="the most training steps; predict and memorize may stop sooner, when held-out perplexity or accuracy stops improving", show_default=_by_preset(_sized("steps")))] = None,
+    steps: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="the most training steps; predict and memorize may stop sooner, when validation perplexity or accuracy stops improving", show_default=_by_preset(_sized("steps")))] = None,
     seed: Annotated[int | None, typer.Option(min=0, max=MAX_SEED, help="random seed", show_default=_by_preset(lambda p: p.seed))] = None,
     layers: Annotated[int | None, typer.Option(min=1, max=MAX_LAYERS, help="stacked LSTM layers", show_default=_by_preset(lambda p: p.model.layers))] = None,
     hidden: Annotated[int | None, typer.Option(min=1, max=MAX_HIDDEN, help="units per LSTM layer", show_default=_by_preset(_sized("hidden")))] = None,

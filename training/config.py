@@ -20,7 +20,7 @@ MAX_VOCABULARY = 10_000_000
 RESUMABLE = ("steps", "eval_every", "checkpoint_every", "eval_windows")
 DEVICES = ("auto", "cpu", "cuda")
 SCHEDULES = ("plateau", "constant")  # training/schedule.py
-STOPS = ("schedule", "heldout")  # when the schedule ends, or when held-out perplexity stops improving
+STOPS = ("schedule", "heldout")  # when the schedule ends, or when validation perplexity stops improving
 # With no preset named, a corpus of at least this many tokens trains with `predict` and holds 10%
 # out (about 200 windows or more to measure it on); a smaller one, like the fable's 204 tokens,
 # trains with `memorize`: learning its windows is the whole point there.
@@ -89,7 +89,7 @@ class TrainConfig:
     # the output layer shares the embedding's weights (needs embedding_dim == hidden). `distill`:
     # the share of each step's target taken from the Kneser-Ney 4-gram counted on the training
     # part (training/ngram.py), the rest being the word that came. `stop`: "heldout" stops when
-    # held-out perplexity has not improved for `patience` evaluations (after cutting the rate to a
+    # validation perplexity (training/split.py) has not improved for `patience` evaluations (after cutting the rate to a
     # quarter `rate_cuts` times, each after as long without a new best) and keeps the best weights.
     holdout: float = 0.0
     dropout: float = 0.0
@@ -151,7 +151,7 @@ class TrainConfig:
         if self.sampling == "tutorial" and self.holdout:
             raise SettingError("holdout", "0 with the tutorial's walk over the whole text", self.holdout)
         if self.stop == "heldout" and self.holdout == 0:
-            raise SettingError("holdout", "above 0 when training stops on held-out perplexity", self.holdout)
+            raise SettingError("holdout", "above 0 when training stops on validation perplexity", self.holdout)
         if self.tie and (self.model.encoding != "embedding" or self.model.embedding_dim != self.model.hidden):
             raise SettingError("tie", "used with an embedding as wide as the hidden layer", self.model.embedding_dim)
 

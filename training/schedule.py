@@ -109,9 +109,9 @@ def _half_cosine(rate: float, done: int, length: int) -> float:
 @dataclass
 class KeepBest:
     """Early stopping for text the model has not seen (the predict preset): the weights of the
-    best held-out perplexity so far are kept. Once `patience` evaluations in a row have not beaten
-    it, the rate is cut to `cut` of itself, up to `cuts` times, and then training stops. The
-    weights go back to the best ones at the end."""
+    best validation perplexity so far are kept (never the test part's: training/split.py). Once
+    `patience` evaluations in a row have not beaten it, the rate is cut to `cut` of itself, up to
+    `cuts` times, and then training stops. The weights go back to the best ones at the end."""
 
     patience: int
     cuts: int = 0
@@ -132,7 +132,7 @@ class KeepBest:
         return self.stopped_at is not None
 
     def observe(self, step: int, perplexity: float) -> bool:
-        """After an evaluation of the whole held-out part: True when it is a new best (keep these weights)."""
+        """After an evaluation of the validation part: True when it is a new best (keep these weights)."""
         if perplexity < self.best:
             self.best, self.best_step, self.since = perplexity, step, 0
             return True
@@ -149,9 +149,9 @@ class KeepBest:
             if not self.best_step or self.best_step == step:
                 return ""
             return (f"the budget ended at step {step}; it kept the weights of step {self.best_step}, "
-                    f"the best held-out perplexity")  # fmt: skip
+                    f"the best validation perplexity")  # fmt: skip
         cuts = f" (after cutting the rate {self.made} times)" if self.made else ""
-        return (f"held-out perplexity had not improved for {self.since} evaluations since step {self.best_step}{cuts}, "
+        return (f"validation perplexity had not improved for {self.since} evaluations since step {self.best_step}{cuts}, "
                 f"so it stopped at step {self.stopped_at} and kept the weights of step {self.best_step}")  # fmt: skip
 
     def state(self) -> dict[str, Any]:
