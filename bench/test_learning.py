@@ -7,7 +7,6 @@ far). The target: a learning suggestion costs at most 1.5x a generated word (see
 from __future__ import annotations
 
 import dataclasses
-from collections import deque
 from itertools import cycle
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from fable.sampling import Sampling
 
 from .test_latency import PER_WORD
 
+MESSAGE = 200  # words a person types before starting another text
 CORPUS = Path(__file__).resolve().parents[1] / "training" / "corpora" / "gpl-3.txt"
 
 
@@ -44,11 +44,10 @@ def corpus_model(tmp_path_factory) -> Path:
 
 
 def model_and_words(which: str, shipped: dict[str, Path], corpus_model: Path) -> tuple[Model, list[str]]:
-    if which == "fable":
-        return Model(shipped["int8"]), (
-            Path(__file__).resolve().parents[1] / "training" / "fable.txt"
-        ).read_text().split()
-    return Model(corpus_model), CORPUS.read_text(encoding="utf-8").split()[:5000]
+    """The model, and its corpus's tokens: each adds one model step, as a generated word does."""
+    model = Model(shipped["int8"] if which == "fable" else corpus_model)
+    text = (Path(__file__).resolve().parents[1] / "training" / "fable.txt") if which == "fable" else CORPUS
+    return model, model.tokens(text.read_text(encoding="utf-8"))[:5000]
 
 
 @pytest.mark.benchmark(**PER_WORD)
@@ -72,10 +71,12 @@ def test_learning_typing(benchmark, shipped, corpus_model, which, learning):
         model.learn(" ".join(words))
     assert model.learns_text or model.learned.size or not learning
     coming = cycle(words)
-    text = deque((next(coming) for _ in range(model.window)), maxlen=200)  # a message, not a book
+    text: list[str] = []
     with model.typing() as typing:
 
         def next_word() -> None:
+            if len(text) == MESSAGE:  # a new message: read afresh, its words counted anew
+                text.clear()
             text.append(next(coming))
             typing.suggest(" ".join(text) + " ", 3)
 

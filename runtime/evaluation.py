@@ -192,8 +192,11 @@ def log_normalizer(logits: np.ndarray) -> np.ndarray:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Probabilities [..., vocab] in float64 from logits, by `log_normalizer`."""
-    return np.exp(np.asarray(logits, np.float64) - log_normalizer(logits)[..., None])
+    """Probabilities [..., vocab] in float64 from logits, without overflow (`log_normalizer`'s way)."""
+    z = np.subtract(logits, np.max(logits, axis=-1, keepdims=True), dtype=np.float64)
+    np.exp(z, out=z)
+    z /= z.sum(axis=-1, keepdims=True)
+    return z
 
 
 def predictions(model: Model, ids: Sequence[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:

@@ -199,46 +199,52 @@ class Distribution:
         unknown_id: int | None,
         blend: Blend = BLEND,
     ) -> Distribution:
-        """The model's `probabilities` [vocab] mixed with what `counts` saw (all of them added up),
-        after the word `previous` (None: the text's first)."""
-        known = np.zeros(len(probabilities))
-        unknown: dict[str, float] = {}
+        """The model's `probabilities` [vocab] (float64, changed in place) mixed with what `counts`
+        saw (all of them added up), after the word `previous` (None: the text's first). It runs once
+        a word as a person types, so it makes few arrays: a handful of numpy calls over the vocabulary."""
+        model = probabilities
+        unknown: dict[str, int] = {}
         followers: dict[str, int] = {}
+        known: np.ndarray | None = None
         for c in counts:
+            if not c.size:
+                continue
             with c._lock:
+                after = c.pairs.get(previous, {}) if previous is not None else {}
+                if known is None:  # the first: copied whole, in C
+                    known, unknown, followers = c.known.astype(np.float64), dict(c.unknown), dict(after)
+                    continue
                 known += c.known
                 for word, n in c.unknown.items():
                     unknown[word] = unknown.get(word, 0) + n
-                for word, n in c.pairs.get(previous, {}).items() if previous is not None else ():
+                for word, n in after.items():
                     followers[word] = followers.get(word, 0) + n
-        if unknown_id is None:  # a model that cannot read a word it lacks: it is never typed after
+        model_unk = 0.0
+        if unknown_id is not None:
+            model_unk, model[unknown_id] = float(model[unknown_id]), 0.0
+        else:  # a model that cannot read a word it lacks: it is never typed after
             unknown.clear()
             followers = {w: n for w, n in followers.items() if w in counts[0].index}
-        total = known.sum() + sum(unknown.values())
-        model = np.array(probabilities, np.float64)
-        words = tuple(unknown)
-        lacked = np.array([unknown[w] for w in words], np.float64)
+        total = (0 if known is None else known.sum()) + sum(unknown.values())
         if total == 0:
-            if unknown_id is not None:
-                model[unknown_id] = 0.0
             return Distribution(model, (), np.zeros(0))
-        # the model's share of a learnt word it lacks: <unk>'s, by the word's count among them
-        model_unknown = model[unknown_id] * lacked / lacked.sum() if unknown_id is not None and words else lacked * 0
-        if unknown_id is not None:
-            model[unknown_id] = 0.0
+        words = tuple(unknown)
+        lacked = np.fromiter(unknown.values(), np.float64, len(words))
         after = sum(followers.values())
-        smoothing = blend.prior / total
-        cache_known, cache_unknown = smoothing * known, smoothing * lacked
+        share = blend.weight / (after + blend.prior)
+        # (1 - WEIGHT) model + WEIGHT counts(w | v), the pairs' part added word by word below
+        mixed_known = known * (share * blend.prior / total)
+        mixed_known += model * (1 - blend.weight)
+        # the model's share of a learnt word it lacks is <unk>'s, by the word's count among them
+        unknown_model = (1 - blend.weight) * model_unk / lacked.sum() if words else 0.0
+        mixed_unknown = lacked * (unknown_model + share * blend.prior / total)
         position = {w: i for i, w in enumerate(words)}
         index = counts[0].index
         for word, n in followers.items():
             if word in index:
-                cache_known[index[word]] += n
+                mixed_known[index[word]] += share * n
             else:
-                cache_unknown[position[word]] += n
-        share = blend.weight / (after + blend.prior)
-        mixed_known = (1 - blend.weight) * model + share * cache_known
-        mixed_unknown = (1 - blend.weight) * model_unknown + share * cache_unknown
+                mixed_unknown[position[word]] += share * n
         return Distribution(mixed_known, words, mixed_unknown)
 
     def probability(self, word: str, index: Mapping[str, int]) -> float:

@@ -245,17 +245,31 @@ def rank(
     if partial:
         first, last = keyboard.stretch(partial)
         ids = np.sort(keyboard.order[first:last])
-        order = ids[np.argsort(-scores[ids], kind="stable")]
     else:
-        order = np.argsort(-scores, kind="stable")[: k + 1]  # k words even when one of them is `banned`
+        ids = highest(scores, k + 1)  # k words even when one of them is `banned`
+    order = ids[np.argsort(-scores[ids], kind="stable")]
     shown = [i for i in order[: k + 1].tolist() if i != banned][:k]
     if learnt is None:
         log_total = float(log_normalizer(scores))
         return [Suggestion(vocabulary[i], math.exp(float(scores[i]) - log_total)) for i in shown]
     found = [(vocabulary[i], float(scores[i])) for i in shown]
-    found += [(w, float(p)) for w, p in zip(learnt.words, learnt.unknown.tolist()) if p > 0 and w.startswith(partial)]
+    if partial:
+        found += [
+            (w, float(p)) for w, p in zip(learnt.words, learnt.unknown.tolist()) if p > 0 and w.startswith(partial)
+        ]
+    else:
+        found += [(learnt.words[i], float(learnt.unknown[i])) for i in highest(learnt.unknown, k).tolist()]
     found.sort(key=lambda pair: -pair[1])  # stable: on ties the vocabulary's words first
     return [Suggestion(word, p) for word, p in found[:k]]
+
+
+def highest(scores: np.ndarray, n: int) -> np.ndarray:
+    """The ids of the `n` highest of `scores` [vocab] and of every word tied with the n-th, in id
+    order: the few a ranking sorts, found in linear time."""
+    if len(scores) <= n:
+        return np.arange(len(scores))
+    edge = np.partition(scores, len(scores) - n)[len(scores) - n]
+    return np.flatnonzero(scores >= edge)
 
 
 def text_score(words: Sequence[str], log_probabilities: Sequence[float]) -> TextScore:

@@ -24,7 +24,7 @@ MODEL = np.array([0.3, 0.2, 0.1, 0.25, 0.15])  # the model's next-word probabili
 def test_the_blend_is_the_rule_computed_by_hand():
     counts = WordCounts(VOCABULARY)
     counts.add("the cat sat . the zebra sat . the zebra".split())
-    found = Distribution.of(MODEL, [counts], "the", unknown_id=0, blend=Blend(weight=0.2, prior=2.0))
+    found = Distribution.of(MODEL.copy(), [counts], "the", unknown_id=0, blend=Blend(weight=0.2, prior=2.0))
     # Counted: the 3, cat 1, sat 2, . 2, zebra 2 (the one word the vocabulary lacks): 10 words.
     # After "the": cat once, zebra twice. counts(w | the) = (n(the w) + 2 n(w) / 10) / (3 + 2).
     counts_after_the = {"the": 0.6 / 5, "cat": 1.2 / 5, "sat": 0.4 / 5, ".": 0.4 / 5, "zebra": 2.4 / 5}
@@ -40,13 +40,13 @@ def test_the_blend_is_the_rule_computed_by_hand():
 
 
 def test_with_nothing_counted_the_model_is_unchanged_and_two_counts_add_up():
-    assert Distribution.of(MODEL, [WordCounts(VOCABULARY)], None, 0).known.tolist() == [0.0, *MODEL[1:]]
+    assert Distribution.of(MODEL.copy(), [WordCounts(VOCABULARY)], None, 0).known.tolist() == [0.0, *MODEL[1:]]
     one, other, both = WordCounts(VOCABULARY), WordCounts(VOCABULARY), WordCounts(VOCABULARY)
     one.add(["the", "cat"])
     other.add(["sat", "zebra"])
     both.add(["the", "cat"])
     both.add(["sat", "zebra"], continues=False)  # as two texts: no pair across them
-    apart, together = (Distribution.of(MODEL, c, "cat", 0) for c in ([one, other], [both]))
+    apart, together = (Distribution.of(MODEL.copy(), c, "cat", 0) for c in ([one, other], [both]))
     assert apart.known.tolist() == together.known.tolist() and apart.unknown.tolist() == together.unknown.tolist()
 
 
