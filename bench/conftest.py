@@ -50,6 +50,15 @@ COMPARISONS = [
     ),
     *(
         (
+            f"test_learning_word[{which}]",
+            f"test_learning_letter[{which}-{learning}]",
+            f"{which}, int8: a generated word vs a typing suggest before each letter, {learning}",
+        )
+        for which in ("fable", "gpl-3")
+        for learning in ("alone", "learning")
+    ),
+    *(
+        (
             f"test_serve_suggest[hypercorn-{n}]",
             f"test_serve_suggest[http.server-{n}]",
             f"fable-serve /suggest, {n} client(s) kept alive: hypercorn vs the http.server it replaced",

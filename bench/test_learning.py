@@ -7,6 +7,7 @@ far). The target: a learning suggestion costs at most 1.5x a generated word (see
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from itertools import cycle
 from pathlib import Path
 
@@ -81,3 +82,19 @@ def test_learning_typing(benchmark, shipped, corpus_model, which, learning):
             typing.suggest(" ".join(text) + " ", 3)
 
         benchmark(next_word)
+
+
+@pytest.mark.benchmark(**PER_WORD)
+@pytest.mark.parametrize("learning", [False, True], ids=["alone", "learning"])
+@pytest.mark.parametrize("which", ["fable", "gpl-3"])
+def test_learning_letter(benchmark, shipped, corpus_model, which, learning):
+    """The same text typed a letter a call, as a keyboard asks before each letter (and after each
+    space): most calls complete the word being typed, and only a word's first asks the model."""
+    model, words = model_and_words(which, shipped, corpus_model)
+    model.learns_text = learning and model.unknown_id is not None
+    if learning and not model.learns_text:
+        model.learn(" ".join(words))
+    message = " ".join(words[:MESSAGE]) + " "
+    position = itertools.cycle(range(1, len(message) + 1))
+    with model.typing() as typing:
+        benchmark(lambda: typing.suggest(message[: next(position)], 3))

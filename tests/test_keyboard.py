@@ -81,3 +81,19 @@ def test_evaluate_counts_the_keys_a_person_types_through_typing(shuffled_fable):
     found = model.evaluate(shuffled_fable)
     assert (found.keys, found.keys_without) == (keys, sum(len(w) + 1 for w in tokens[window:]))
     assert 0.2 < found.keystrokes_saved < 0.8, found.line()  # shuffled: some words predicted, not all
+
+
+def test_learnt_words_the_vocabulary_lacks_are_counted_by_hand_too():
+    """A learnt word (fable.learned) is shown like the vocabulary's. "thermos", scored 1.8: before
+    any letter the, cat, cot and bell come first; after "t" only the and then: its second key
+    takes it. "there", with "thermos" shown above it: after "the" the, then and thermos fill the
+    screen; after "ther" it is second to thermos: "ther" and one key."""
+    keyboard = Keyboard(VOCABULARY, TOKENIZER_VERSION)
+    above = SCORES > 1.8
+    above[UNKNOWN] = False
+    assert keyboard.keys(above, "thermos") == 2
+    label = VOCABULARY.index("there")
+    mine = SCORES[label]
+    above = SCORES > mine
+    above[UNKNOWN] = False
+    assert keyboard.keys(above, "there") == 4 and keyboard.keys(above, "there", ["thermos"]) == 5
