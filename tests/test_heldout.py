@@ -15,7 +15,7 @@ import fable
 from fable.errors import UsageError
 from fable.tokenizer import UNKNOWN, tokenize
 from fable.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from fable.training.cli import _fresh_config
+from fable.training.cli import _fresh_config, _summary
 from fable.training.config import PRESETS, choose_preset
 from fable.training.corpus import load_corpus
 from fable.training.evaluate import logits_of
@@ -73,6 +73,8 @@ def test_validation_and_test_alternate_over_the_blocks_held_out_before(tokens, s
     parts = split(tokens, share)
     assert list(parts.validation) == before[0::2] and list(parts.test) == before[1::2]
     assert list(parts.train) == [(start, cut) for start, (cut, _) in zip(edges, before)]
+    held = sum(end - start for start, end in before) / tokens
+    assert parts.share("validation") + parts.share("test") == pytest.approx(held) == parts.share("heldout")
 
 
 @pytest.mark.parametrize("part, says", [("validation", "to validate on"), ("test", "to test on")])
@@ -170,6 +172,16 @@ def test_the_held_out_figures_equal_an_independent_count(predict_run, gpl_corpus
     )
     rows = read_metrics(out / "metrics.jsonl")
     assert all({"validation_top1", "validation_top3", "validation_perplexity"} <= set(row) for row in rows)
+
+
+def test_the_summary_gives_validation_then_test_each_with_its_role(predict_run):
+    result, out = predict_run
+    lines = _summary(result, out).splitlines()
+    validation = f"  validation, 5% of the text (chose the step): {result.validation.line()}"
+    assert lines[lines.index(validation) + 1] == f"  test, 5% of the text (read once): {result.heldout.line()}"
+    config = dataclasses.replace(result.checkpoint.config, stop="schedule")  # --holdout without early stopping
+    measured = dataclasses.replace(result, checkpoint=dataclasses.replace(result.checkpoint, config=config))
+    assert "  validation, 5% of the text (measured along the way): " in _summary(measured, out)
 
 
 def test_the_weights_kept_are_those_of_the_best_validation_perplexity(predict_run):

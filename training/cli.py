@@ -36,6 +36,7 @@ from .corpus import Corpus, load_corpus, read_corpus, save_cache
 from .distributed import World, join, leave
 from .metrics import plot_curves
 from .progress import Progress
+from .split import split
 from .train import TrainResult, resolve_device, train
 
 app = new_app()
@@ -74,7 +75,7 @@ def _sized(field: str) -> Callable[[TrainConfig], object]:
 def main(
     corpus: Annotated[Path | None, typer.Option(help="UTF-8 text file to learn from", show_default="the fable")] = None,
     preset: Annotated[Preset | None, typer.Option(help="the recipe: predict for text the model has not seen, memorize to learn a text by heart, tutorial (default: memorize's old name)", show_default=f"predict for a corpus of {PREDICT_FROM_TOKENS:,} tokens or more, else memorize; the checkpoint's with --resume")] = None,
-    holdout: Annotated[float | None, typer.Option(min=0.0, max=MAX_HOLDOUT, help="share of the corpus kept out of training and measured at every evaluation (the end of each tenth of the text)", show_default=_by_preset(lambda p: f"{p.holdout:g}"))] = None,
+    holdout: Annotated[float | None, typer.Option(min=0.0, max=MAX_HOLDOUT, help="share of the corpus kept out of training (the end of each tenth of the text): half validation, measured at every evaluation, half test, read once at the end", show_default=_by_preset(lambda p: f"{p.holdout:g}"))] = None,
     device: Annotated[Device, typer.Option(help="auto takes CUDA when torch sees it")] = Device.auto,
     steps: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="the most training steps; predict and memorize may stop sooner, when validation perplexity or accuracy stops improving", show_default=_by_preset(_sized("steps")))] = None,
     seed: Annotated[int | None, typer.Option(min=0, max=MAX_SEED, help="random seed", show_default=_by_preset(lambda p: p.seed))] = None,
@@ -224,16 +225,27 @@ def _summary(result: TrainResult, out: Path) -> str:
         f"no model reading {ck.config.model.window} words gets more than {result.ceiling.correct} right)",
         f"  loss {ev.loss:.4f}, perplexity {ev.perplexity:.3f}; evaluating took {result.eval_seconds:.1f} s "
         f"({100 * result.eval_seconds / max(result.wall_seconds, 1e-9):.0f}% of this run)",
-        *([f"  validation ({ck.config.holdout / 2:.0%} of the text, never trained on; it chose the weights): "
-           f"{result.validation.line()}"] if result.validation is not None else []),
-        *([f"  test ({ck.config.holdout / 2:.0%} of the text, never trained on, read once): {result.heldout.line()}"]
-          if result.heldout is not None else []),
+        *_held_out_lines(result),
         *([f"  {result.stopped}"] if result.stopped else []),
         f"  checkpoint {out / CHECKPOINT_NAME}",
         f"  metrics    {out / 'metrics.jsonl'}",
         f"  curves     {out / 'curves.png'}",
         f"  export it: fable-export {out / CHECKPOINT_NAME} --out {out / 'exported'}",
     ])  # fmt: skip
+
+
+def _held_out_lines(result: TrainResult) -> list[str]:
+    """The final weights on each held-out part, neither ever trained on: validation, which chose
+    the step when the run stopped on it, and test, read once for the figures a user can trust."""
+    ck = result.checkpoint
+    parts = split(len(ck.ids), ck.config.holdout)
+    chose = "chose the step" if ck.config.stop == "heldout" else "measured along the way"
+    return [
+        *([f"  validation, {parts.share('validation'):.0%} of the text ({chose}): {result.validation.line()}"]
+          if result.validation is not None else []),
+        *([f"  test, {parts.share('test'):.0%} of the text (read once): {result.heldout.line()}"]
+          if result.heldout is not None else []),
+    ]  # fmt: skip
 
 
 def entry() -> None:

@@ -43,6 +43,11 @@ class Split:
     def part(self, name: str) -> Ranges:
         return {"train": self.train, "validation": self.validation, "test": self.test, "heldout": self.heldout}[name]
 
+    def share(self, name: str) -> float:
+        """How much of the text one part is: the test part is about half of `--holdout`."""
+        tokens = sum(end - start for start, end in self.train + self.heldout)
+        return sum(end - start for start, end in self.part(name)) / tokens if tokens else 0.0
+
 
 def split(tokens: int, share: float, blocks: int = HOLDOUT_BLOCKS) -> Split:
     """The last `share` of each of `blocks` equal stretches of `tokens` tokens held out (none for 0)."""

@@ -110,8 +110,7 @@ def _heldout_provenance(checkpoint: Checkpoint) -> dict:
     if not checkpoint.config.holdout or not figures:
         return {}
     parts = split(len(checkpoint.ids), checkpoint.config.holdout)
-    measured = parts.heldout if checkpoint.validation is None else parts.test
-    share = sum(end - start for start, end in measured) / len(checkpoint.ids)
+    share = parts.share("heldout" if checkpoint.validation is None else "test")
     return {"heldout": share, "heldout_words": int(figures["words"]), "heldout_top1": figures["top1"],
             "heldout_top3": figures["top3"], "heldout_perplexity": figures["perplexity"]}  # fmt: skip
 
