@@ -19,7 +19,7 @@ from fable.training.cli import _fresh_config, _summary
 from fable.training.config import PRESETS, choose_preset
 from fable.training.corpus import load_corpus
 from fable.training.evaluate import logits_of
-from fable.training.export.exporter import ExportOptions, export_checkpoint
+from fable.training.export.exporter import ExportOptions, export_checkpoint, metadata_for
 from fable.training.export.guards import ExportGuardError
 from fable.training.metrics import read_metrics
 from fable.training.schedule import KeepBest
@@ -278,6 +278,28 @@ def test_the_export_measures_each_file_on_the_test_part(predict_run, tmp_path):
     strict = dataclasses.replace(options, max_heldout_perplexity_rise=-1.0)  # no file can pass
     with pytest.raises(ExportGuardError, match="perplexity on the held-out part"):
         export_checkpoint(checkpoint, "predict", tmp_path / "refused", strict)
+
+
+def test_a_checkpoint_of_fable_0_4_reads_as_before_and_a_resumed_run_measures_both_parts(
+    predict_run, gpl_corpus, tmp_path
+):
+    """0.4 saved no validation figures, and its `heldout` figures were of the whole held-out part:
+    the model file's provenance gives them with that share, and resuming the finished run reads
+    validation and test for the figures the new run gives."""
+    result, out = predict_run
+    payload = torch.load(out / CHECKPOINT_NAME, weights_only=True)
+    del payload["validation"]
+    whole = {"words": 496, "top1": 0.07, "top3": 0.17, "perplexity": 170.0}  # a 0.4 run's, over both parts
+    payload["heldout"] = whole
+    torch.save(payload, tmp_path / CHECKPOINT_NAME)
+    old = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert (old.validation, old.heldout) == (None, whole)
+    provenance = metadata_for(old, "window", "fp32").provenance
+    assert (provenance.heldout, provenance.heldout_perplexity) == (split(len(old.ids), 0.1).share("heldout"), 170.0)
+    assert provenance.heldout == pytest.approx(0.1, abs=0.001)
+    resumed = train(gpl_corpus, predict_config(), "cpu", tmp_path, resume=old)
+    assert (resumed.validation, resumed.heldout) == (result.validation, result.heldout)
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME).validation == result.validation.as_dict()
 
 
 def test_tied_weights_are_one_matrix_and_dropout_is_training_only(gpl_corpus, predict_run):
