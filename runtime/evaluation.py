@@ -122,9 +122,9 @@ def evaluate(model: Model, text: str, learning: bool = True) -> Evaluation:
     keyboard = model.keyboard
     total = NOTHING
     learnt = learning and (model.learns_text or model.learned.size > 0)
-    so_far = WordCounts(model.vocabulary)
-    counts = [model.learned, so_far] if model.learns_text else [model.learned]
-    start = typed = 0  # where the run starts in `tokens`; how many of them were counted
+    so_far = WordCounts(lexicon.index)
+    counts = model.counts_with(so_far)
+    start = counted = 0  # where the run starts in `tokens`; how many of them were counted
     for run in _readable_runs(ids):
         position = start + window  # of the next label in `tokens`
         for logits, labels in predictions(model, run):
@@ -133,8 +133,8 @@ def evaluate(model: Model, text: str, learning: bool = True) -> Evaluation:
                 total += evaluation_of(logits[keep], labels[keep], unknown, keyboard)
                 continue
             for row in logits:
-                so_far.add(tokens[typed:position])  # the words before this one: typed
-                typed = position
+                so_far.add(tokens[counted:position])  # the words before this one: typed
+                counted = position
                 total += _learnt_word(model, row, counts, tokens[position - 1], tokens[position])
                 position += 1
         start += len(run) + 1  # past the unknown word that ended the run
@@ -162,7 +162,7 @@ def _learnt_word(model: Model, logits: np.ndarray, counts: list[WordCounts], pre
     learnt = blended.unknown
     ahead = learnt > p
     if not measured:  # ties among the learnt words: the first learnt first
-        ahead |= (learnt == p) & (np.arange(len(learnt)) < blended.words.index(word))
+        ahead |= (learnt == p) & (np.arange(len(learnt)) < blended.position[word])
     learnt_above = [blended.words[i] for i in np.flatnonzero(ahead).tolist()]
     keys = model.keyboard.keys(above, word, learnt_above)
     if not measured:

@@ -23,7 +23,6 @@ import numpy as np
 from .prompt import read, split_partial
 
 SHOWN = 3  # suggestions on screen before each letter, as in presage's simulator
-MAX_REMEMBERED = 200_000  # words whose prefixes' stretches a keyboard keeps: text brings any number of its own
 
 
 def keys_without(word: str) -> int:
@@ -40,6 +39,7 @@ class Keyboard:
         self.tokenizer_version = tokenizer_version  # of the model: which prefixes `suggest` completes
         self.order = np.array(sorted(range(len(vocabulary)), key=self.vocabulary.__getitem__), np.int64)  # [vocab]
         self.sorted = [self.vocabulary[i] for i in self.order.tolist()]
+        self.index = set(self.vocabulary)
         self._stretches: dict[str, list[tuple[int, int] | None]] = {}
 
     def keys(self, above: np.ndarray, word: str, learnt_above: Sequence[str] = ()) -> int:
@@ -66,7 +66,7 @@ class Keyboard:
             found = [
                 self.stretch(word[:typed]) if self._completes(word[:typed]) else None for typed in range(len(word))
             ]
-            if len(self._stretches) < MAX_REMEMBERED:
+            if word in self.index:  # a learnt word's are worked out each time: text brings any number
                 self._stretches[word] = found  # a race only computes the same list twice
         return found
 

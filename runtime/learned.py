@@ -19,7 +19,6 @@ Nothing here touches a disk unless the app calls `save`.
 from __future__ import annotations
 
 import json
-import math
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,22 +27,30 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import write_text
-from .errors import UsageError
+from .errors import SettingError, UsageError
 from .tokenizer import UNKNOWN, tokenize
 
 LEARNED_FORMAT = 1  # of the file `WordCounts.save` writes
 MAX_LEARNED_BYTES = 256 << 20  # a learnt-words file larger than this is refused unread
+MAX_COUNT = 1 << 31  # a count in such a file: far past any person's typing, and no sum of them wraps int64
 
 
 @dataclass(frozen=True)
 class Blend:
     """How the counts are mixed with the model (see the module's rule)."""
 
-    # Chosen on the validation blocks of training/corpora (bench/corpora.py's BLEND_GRID, its trials
-    # in bench/results/corpora-*.json): keystrokes saved moved by at most 0.4 points across the
-    # grid, and a weight of 0.1 kept validation perplexity within 1% of the lowest on both corpora.
+    # Chosen on the validation blocks of training/corpora (bench/corpora.py's BLEND_GRID; the run
+    # and its trials: bench/results/learned-blend-validation-amd-epyc-zen4.txt): keystrokes saved
+    # moved by at most 0.4 points across the grid on both corpora, and a weight of 0.1 kept
+    # validation perplexity within 1% of the grid's lowest on both.
     weight: float = 0.1  # the counts' share of each next word's probability
     prior: float = 2.0  # how many pairs the word's own frequency weighs as, after a word seen rarely
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.weight <= 1:
+            raise SettingError("weight", "from 0 to 1", self.weight)
+        if not self.prior > 0:
+            raise SettingError("prior", "above 0", self.prior)
 
 
 BLEND = Blend()
@@ -54,9 +61,10 @@ class WordCounts:
     it holds as an array [vocab], the others (the person's own) by name. Safe to share between
     threads: adding takes a lock, and `Distribution.of` reads a consistent copy."""
 
-    def __init__(self, vocabulary: Sequence[str]):
-        self.index = {word: i for i, word in enumerate(vocabulary)}
-        self.known = np.zeros(len(vocabulary), np.int64)  # [vocab]: how often each word came
+    def __init__(self, vocabulary: Sequence[str] | Mapping[str, int]):
+        # word -> id: a model's lexicon shares its own (a vocabulary's worth of work a text saved)
+        self.index = vocabulary if isinstance(vocabulary, Mapping) else {w: i for i, w in enumerate(vocabulary)}
+        self.known = np.zeros(len(self.index), np.int64)  # [vocab]: how often each word came
         self.unknown: dict[str, int] = {}  # words the vocabulary lacks, in order of first appearance
         self.pairs: dict[str, dict[str, int]] = {}  # word -> the words after it -> how often
         self.last: str | None = None  # the last word counted: the pair the next `add` continues
@@ -107,8 +115,12 @@ class WordCounts:
         return other
 
     def save(self, path: Path) -> None:
-        """Write the counts to `path` as JSON (see `as_json`), whole or not at all."""
-        write_text(Path(path), json.dumps(self.as_json(), ensure_ascii=False, separators=(",", ":")))
+        """Write the counts to `path` as JSON (see `as_json`), whole or not at all; UsageError, one
+        line, where it cannot be written (the file as it was stays)."""
+        try:
+            write_text(Path(path), json.dumps(self.as_json(), ensure_ascii=False, separators=(",", ":")))
+        except OSError as error:
+            raise UsageError(f"cannot write learnt words to {path}: {error.strerror or error}") from None
 
     def as_json(self) -> dict:
         """{"fable_learned": 1, "words": {word: count}, "pairs": {word: {next word: count}}}: the
@@ -129,7 +141,7 @@ class WordCounts:
             raise UsageError(f"cannot read learnt words from {path}: {error.strerror}") from None
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise UsageError(f"{path} is not a file of learnt words (not JSON)") from None
-        words, pairs = _checked(found, path)
+        words, pairs = _checked(found, path)  # every value checked before any is counted
         with self._lock:
             for word, n in words.items():
                 self._count(word, n)
@@ -145,7 +157,7 @@ class TextCounts:
     word after it may still change), added as the text grows, counted afresh when it changed
     some other way. `suggest` counts each text afresh with one; `Typing` keeps one."""
 
-    def __init__(self, vocabulary: Sequence[str], tokenizer_version: int):
+    def __init__(self, vocabulary: Sequence[str] | Mapping[str, int], tokenizer_version: int):
         self.counts = WordCounts(vocabulary)
         self.version = tokenizer_version
         self.counted = ""  # the text counted: up to and with a space (no token spans one)
@@ -167,19 +179,25 @@ def _checked(found: object, path: Path) -> tuple[dict[str, int], dict[str, dict[
     if not isinstance(found, dict) or "fable_learned" not in found:
         raise UsageError(f"{path} is not a file of learnt words (no fable_learned key)")
     version = found["fable_learned"]
-    if not isinstance(version, int) or version > LEARNED_FORMAT:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1 or version > LEARNED_FORMAT:
         raise UsageError(f"{path} holds learnt words of format {version!r}; this fable reads format "
                          f"{LEARNED_FORMAT}: upgrade fable")  # fmt: skip
     words, pairs = found.get("words"), found.get("pairs")
-    if not _counts(words) or not isinstance(pairs, dict) or not all(_counts(a) for a in pairs.values()):
-        raise UsageError(f"{path}: words and pairs must map words to counts of 1 or more")
+    if (
+        not _counts(words)
+        or not _counts({w: 1 for w in pairs} if isinstance(pairs, dict) else None)
+        or not all(_counts(after) for after in pairs.values())
+    ):
+        raise UsageError(f"{path}: words and pairs must map single tokens to counts from 1 to {MAX_COUNT:,}")
     return words, pairs  # type: ignore[return-value]
 
 
 def _counts(found: object) -> bool:
     return isinstance(found, dict) and all(
-        isinstance(w, str) and w and isinstance(n, int) and not isinstance(n, bool) and n > 0 for w, n in found.items()
-    )
+        isinstance(w, str) and w and w != UNKNOWN and not any(c.isspace() for c in w)
+        and isinstance(n, int) and not isinstance(n, bool) and 0 < n <= MAX_COUNT
+        for w, n in found.items()
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -190,6 +208,7 @@ class Distribution:
     known: np.ndarray  # [vocab] float64
     words: tuple[str, ...]  # learnt words the vocabulary lacks, in order of first appearance
     unknown: np.ndarray  # [len(words)] float64
+    position: Mapping[str, int]  # each of `words` -> its index there
 
     @staticmethod
     def of(
@@ -210,14 +229,14 @@ class Distribution:
             if not c.size:
                 continue
             with c._lock:
-                after = c.pairs.get(previous, {}) if previous is not None else {}
+                following = c.pairs.get(previous, {}) if previous is not None else {}
                 if known is None:  # the first: copied whole, in C
-                    known, unknown, followers = c.known.astype(np.float64), dict(c.unknown), dict(after)
+                    known, unknown, followers = c.known.astype(np.float64), dict(c.unknown), dict(following)
                     continue
                 known += c.known
                 for word, n in c.unknown.items():
                     unknown[word] = unknown.get(word, 0) + n
-                for word, n in after.items():
+                for word, n in following.items():
                     followers[word] = followers.get(word, 0) + n
         model_unk = 0.0
         if unknown_id is not None:
@@ -227,7 +246,7 @@ class Distribution:
             followers = {w: n for w, n in followers.items() if w in counts[0].index}
         total = (0 if known is None else known.sum()) + sum(unknown.values())
         if total == 0:
-            return Distribution(model, (), np.zeros(0))
+            return Distribution(model, (), np.zeros(0), {})
         words = tuple(unknown)
         lacked = np.fromiter(unknown.values(), np.float64, len(words))
         after = sum(followers.values())
@@ -245,14 +264,11 @@ class Distribution:
                 mixed_known[index[word]] += share * n
             else:
                 mixed_unknown[position[word]] += share * n
-        return Distribution(mixed_known, words, mixed_unknown)
+        return Distribution(mixed_known, words, mixed_unknown, position)
 
     def probability(self, word: str, index: Mapping[str, int]) -> float:
         i = index.get(word)
         if i is not None:
             return float(self.known[i])
-        return float(self.unknown[self.words.index(word)]) if word in self.words else 0.0
-
-    def log_probability(self, word: str, index: Mapping[str, int]) -> float:
-        p = self.probability(word, index)
-        return math.log(p) if p > 0 else -math.inf
+        j = self.position.get(word)
+        return 0.0 if j is None else float(self.unknown[j])

@@ -73,7 +73,7 @@ class Model(Engine):
         # words it lacks (it has <unk>: made for open text), and from what the app gives `learn`.
         self.learns_text = self.unknown_id is not None
         self.blend: Blend = BLEND
-        self.learned = WordCounts(self.vocabulary)
+        self.learned = WordCounts(self.lexicon.index)
 
     @functools.cached_property
     def keyboard(self) -> Keyboard:
@@ -150,10 +150,17 @@ class Model(Engine):
         """Add the words of a file `save_learned` wrote; UsageError, one line, for any other file."""
         self.learned.load(Path(path))
 
-    def counts(self, text_counts: TextCounts, text: str) -> list[WordCounts]:
-        """What `suggest` mixes in after `text`: the learnt words, and the text's own where the
-        model learns from the text so far (`text_counts` brought up to date with it)."""
-        return [self.learned, text_counts.update(text)] if self.learns_text else [self.learned]
+    def counts(self, text: str, text_counts: TextCounts | None = None) -> list[WordCounts]:
+        """What `suggest` mixes in after `text` (`counts_with`): the text's own counts are
+        `text_counts` brought up to date with it, or fresh ones."""
+        if not self.learns_text:
+            return [self.learned]
+        return self.counts_with((text_counts or TextCounts(self.lexicon.index, self.lexicon.version)).update(text))
+
+    def counts_with(self, text_counts: WordCounts) -> list[WordCounts]:
+        """The counts mixed into a suggestion (`fable.learned`): the learnt words, and the text so
+        far's (`text_counts`) where the model learns from it."""
+        return [self.learned, text_counts] if self.learns_text else [self.learned]
 
     def score(self, text: str) -> TextScore:
         """The log-probability of each word after the first window, given the window before it,

@@ -72,8 +72,7 @@ def suggest(model: Model, text: str, k: int = DEFAULT_SUGGESTIONS) -> list[Sugge
     if query is None:
         return []
     *_, logits = model.logits_along(query.ids)  # after the last word
-    counts = model.counts(TextCounts(model.vocabulary, model.lexicon.version), text)
-    return query.ranked(model, logits, query.blend(model, logits, counts))
+    return query.ranked(model, logits, query.blend(model, logits, model.counts(text)))
 
 
 class Typing:
@@ -94,7 +93,7 @@ class Typing:
         self._count = 0  # how many were fed since then
         self._logits: np.ndarray | None = None  # after the last of them
         self._token = np.zeros((1, 1), np.int64)  # [batch 1, 1]: the word fed
-        self._text = TextCounts(model.vocabulary, model.lexicon.version)  # kept up to date as the text grows
+        self._text = TextCounts(model.lexicon.index, model.lexicon.version)  # kept up to date as the text grows
         self._step = 0  # words fed in all: which logits the last blend was made from
         self._blended: tuple[tuple, Distribution | None] | None = None  # and that blend, with what it read
 
@@ -104,7 +103,7 @@ class Typing:
         if query is None:
             return []
         logits = self._advance(query)
-        counts = self._model.counts(self._text, text)
+        counts = self._model.counts(text, self._text)
         # Within a word nothing the blend reads changes (the model fed no word, no word was
         # counted): the blend of the last keystroke serves again.
         key = (self._step, query.previous, tuple(c.version for c in counts), [id(c) for c in counts])

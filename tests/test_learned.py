@@ -127,20 +127,24 @@ def test_learn_forget_save_and_load(learner, tmp_path):
     assert learner.suggest("the old mouse said ax") == []
 
 
-def test_a_failed_save_leaves_the_old_file_whole(learner, tmp_path, monkeypatch):
+def test_a_failed_save_leaves_the_old_file_whole_and_says_so_in_one_line(learner, tmp_path, monkeypatch):
     path = tmp_path / "learnt.json"
     learner.learn("the axolotl")
     learner.save_learned(path)
     before = path.read_bytes()
     learner.learn("the quokka")
 
-    def broken(*_, **__):
-        raise OSError("disk full")
+    def full(*_):
+        raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("fable.learned.json.dumps", broken)
-    with pytest.raises(OSError):
+    monkeypatch.setattr("fable.atomic.os.replace", full)  # the rename that would put the new file in place
+    with pytest.raises(UsageError, match="cannot write learnt words to .*No space left on device") as raised:
         learner.save_learned(path)
+    assert "\n" not in str(raised.value)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["learnt.json"]
+    monkeypatch.undo()
+    with pytest.raises(UsageError, match="cannot write learnt words to .*No such file or directory"):
+        learner.save_learned(tmp_path / "missing" / "learnt.json")
 
 
 @pytest.mark.parametrize(
@@ -149,8 +153,13 @@ def test_a_failed_save_leaves_the_old_file_whole(learner, tmp_path, monkeypatch)
         (b"\xff\xfe", "not JSON"),
         (b"[1, 2]", "no fable_learned key"),
         (json.dumps({"fable_learned": LEARNED_FORMAT + 1, "words": {}, "pairs": {}}).encode(), "upgrade fable"),
-        (json.dumps({"fable_learned": 1, "words": {"a": 0}, "pairs": {}}).encode(), "counts of 1 or more"),
-        (json.dumps({"fable_learned": 1, "words": {"a": 1}, "pairs": {"a": {"b": "x"}}}).encode(), "counts of 1"),
+        (json.dumps({"fable_learned": 1, "words": {"a": 0}, "pairs": {}}).encode(), "counts from 1"),
+        (json.dumps({"fable_learned": 1, "words": {"a": 1}, "pairs": {"a": {"b": "x"}}}).encode(), "counts from 1"),
+        (json.dumps({"fable_learned": 1, "words": {"the": 10**20}, "pairs": {}}).encode(), "counts from 1"),
+        (json.dumps({"fable_learned": 1, "words": {"<unk>": 3}, "pairs": {}}).encode(), "single tokens"),
+        (json.dumps({"fable_learned": 1, "words": {"two words": 3}, "pairs": {}}).encode(), "single tokens"),
+        (json.dumps({"fable_learned": 1, "words": {}, "pairs": {"": {"a": 1}}}).encode(), "single tokens"),
+        (json.dumps({"fable_learned": True, "words": {}, "pairs": {}}).encode(), "format True"),
     ],
 )
 def test_a_file_that_is_not_learnt_words_is_one_line(tmp_path, content, says):
@@ -159,7 +168,7 @@ def test_a_file_that_is_not_learnt_words_is_one_line(tmp_path, content, says):
     counts = WordCounts(VOCABULARY)
     with pytest.raises(UsageError, match=says) as raised:
         counts.load(path)
-    assert "\n" not in str(raised.value) and counts.size == 0
+    assert "\n" not in str(raised.value) and counts.size == 0 and counts.unknown == {} and counts.pairs == {}
     with pytest.raises(UsageError, match="cannot read"):
         counts.load(tmp_path / "missing.json")
 
@@ -215,3 +224,9 @@ def test_the_terminal_autocomplete_learns_each_finished_text_and_keeps_it_where_
     assert refused.returncode == 1 and refused.stderr.strip().splitlines() == [
         f"autocomplete: {kept} is not a file of learnt words (not JSON)"
     ]
+
+
+@pytest.mark.parametrize("weight, prior, name", [(1.5, 2.0, "weight"), (-0.1, 2.0, "weight"), (0.1, 0.0, "prior")])
+def test_a_blend_outside_its_range_is_refused(weight, prior, name):
+    with pytest.raises(fable.SettingError, match=name):
+        Blend(weight, prior)
