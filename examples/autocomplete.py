@@ -1,14 +1,14 @@
 """A terminal autocomplete built on fable's runtime: an app of its own that embeds the model.
 
-    python examples/autocomplete.py [MODEL.onnx]
+    python examples/autocomplete.py [MODEL.onnx] [--learned FILE]
 
 Type some words and press Enter: it shows completions of the last word, or, when the line ends
 with a space, the likeliest next words. Enter a number to take that suggestion, "!" to let the model finish
 the sentence, an empty line (or Ctrl-D) to quit. Needs only `pip install fable`.
 
 It learns your words as you go: a model trained with `--min-count` (the `predict` preset) offers
-the words of the text so far, those it never saw too, and each finished text is given to
-`model.learn`, so its words come back in the next one. Pass `--learned FILE` to keep them between
+the words of the text so far, those it never saw too, and each text you finish with "!" is given
+to `model.learn`, so its words come back in the next one. Pass `--learned FILE` to keep them between
 runs (written when you quit); otherwise nothing you type is written anywhere.
 """
 
@@ -36,7 +36,10 @@ def main() -> None:
         write(model)
     finally:
         if args.learned:
-            model.save_learned(args.learned)  # whole or not at all
+            try:
+                model.save_learned(args.learned)  # whole or not at all
+            except fable.UsageError as error:
+                raise SystemExit(f"autocomplete: {error}") from None
 
 
 def write(model: fable.Model) -> None:
