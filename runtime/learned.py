@@ -41,7 +41,7 @@ class Blend:
 
     # Chosen on the validation blocks of training/corpora (bench/corpora.py's BLEND_GRID; the run
     # and its trials: bench/results/learned-blend-validation-amd-epyc-zen4.txt): keystrokes saved
-    # moved by at most 0.4 points across the grid on both corpora, and a weight of 0.1 kept
+    # moved by at most 0.6 points across the grid on either corpus, and a weight of 0.1 kept
     # validation perplexity within 1% of the grid's lowest on both.
     weight: float = 0.1  # the counts' share of each next word's probability
     prior: float = 2.0  # how many pairs the word's own frequency weighs as, after a word seen rarely
