@@ -80,8 +80,8 @@ def measure(name: str, text: Text, preset_name: str, device: str, work: Path) ->
     ev, best = result.evaluation, result.ceiling
     row = {
         "corpus": name, "preset": config.preset, "window": config.model.window, "hidden": config.model.hidden,
-        "windows": ev.windows, "vocabulary": len(corpus.vocabulary), "ceiling": best.accuracy,
-        "accuracy": ev.accuracy, "of_ceiling": ev.correct / best.correct, "steps": result.checkpoint.step,
+        "windows": best.windows, "vocabulary": len(corpus.vocabulary), "ceiling": best.accuracy,
+        "accuracy": ev.accuracy, "of_ceiling": ev.accuracy / best.accuracy, "steps": result.checkpoint.step,
         "budget": result.checkpoint.config.steps, "decay": result.schedule.reason or result.stopped,
         "eval_share": result.eval_seconds / result.wall_seconds,
         "train_seconds": seconds, "device": device, "export": verdict, "int8_drop_points": int8["accuracy_drop_points"],
