@@ -146,7 +146,7 @@ def keystrokes_heldout(
     --file` reads a user's text (its words after the first `window`): by the file's `model` alone
     (no person's words), and by the 4-gram with the same keyboard (fable.keyboard). A word neither
     can offer (read as <unk>) costs all its keys for both."""
-    keyboard = Keyboard(corpus.vocabulary, text.tokenizer_version)
+    keyboard = model.keyboard  # the file's vocabulary is the corpus's
     typed = yardstick = NOTHING
     for start, end in blocks(corpus, part):
         if end - start <= window:

@@ -133,8 +133,9 @@ def evaluate(model: Model, text: str, learning: bool = True) -> Evaluation:
                 total += evaluation_of(logits[keep], labels[keep], unknown, keyboard)
                 continue
             for row in logits:
-                so_far.add(tokens[counted:position])  # the words before this one: typed
-                counted = position
+                if model.learns_text:
+                    so_far.add(tokens[counted:position])  # the words before this one: typed
+                    counted = position
                 total += _learnt_word(model, row, counts, tokens[position - 1], tokens[position])
                 position += 1
         start += len(run) + 1  # past the unknown word that ended the run
@@ -187,14 +188,19 @@ def log_normalizer(logits: np.ndarray) -> np.ndarray:
     """log(sum(exp(logits))) over the last axis, in float64 and without overflow: a word's
     log-probability is its logit less this (the one log-softmax of fable)."""
     top = np.max(logits, axis=-1, keepdims=True)
+    z = _exp_below(logits, top)
+    return np.log(z.sum(axis=-1)) + top[..., 0]
+
+
+def _exp_below(logits: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """exp(logits - top) in float64 [..., vocab]: `top` the largest of each row, so nothing overflows."""
     z = np.subtract(logits, top, dtype=np.float64)
-    return np.log(np.exp(z, out=z).sum(axis=-1)) + top[..., 0]
+    return np.exp(z, out=z)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Probabilities [..., vocab] in float64 from logits, without overflow (`log_normalizer`'s way)."""
-    z = np.subtract(logits, np.max(logits, axis=-1, keepdims=True), dtype=np.float64)
-    np.exp(z, out=z)
+    z = _exp_below(logits, np.max(logits, axis=-1, keepdims=True))
     z /= z.sum(axis=-1, keepdims=True)
     return z
 

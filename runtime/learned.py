@@ -105,15 +105,6 @@ class WordCounts:
             self.size = 0
             self.version += 1
 
-    def copy(self) -> WordCounts:
-        other = WordCounts.__new__(WordCounts)
-        with self._lock:
-            other.index, other.known, other.unknown = self.index, self.known.copy(), dict(self.unknown)
-            other.pairs = {word: dict(after) for word, after in self.pairs.items()}
-            other.last, other.size, other.version = self.last, self.size, self.version
-        other._lock = threading.Lock()
-        return other
-
     def save(self, path: Path) -> None:
         """Write the counts to `path` as JSON (see `as_json`), whole or not at all; UsageError, one
         line, where it cannot be written (the file as it was stays)."""

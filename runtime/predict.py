@@ -106,7 +106,7 @@ class Typing:
         counts = self._model.counts(text, self._text)
         # Within a word nothing the blend reads changes (the model fed no word, no word was
         # counted): the blend of the last keystroke serves again.
-        key = (self._step, query.previous, tuple(c.version for c in counts), [id(c) for c in counts])
+        key = (self._step, query.previous, tuple(c.version for c in counts))
         if self._blended is None or self._blended[0] != key:
             self._blended = (key, query.blend(self._model, logits, counts))
         return query.ranked(self._model, logits, self._blended[1])
@@ -186,7 +186,8 @@ class _Query:
             return None  # the first word, unfinished: no word before it to rank its completions by
         known = partial in lexicon.index and partial != UNKNOWN
         if partial and not known and model.unknown_id is None:
-            if not any(w.startswith(partial) for w in model.vocabulary):
+            first, last = model.keyboard.stretch(partial)
+            if first == last:  # no word it knows starts so
                 raise unknown_words([partial], model.vocabulary)
         ids = lexicon.ids(reading, "text", shortest, window, last=window)
         recent = lexicon.lookup(reading.tokens)

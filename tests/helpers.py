@@ -255,3 +255,13 @@ def keys_typing(model, tokens: list[str]) -> int:
                     keys += typed + 1
                     break
     return keys
+
+
+def fable_with_words(invented: list[str], words: int, first: int, every: int) -> list[str]:
+    """The fable's words in order, again and again, `words` of them, with the `invented` words in
+    turn at `first`, `first + every`, ...: words no model of the fable knows, each coming back."""
+    tokens = fable_tokens()
+    text = [tokens[i % len(tokens)] for i in range(words)]
+    for n, i in enumerate(range(first, words, every)):
+        text[i] = invented[n % len(invented)]
+    return text

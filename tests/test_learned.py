@@ -15,7 +15,7 @@ import fable
 from fable.errors import UsageError
 from fable.learned import LEARNED_FORMAT, Blend, Distribution, WordCounts
 
-from .helpers import ROOT, fable_tokens, invoke, keys_typing, start_server, stop_server
+from .helpers import ROOT, fable_with_words, invoke, keys_typing, start_server, stop_server
 
 VOCABULARY = ["<unk>", "the", "cat", "sat", "."]
 MODEL = np.array([0.3, 0.2, 0.1, 0.25, 0.15])  # the model's next-word probabilities after some text
@@ -60,11 +60,7 @@ INVENTED = ["thermos", "mousetrap", "quokka", "bellows", "axolotl", "catnip"]  #
 
 def text_with_new_words(words: int = 400) -> list[str]:
     """The fable's words in order, again and again, with an invented word every 25th."""
-    tokens = fable_tokens()
-    text = [tokens[i % len(tokens)] for i in range(words)]
-    for n, i in enumerate(range(12, words, 25)):
-        text[i] = INVENTED[n % len(INVENTED)]
-    return text
+    return fable_with_words(INVENTED, words, 12, 25)
 
 
 def test_a_new_word_once_typed_is_offered_within_its_first_two_letters(learner):

@@ -20,7 +20,7 @@ from fable.tokenizer import UNKNOWN, tokenize  # noqa: E402
 from fable.training.ceiling import ceiling  # noqa: E402
 from fable.training.corpus import load_corpus  # noqa: E402
 
-from .helpers import FABLE, command_env, fable_tokens, invoke  # noqa: E402
+from .helpers import FABLE, command_env, fable_tokens, fable_with_words, invoke  # noqa: E402
 
 TEXT = "a b a c a b d e a b"  # a: 4, b: 3, c d e: 1
 
@@ -117,11 +117,7 @@ INVENTED = ["zebra", "quokka", "narwhal", "axolotl", "okapi"]  # words no model 
 
 def keyboard_text(words: int = 1_000) -> list[str]:
     """The fable's words again and again, an invented word every 40 (each invented word comes back)."""
-    tokens = fable_tokens()
-    text = [tokens[i % len(tokens)] for i in range(words)]
-    for n, i in enumerate(range(20, words, 40)):
-        text[i] = INVENTED[n % len(INVENTED)]
-    return text
+    return fable_with_words(INVENTED, words, 20, 40)
 
 
 def test_typing_a_text_with_unknown_words_names_each_once_below_warning(unk_model: fable.Model, caplog):

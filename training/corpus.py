@@ -66,7 +66,7 @@ class Corpus:
         return [self.ids[start:end] for start, end in self.split.part(part)]
 
     def starts(self, window: int, part: str = "train") -> np.ndarray:
-        """int64 [N]: where each window of one part (training/split.py's PARTS) begins."""
+        """int64 [N]: where each window of one part (train, validation, test or heldout) begins."""
         return window_starts(self.ids, self.holdout, window, part, self.unknown_id)
 
     def windows(self, window: int, part: str = "train") -> tuple[np.ndarray, np.ndarray]:

@@ -27,9 +27,6 @@ MAX_HOLDOUT = 0.5
 Ranges = tuple[tuple[int, int], ...]  # [start, end) of tokens
 
 
-PARTS = ("train", "validation", "test", "heldout")  # "heldout": validation and test together
-
-
 @dataclass(frozen=True)
 class Split:
     train: Ranges
@@ -67,8 +64,8 @@ def split(tokens: int, share: float, blocks: int = HOLDOUT_BLOCKS) -> Split:
 
 
 def window_starts(ids: np.ndarray, holdout: float, window: int, part: str, unknown: int | None) -> np.ndarray:
-    """int64 [N]: where each window of one part (one of PARTS) of a text of `ids` split by
-    `holdout` begins: every window of `window` ids and the one after them inside one of the part's
+    """int64 [N]: where each window of one part ("train", "validation", "test", or "heldout": the
+    last two together) of a text of `ids` split by `holdout` begins: every window of `window` ids and the one after them inside one of the part's
     blocks, but those with an UNSEEN word (a model cannot read it, nor be asked for it), and in a
     held-out part those whose next word is <unk> (`unknown`), which no app is ever offered."""
     ranges = [
