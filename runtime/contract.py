@@ -18,9 +18,12 @@ from .tokenizer import TOKENIZER_VERSION, TOKENIZER_VERSIONS
 
 # Bump when a file of the new shape could not be read by older runtimes. Version 2: the step graph
 # takes a batch of sequences and is built of plain products (so its int8 and int4 files round
-# every row on its own; see docs/design.md, "Batches"). This runtime still reads version 1 files.
-FORMAT_VERSION = 2
+# every row on its own; see docs/design.md, "Batches"). Version 3: the stream graph, and the
+# cache settings. A file is written at the lowest version that holds it, so a window model's file
+# still opens in fable 0.5. This runtime reads versions 1 to 3.
+FORMAT_VERSION = 3
 BATCHED_SINCE = 2  # step graphs of older files have a batch of exactly one sequence
+STREAM_SINCE = 3
 
 PREFIX = "fable."
 KEY_FORMAT_VERSION = PREFIX + "format_version"
@@ -32,6 +35,7 @@ KEY_TOKENIZER_VERSION = PREFIX + "tokenizer_version"
 KEY_QUANTIZATION = PREFIX + "quantization"
 KEY_PROVENANCE = PREFIX + "provenance"
 KEY_PRODUCER = PREFIX + "producer"
+KEY_CACHE = PREFIX + "cache"  # stream files: the cache of the text so far (CacheSettings), JSON
 
 # The step graph: one batched LSTM step per word for the `window` windows in flight, one row of
 # state each; every row reads the newest word. After the n-th word fed (from 1), row n mod window
@@ -40,15 +44,22 @@ KEY_PRODUCER = PREFIX + "producer"
 GRAPH_STEP = "step"
 # The plain graph: a whole window from a zero state per call; the reference and the baseline.
 GRAPH_WINDOW = "window"
-GRAPHS = (GRAPH_STEP, GRAPH_WINDOW)
+# The stream graph: the step graph with one row of state per sequence, which the caller never
+# zeroes: the state carries the whole text read so far (docs/design.md, "The whole text"). Its
+# model's `window` is how many of a text's last words a fresh read feeds, from the zero state.
+GRAPH_STREAM = "stream"
+GRAPHS = (GRAPH_STEP, GRAPH_WINDOW, GRAPH_STREAM)
 
-INPUT_TOKENS = "tokens"  # step: int64 [batch, window], each sequence's newest word id in every column
+# step: int64 [batch, window], each sequence's newest word id in every column; stream: [batch, 1]
+INPUT_TOKENS = "tokens"
 INPUT_WINDOW = "window"  # window: int64 [batch, window]
-OUTPUT_LOGITS = "logits"  # step: float32 [batch, window, vocab], a row per window; window: [batch, vocab]
+# step: float32 [batch, window, vocab], a row per window; window: [batch, vocab]; stream: [batch, 1, vocab]
+OUTPUT_LOGITS = "logits"
 
 
 def state_names(layers: int) -> list[str]:
-    """The step graph's state inputs, each float32 [batch, window, hidden]: h then c of each layer."""
+    """The step and stream graphs' state inputs, each float32 [batch, rows, hidden]: h then c of
+    each layer (rows: the window for step graphs, 1 for stream graphs). The last h is the top layer's output."""
     return [f"state_{kind}{layer}" for layer in range(layers) for kind in ("h", "c")]
 
 
@@ -145,6 +156,22 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class CacheSettings:
+    """The cache of a stream model (Grave et al. 2017's continuous cache): the top layer's output
+    after each of the last `size` words read votes for the word that came next, by
+    exp(`flatness` x its dot product with the output now); the votes, a distribution, are mixed
+    into the model's at `weight`. Chosen on the validation part when the model is trained."""
+
+    size: int
+    flatness: float
+    weight: float
+
+
+MAX_CACHE = 100_000
+MAX_FLATNESS = 1000.0
+
+
+@dataclass(frozen=True)
 class ModelMetadata:
     graph: str
     vocabulary: tuple[str, ...]
@@ -154,12 +181,28 @@ class ModelMetadata:
     producer: str
     tokenizer_version: int = TOKENIZER_VERSION
     format_version: int = FORMAT_VERSION
+    cache: CacheSettings | None = None  # stream files only, where training chose one
 
     @property
     def batched(self) -> bool:
         """Whether one run decodes a batch of sequences, each row on its own: step graphs from
-        format 2. Older step graphs and window graphs decode one sequence a run."""
-        return self.graph == GRAPH_STEP and self.format_version >= BATCHED_SINCE
+        format 2, and stream graphs. Older step graphs and window graphs decode one sequence a run."""
+        return self.graph == GRAPH_STREAM or (self.graph == GRAPH_STEP and self.format_version >= BATCHED_SINCE)
+
+    @property
+    def whole_text(self) -> bool:
+        """Whether the model carries its state through the whole text read (a stream graph)."""
+        return self.graph == GRAPH_STREAM
+
+    @property
+    def rows(self) -> int:
+        """Rows of state per sequence in a step or stream graph: a window in flight each, or one."""
+        return 1 if self.whole_text else self.config.window
+
+    @property
+    def least_words(self) -> int:
+        """The fewest words a prompt may have: any for a stream model, a whole window otherwise."""
+        return 1 if self.whole_text else self.config.window
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self) | {"vocabulary": list(self.vocabulary)}
@@ -176,8 +219,8 @@ def graph_io(
     graph: str, config: ModelConfig, vocab_size: int, format_version: int = FORMAT_VERSION
 ) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """The inputs and outputs a graph of this kind must have, in order."""
-    w = config.window
-    if graph == GRAPH_STEP:
+    w = 1 if graph == GRAPH_STREAM else config.window
+    if graph in (GRAPH_STEP, GRAPH_STREAM):
         states = state_names(config.layers)
         batch = None if format_version >= BATCHED_SINCE else 1
         state_shape = (batch, w, config.hidden)
@@ -238,7 +281,14 @@ def metadata_to_props(meta: ModelMetadata) -> dict[str, str]:
         KEY_PROVENANCE: json.dumps(asdict(meta.provenance)),
         KEY_PRODUCER: meta.producer,
     }
+    if meta.cache is not None:
+        props[KEY_CACHE] = json.dumps(asdict(meta.cache))
     return props
+
+
+def lowest_version(graph: str) -> int:
+    """The format version a new file of this graph is written at: the lowest that holds it."""
+    return STREAM_SINCE if graph == GRAPH_STREAM else BATCHED_SINCE
 
 
 def metadata_from_props(props: Mapping[str, str], source: str = "model file") -> ModelMetadata:
@@ -268,8 +318,11 @@ def metadata_from_props(props: Mapping[str, str], source: str = "model file") ->
         embedding_dim=reader.field_int(KEY_MODEL, model, "embedding_dim", 1, MAX_EMBEDDING_DIM),
     )
     provenance = reader.json_object(KEY_PROVENANCE)
+    graph = reader.choice(KEY_GRAPH, GRAPHS)
+    if graph == GRAPH_STREAM and version < STREAM_SINCE:
+        raise reader.fail(KEY_GRAPH, f"a stream graph in a file of format {version} (streams: {STREAM_SINCE} on)")
     return ModelMetadata(
-        graph=reader.choice(KEY_GRAPH, GRAPHS),
+        graph=graph,
         vocabulary=reader.vocabulary(),
         config=config,
         quantization=reader.choice(KEY_QUANTIZATION, QUANTIZATIONS),
@@ -287,7 +340,20 @@ def metadata_from_props(props: Mapping[str, str], source: str = "model file") ->
         producer=reader.text(KEY_PRODUCER),
         tokenizer_version=tokenizer_version,
         format_version=version,
+        cache=_cache(reader) if KEY_CACHE in props else None,
     )
+
+
+def _cache(reader: _Reader) -> CacheSettings:
+    cache = reader.json_object(KEY_CACHE)
+    settings = CacheSettings(
+        size=reader.field_int(KEY_CACHE, cache, "size", 1, MAX_CACHE),
+        flatness=reader.field_float(KEY_CACHE, cache, "flatness"),
+        weight=reader.field_float(KEY_CACHE, cache, "weight"),
+    )
+    if not 0 <= settings.weight < 1 or not 0 <= settings.flatness <= MAX_FLATNESS:
+        raise reader.fail(KEY_CACHE, f"a weight outside [0, 1) or a flatness outside [0, {MAX_FLATNESS}] ({settings})")
+    return settings
 
 
 def _heldout(reader: _Reader, provenance: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
-from .contract import GRAPH_STEP, ModelMetadata
+from .cache import TextCache
+from .contract import GRAPH_STEP, GRAPH_STREAM, CacheSettings, ModelMetadata
 
 
 class StepKernel(Protocol):
@@ -34,6 +35,12 @@ class StepKernel(Protocol):
     def reset(self) -> None:
         """Every row to the zero state."""
 
+    def zero_sequences(self, sequences: np.ndarray) -> None:
+        """Every row of these sequences (batch indices) back to the zero state."""
+
+    def top(self) -> np.ndarray:
+        """The top layer's output after the last `run`: a view [batch, rows, hidden]."""
+
 
 class WindowKernel(Protocol):
     def run(self, ids: np.ndarray) -> np.ndarray:
@@ -46,8 +53,12 @@ class Decoder(Protocol):
 
     def feed(self, tokens: np.ndarray) -> np.ndarray:
         """Each sequence's next word, ids [batch, 1] → logits [batch, vocab] of the word after the
-        last `window` words fed (fewer at the start: the step graph reads them from the zero state).
-        A view that the next feed overwrites."""
+        last `window` words fed (fewer at the start: the step graph reads them from the zero state),
+        or after all of them (a stream graph). A view that the next feed overwrites."""
+
+    def restart(self, sequences: np.ndarray) -> None:
+        """These sequences (batch indices) back to no words read, the others as they are: a
+        shorter context in a batch starts once the longer ones reach its first word."""
 
 
 class StepDecoder:
@@ -70,6 +81,36 @@ class StepDecoder:
         self._kernel.zero_row(row)  # the completed window's row starts the next window
         return self._kernel.logits[:, row]
 
+    def restart(self, sequences: np.ndarray) -> None:
+        _whole_windows(sequences)
+
+
+class StreamDecoder:
+    """One LSTM step per word on one row of state per sequence, never zeroed: the logits rest on
+    every word fed since the reset. With `cache`, they are mixed with what followed similar
+    states earlier (`fable.cache`), as log-probabilities."""
+
+    def __init__(self, kernel: StepKernel, cache: TextCache | None):
+        self._kernel = kernel
+        self._cache = cache
+
+    def reset(self) -> None:
+        self._kernel.reset()
+        if self._cache is not None:
+            self._cache.reset()
+
+    def restart(self, sequences: np.ndarray) -> None:
+        self._kernel.zero_sequences(sequences)
+        if self._cache is not None:
+            self._cache.restart(sequences)
+
+    def feed(self, tokens: np.ndarray) -> np.ndarray:
+        self._kernel.run(tokens)
+        logits = self._kernel.logits[:, 0]  # [batch, vocab]
+        if self._cache is None:
+            return logits
+        return self._cache.mix(logits, self._kernel.top()[:, 0], tokens[:, 0])
+
 
 class WindowDecoder:
     """The plain decode: the whole window from the zero state per word. Reference and baseline."""
@@ -85,6 +126,9 @@ class WindowDecoder:
         self._ids[:, :-1] = self._ids[:, 1:]
         self._ids[:, -1:] = tokens
         return self._kernel.run(self._ids)
+
+    def restart(self, sequences: np.ndarray) -> None:
+        _whole_windows(sequences)
 
 
 class RowByRow:
@@ -103,12 +147,30 @@ class RowByRow:
             self._logits[row] = decoder.feed(tokens[row : row + 1])[0]
         return self._logits
 
+    def restart(self, sequences: np.ndarray) -> None:
+        for row in sequences.tolist():
+            self._decoders[row].reset()
 
-def make_decoder(meta: ModelMetadata, kernel: Callable[[int], StepKernel | WindowKernel], batch: int) -> Decoder:
-    """A decoder of `batch` sequences over kernels made by `kernel(rows)`."""
+
+def _whole_windows(sequences: np.ndarray) -> None:
+    if len(sequences):  # the engine gives a window model's contexts all its window of words
+        raise ValueError("a window model restarts whole batches only")
+
+
+def make_decoder(
+    meta: ModelMetadata,
+    kernel: Callable[[int], StepKernel | WindowKernel],
+    batch: int,
+    cache: CacheSettings | None = None,
+) -> Decoder:
+    """A decoder of `batch` sequences over kernels made by `kernel(rows)`; `cache`: a stream
+    model's cache of the text so far, None for none."""
     window = meta.config.window
 
     def of(rows: int) -> Decoder:
+        if meta.graph == GRAPH_STREAM:
+            texts = None if cache is None else TextCache(cache, rows, meta.config.hidden)
+            return StreamDecoder(kernel(rows), texts)
         if meta.graph == GRAPH_STEP:
             return StepDecoder(kernel(rows), window)
         return WindowDecoder(kernel(rows), window, rows)
@@ -127,9 +189,15 @@ class DecoderPool:
 
     KEEP_SIZES = 4
 
-    def __init__(self, meta: ModelMetadata, kernel: Callable[[int], StepKernel | WindowKernel]):
+    def __init__(
+        self,
+        meta: ModelMetadata,
+        kernel: Callable[[int], StepKernel | WindowKernel],
+        cache: CacheSettings | None = None,
+    ):
         self._meta = meta
         self._kernel = kernel
+        self.cache = cache
         self._idle: OrderedDict[int, list[Decoder]] = OrderedDict()  # least recently returned size first
         self._lock = threading.Lock()
 
@@ -140,7 +208,7 @@ class DecoderPool:
             idle = self._idle.get(batch)
             decoder = idle.pop() if idle else None
         if decoder is None:
-            decoder = make_decoder(self._meta, self._kernel, batch)
+            decoder = make_decoder(self._meta, self._kernel, batch, self.cache)
         decoder.reset()
         try:
             yield decoder

@@ -27,10 +27,12 @@ class Engine:
     """Decodes word ids with one backend. Safe to share between threads: each call borrows its
     own decoder from the pool."""
 
-    def __init__(self, backend: Backend):
+    def __init__(self, backend: Backend, cache: bool = True):
         self._backend = backend
         self.metadata = backend.metadata
-        self._pool = DecoderPool(self.metadata, backend.kernel)
+        # A stream model's cache of the text so far, where its file has one and `cache` asks for it.
+        self.cache = self.metadata.cache if cache else None
+        self._pool = DecoderPool(self.metadata, backend.kernel, self.cache)
         self.unknown_id = unknown_id(self.metadata.vocabulary)  # <unk>: read where a model has one, never generated
 
     @property
@@ -39,7 +41,12 @@ class Engine:
 
     @property
     def window(self) -> int:
+        """How many of a context's last ids a read feeds: the window, or a stream model's bound."""
         return self.metadata.config.window
+
+    @property
+    def least_words(self) -> int:
+        return self.metadata.least_words
 
     @property
     def backend(self) -> str:
@@ -76,7 +83,7 @@ class Engine:
         checked = self._check_contexts(contexts)
         logits = np.empty((len(checked), len(self.vocabulary)), np.float32)
         for first in range(0, len(checked), MAX_BATCH):
-            turn = np.array(checked[first : first + MAX_BATCH], np.int64)  # [batch, window]
+            turn = checked[first : first + MAX_BATCH]
             with self._pool.decoder(len(turn)) as decoder:
                 logits[first : first + len(turn)] = _read(decoder, turn)
         return logits
@@ -99,7 +106,7 @@ class Engine:
         """The one decode loop. Per turn of contexts: read their windows, then one run of the
         model per word for all of them."""
         for first in range(0, len(contexts), MAX_BATCH):
-            turn = np.array(contexts[first : first + MAX_BATCH], np.int64)  # [batch, window]
+            turn = contexts[first : first + MAX_BATCH]
             samplers = [make_sampler(sampling, banned=self.unknown_id) for _ in turn]
             with self._pool.decoder(len(turn)) as decoder:
                 logits = _read(decoder, turn)
@@ -126,17 +133,25 @@ class Engine:
             ids = [int(i) for i in context[-self.window :]]
         except (TypeError, ValueError):
             raise PromptError("a context must be a sequence of word ids (whole numbers)") from None
-        if len(ids) < self.window:
+        if len(ids) < self.least_words:
             raise PromptError(f"the context has {len(ids)} ids; this model reads {self.window} at a time")
         if not all(0 <= i < len(self.vocabulary) for i in ids):
             raise PromptError(f"word ids must be from 0 to {len(self.vocabulary) - 1}, not {ids}")
         return ids
 
 
-def _read(decoder: Decoder, windows: np.ndarray) -> np.ndarray:
-    """Feed windows [batch, window] a column at a time; the logits [batch, vocab] after the last."""
-    for column in range(windows.shape[1]):
-        logits = decoder.feed(windows[:, column : column + 1])
+def _read(decoder: Decoder, contexts: list[list[int]]) -> np.ndarray:
+    """Feed each context's ids a column at a time, the shorter ones (a stream model's) aligned at
+    the end and restarted until their first id; the logits [batch, vocab] after the last."""
+    longest = max(len(context) for context in contexts)
+    columns = np.zeros((len(contexts), longest), np.int64)  # [batch, longest]
+    begins = np.array([longest - len(context) for context in contexts])  # the column of each first id
+    for row, context in enumerate(contexts):
+        columns[row, begins[row] :] = context
+    for column in range(longest):
+        logits = decoder.feed(columns[:, column : column + 1])
+        if column + 1 < longest:
+            decoder.restart(np.flatnonzero(begins > column))  # not yet begun: still no words read
     return logits
 
 

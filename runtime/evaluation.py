@@ -115,7 +115,7 @@ def evaluate(model: Model, text: str, learning: bool = True) -> Evaluation:
     the model learnt, and each word of the text before the one predicted where the model learns
     from the text so far), so a word the vocabulary lacks saves keys once it has been typed; the
     figures are over the same words either way. False: the model alone."""
-    lexicon, window = model.lexicon, model.window
+    lexicon, window = model.lexicon, model.least_words
     tokens = lexicon.read(text).tokens
     unknown = model.unknown_id
     ids = lexicon.lookup(tokens)
@@ -205,10 +205,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return z
 
 
-def predictions(model: Model, ids: Sequence[int]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(logits [n, vocab], labels [n]) for each id of `ids` after the first `window`, each read
-    from the `window` ids before it, in chunks: the one loop of `evaluate` and `predict.score`."""
-    window = model.window
+def predictions(model: Model, ids: Sequence[int], chunk: int = CHUNK) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(logits [n, vocab], labels [n]) for each id of `ids` after the first `window` (a stream
+    model's: after the first), each read from the `window` ids before it (a stream model's: all of
+    them), in chunks: the one loop of `evaluate` and `predict.score`."""
+    window = model.least_words
     if len(ids) <= window:
         return
     logits, labels = [], []
@@ -216,7 +217,7 @@ def predictions(model: Model, ids: Sequence[int]) -> Iterator[tuple[np.ndarray, 
         if position >= window - 1:
             logits.append(row.copy())
             labels.append(ids[position + 1])
-            if len(labels) == CHUNK:
+            if len(labels) == chunk:
                 yield np.stack(logits), np.array(labels)
                 logits, labels = [], []
     if labels:

@@ -43,7 +43,8 @@ class Model(Engine):
     `Model(...)` runs with exactly the settings given; `load()` also applies what
     `fable-bench --tune` measured on this machine. `why` says where the settings came from.
     `batches`: where the tune chose another file for batches of prompts, it runs `generate_batch`
-    and `stream_batch` of more than one prompt, if this file decodes one prompt at a time."""
+    and `stream_batch` of more than one prompt, if this file decodes one prompt at a time.
+    `cache`: False runs a stream model without the cache of the text so far its file holds."""
 
     def __init__(
         self,
@@ -53,15 +54,18 @@ class Model(Engine):
         spin: bool = tuning.DEFAULT_SPIN,
         why: str = tuning.GIVEN,
         batches: tuning.Tuned | None = None,
+        cache: bool = True,
     ):
         threads = check_whole("threads", threads, 1, MAX_THREADS)
         if not isinstance(spin, bool):
             raise SettingError("spin", "True or False", spin)
+        if not isinstance(cache, bool):
+            raise SettingError("cache", "True or False", cache)
         self.path = Path(path)
         self.threads = threads
         self.spin = spin
         self.settings = why  # one line: why these threads, spinning and file
-        super().__init__(open_backend(self.path, threads, spin, backend))
+        super().__init__(open_backend(self.path, threads, spin, backend), cache)
         self.file_bytes = self.path.stat().st_size
         self.lexicon = Lexicon(self.metadata.vocabulary, self.metadata.tokenizer_version)
         self._batches = None if self.metadata.batched else batches
@@ -98,7 +102,7 @@ class Model(Engine):
     def encode(self, prompt: str) -> list[int]:
         """The ids of the prompt's last `window` tokens, or PromptError saying what is wrong."""
         reading = self.lexicon.read(self._text(prompt, "prompt"), last_words=self.window)
-        return self.lexicon.ids(reading, "prompt", self.window, self.window, last=self.window)
+        return self.lexicon.ids(reading, "prompt", self.least_words, self.window, last=self.window)
 
     def tokens(self, text: str) -> list[str]:
         """`text` cut into this model's tokens (the rules of the tokenizer version it was trained with)."""
@@ -221,7 +225,8 @@ class Model(Engine):
         with self._batch_lock:
             if self._batch_engine is None:
                 tuned = self._batches
-                self._batch_engine = Model(tuned.file, tuned.setting.threads, self.backend, tuned.setting.spin)
+                self._batch_engine = Model(tuned.file, tuned.setting.threads, self.backend, tuned.setting.spin,
+                                           cache=self.cache is not None)  # fmt: skip
             return self._batch_engine
 
     def _prompts(self, prompts: Iterable[str]) -> list[str]:
@@ -241,6 +246,7 @@ def load(
     backend: str | None = None,
     spin: bool | None = None,
     pattern: str = "paced",
+    cache: bool = True,
 ) -> Model:
     """Load a model file; no path loads the shipped default (int8). `backend`: "onnxruntime" or
     "numpy"; None takes onnxruntime where it is installed and numpy where it is not.
@@ -249,10 +255,11 @@ def load(
     unless given here, and without a `path` its best vouched-for variant of the default runs (the
     model's `settings` says which and why): for `pattern` "paced", an app's calls a few times a
     second, the fastest setting that burns no idle core; for "stream", words back to back (a
-    generation to print), the fastest. Untuned: 1 thread, no spinning."""
+    generation to print), the fastest. Untuned: 1 thread, no spinning. `cache`: as `Model`'s."""
     asked = default_model_path() if path is None else Path(path)
     chosen = tuning.resolve(asked, path is not None, threads, spin, backend, pattern)
-    return Model(chosen.file, chosen.threads, backend, chosen.spin, chosen.why, chosen.tuned and chosen.tuned.batches)
+    return Model(chosen.file, chosen.threads, backend, chosen.spin, chosen.why, chosen.tuned and chosen.tuned.batches,
+                 cache)  # fmt: skip
 
 
 __all__ = ["Model", "ModelMetadata", "load", "default_model_path"]

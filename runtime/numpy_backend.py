@@ -42,8 +42,8 @@ class NumpyBackend:
         self.blas = BlasThreads(threads)
 
     def kernel(self, batch: int) -> NumpyStepKernel | NumpyWindowKernel:
-        if self.metadata.graph == contract.GRAPH_STEP:
-            return NumpyStepKernel(self.weights, self.metadata.config.window, batch, self.blas)
+        if self.metadata.graph != contract.GRAPH_WINDOW:
+            return NumpyStepKernel(self.weights, self.metadata.rows, batch, self.blas)
         return NumpyWindowKernel(self.weights, self.blas)
 
     def describe(self) -> str:
@@ -106,13 +106,13 @@ def _inputs(weights: StepWeights, ids: np.ndarray) -> np.ndarray:
 
 
 class NumpyStepKernel:
-    def __init__(self, weights: StepWeights, window: int, batch: int, blas: BlasThreads):
+    def __init__(self, weights: StepWeights, rows: int, batch: int, blas: BlasThreads):
         self._weights, self._blas = weights, blas
         hidden = weights.head.weight.shape[0]
-        # h, c per layer, one row per window in flight of each sequence: [layers, 2, batch * window, hidden]
-        self._states = np.zeros((len(weights.layers), 2, batch * window, hidden), np.float32)
-        self._ids = np.zeros((batch, window), np.int64)
-        self.logits = np.zeros((batch, window, weights.head.weight.shape[1]), np.float32)
+        # h, c per layer, `rows` rows per sequence (a window in flight each, or one): [layers, 2, batch * rows, hidden]
+        self._states = np.zeros((len(weights.layers), 2, batch * rows, hidden), np.float32)
+        self._ids = np.zeros((batch, rows), np.int64)
+        self.logits = np.zeros((batch, rows, weights.head.weight.shape[1]), np.float32)
 
     def run(self, tokens: np.ndarray) -> None:
         self._blas.hold()
@@ -124,11 +124,21 @@ class NumpyStepKernel:
         self.logits[...] = self._weights.head(x).reshape(self.logits.shape)
 
     def zero_row(self, row: int) -> None:
-        batch, window = self._ids.shape
-        self._states.reshape(len(self._weights.layers), 2, batch, window, -1)[:, :, :, row] = 0
+        self._by_sequence()[:, :, :, row] = 0
 
     def reset(self) -> None:
         self._states[:] = 0
+
+    def zero_sequences(self, sequences: np.ndarray) -> None:
+        self._by_sequence()[:, :, sequences] = 0
+
+    def top(self) -> np.ndarray:
+        return self._by_sequence()[-1, 0]  # the top layer's h [batch, rows, hidden]
+
+    def _by_sequence(self) -> np.ndarray:
+        """The states as [layers, 2, batch, rows, hidden] (a view)."""
+        batch, rows = self._ids.shape
+        return self._states.reshape(len(self._weights.layers), 2, batch, rows, -1)
 
 
 class NumpyWindowKernel:

@@ -48,7 +48,7 @@ class OrtBackend:
         self.metadata = described(props, self.session.get_inputs(), self.session.get_outputs(), name)
 
     def kernel(self, batch: int) -> OrtStepKernel | OrtWindowKernel:
-        if self.metadata.graph == contract.GRAPH_STEP:
+        if self.metadata.graph != contract.GRAPH_WINDOW:
             return OrtStepKernel(self.session, self.metadata, batch)
         return OrtWindowKernel(self.session, self.metadata, batch)
 
@@ -93,13 +93,13 @@ def _bind(binding: ort.IOBinding, name: str, array: np.ndarray, output: bool = F
 
 class OrtStepKernel:
     def __init__(self, session: ort.InferenceSession, meta: ModelMetadata, batch: int):
-        config = meta.config
+        config, rows = meta.config, meta.rows
         self._session = session
-        self._tokens = np.zeros((batch, config.window), np.int64)
-        self.logits = np.zeros((batch, config.window, len(meta.vocabulary)), np.float32)
+        self._tokens = np.zeros((batch, rows), np.int64)
+        self.logits = np.zeros((batch, rows, len(meta.vocabulary)), np.float32)
         states = contract.state_names(config.layers)
-        # Two sets of state buffers [states, batch, window, hidden]: each step reads one, writes the other.
-        self._states = np.zeros((2, len(states), batch, config.window, config.hidden), np.float32)
+        # Two sets of state buffers [states, batch, rows, hidden]: each step reads one, writes the other.
+        self._states = np.zeros((2, len(states), batch, rows, config.hidden), np.float32)
         self._bindings = []
         for side in (0, 1):
             binding = session.io_binding()
@@ -122,6 +122,12 @@ class OrtStepKernel:
     def reset(self) -> None:
         self._states[:] = 0
         self._side = 0
+
+    def zero_sequences(self, sequences: np.ndarray) -> None:
+        self._states[self._side, :, sequences] = 0
+
+    def top(self) -> np.ndarray:
+        return self._states[self._side, -2]  # the top layer's h: state_names ends with its h, c
 
 
 class OrtWindowKernel:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .contract import GRAPH_STEP
+from .contract import GRAPH_WINDOW
 from .errors import UsageError, check_whole
 from .evaluation import log_normalizer, predictions, softmax
 from .keyboard import Keyboard
@@ -179,7 +179,7 @@ class _Query:
         # the words of the window and the one being typed are all it reads (and `lookback` more)
         whole = lexicon.read(text, last_words=window + 1 + lookback)
         reading, partial = split_partial(text, whole)
-        shortest = 1 if model.metadata.graph == GRAPH_STEP else window
+        shortest = 1 if model.metadata.graph != GRAPH_WINDOW else window  # the others read from the zero state
         if partial in lexicon.index and len(reading.tokens) < shortest:
             reading, partial = whole, ""  # too few words before it to rank its completions: finished
         if partial and not reading.tokens:
@@ -208,13 +208,13 @@ class _Query:
 def score(model: Model, text: str) -> TextScore:
     """The log-probability of each word after the first window, given the window before it, with
     their total and the perplexity."""
-    window = model.window
+    least = model.least_words
     reading = model.lexicon.read(text)
-    ids = model.lexicon.ids(reading, "text", window + 1, window)
+    ids = model.lexicon.ids(reading, "text", least + 1, model.window)
     scores: list[float] = []
     for logits, labels in predictions(model, ids):
         scores += (logits[np.arange(len(labels)), labels] - log_normalizer(logits)).tolist()
-    return text_score(reading.tokens[window:], scores)
+    return text_score(reading.tokens[least:], scores)
 
 
 def suggestion_record(model: Model, text: str, k: int) -> dict[str, Any]:

@@ -24,17 +24,15 @@ CHUNK = 64
 
 
 def score_steps(model: Model, reading: Reading) -> Generator[None, None, TextScore]:
-    """`fable.predict.score` of `reading`, CHUNK words a step. Each word is read from the `window`
-    words before it alone (every window starts from the LSTM's zero state), so pieces that overlap
-    by a window score exactly as the whole text does."""
-    window = model.window
-    ids = model.lexicon.ids(reading, "text", window + 1, window)
+    """`fable.predict.score` of `reading`, CHUNK words a step: the one decode of the whole text
+    (a stream model's state carries across the steps), paused between chunks."""
+    least = model.least_words
+    ids = model.lexicon.ids(reading, "text", least + 1, model.window)
     scores: list[float] = []
-    for first in range(0, len(ids) - window, CHUNK):
-        for logits, labels in predictions(model, ids[first : first + window + CHUNK]):
-            scores += (logits[np.arange(len(labels)), labels] - log_normalizer(logits)).tolist()
+    for logits, labels in predictions(model, ids, chunk=CHUNK):
+        scores += (logits[np.arange(len(labels)), labels] - log_normalizer(logits)).tolist()
         yield
-    return text_score(reading.tokens[window:], scores)
+    return text_score(reading.tokens[least:], scores)
 
 
 def generation_steps(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import LENIENT, tiny_config
+from .helpers import LENIENT, ROOT, tiny_config
 
 # A tune cache of this machine's user must not change what the tests measure: the whole session,
 # subprocesses included, reads an empty cache of its own. Tests of the cache point it elsewhere.
@@ -129,3 +129,23 @@ def unk_model(tmp_path_factory):
     loose = ExportOptions(min_int8_agreement=0, max_int8_accuracy_drop=100)
     export_checkpoint(load_checkpoint(out / CHECKPOINT_NAME), CHECKPOINT_NAME, out / "exported", loose)
     return fable.Model(out / "exported" / "fable.onnx")
+
+
+@pytest.fixture(scope="session")
+def stream_export(tmp_path_factory):
+    """A tiny stream model (it reads the whole text so far) of the GPL-3 corpus, trained for a few
+    seconds with a validation and a test part, and exported with lenient guards: its checkpoint,
+    the export folder, and the corpus."""
+    pytest.importorskip("torch", reason='needs the train extra: pip install "fable[train]"')
+    from fable.training.corpus import load_corpus
+    from fable.training.export.exporter import ExportOptions, export_checkpoint
+    from fable.training.train import train
+
+    config = dataclasses.replace(tiny_config("stream", steps=120, window=12, hidden=32, embedding_dim=32),
+                                 batch_size=8, bptt=20, eval_every=40, distill=0.5)  # fmt: skip
+    gpl = ROOT / "training" / "corpora" / "gpl-3.txt"
+    corpus = load_corpus(gpl, 12, config.tokenizer_version, config.min_count, None, config.holdout)
+    work = tmp_path_factory.mktemp("stream")
+    checkpoint = train(corpus, config, "cpu", work / "run").checkpoint
+    export_checkpoint(checkpoint, "run", work / "exported", ExportOptions(**LENIENT, max_heldout_perplexity_rise=0.1))
+    return checkpoint, work / "exported", corpus

@@ -56,6 +56,14 @@ class Checkpoint:
     heldout: dict[str, float] | None = None
     best_state: dict[str, torch.Tensor] | None = None
     validation: dict[str, float] | None = None
+    # A stream model's cache of the text so far (fable.contract.CacheSettings as a dict), chosen on
+    # the validation part when the run ended; None: none chosen, or a window model.
+    cache: dict[str, float] | None = None
+
+    @property
+    def streams(self) -> bool:
+        """Whether the model was trained on streams: it carries its state through a whole text."""
+        return self.config.sampling == "streams"
 
     @property
     def unknown_id(self) -> int | None:
@@ -101,6 +109,7 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         "schedule": checkpoint.schedule_state,
         "heldout": checkpoint.heldout,
         "validation": checkpoint.validation,
+        "cache": checkpoint.cache,
         "best": None
         if checkpoint.best_state is None
         else {k: v.detach().cpu() for k, v in checkpoint.best_state.items()},
@@ -151,6 +160,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
             heldout=payload.get("heldout"),  # None in checkpoints from before held-out parts
             best_state=payload.get("best"),
             validation=payload.get("validation"),  # None in checkpoints of fable 0.4 and before
+            cache=payload.get("cache"),  # None in checkpoints of fable 0.5 and before
         )
         checkpoint.build_model()  # the weights must fit the configuration they claim
     except Exception as error:

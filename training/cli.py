@@ -155,7 +155,10 @@ def _opening(
         f", {text.rare_words:,} rare words ({text.rare_tokens:,} tokens) read as {UNKNOWN}" if text.rare_words else ""
     )
     held = ""
-    if config.holdout:
+    if config.holdout and config.sampling == "streams":  # read whole, not in windows
+        validation, test = (sum(map(len, text.segments(part))) for part in ("validation", "test"))
+        held = f", {config.holdout:.0%} held out ({validation:,} words to validate on, {test:,} to test on)"
+    elif config.holdout:
         validation, test = (len(text.starts(config.model.window, part)) for part in ("validation", "test"))
         held = f", {config.holdout:.0%} held out ({validation:,} windows to validate on, {test:,} to test on)"
     return (
@@ -240,11 +243,16 @@ def _held_out_lines(result: TrainResult) -> list[str]:
     ck = result.checkpoint
     parts = split(len(ck.ids), ck.config.holdout)
     chose = "chose the step" if ck.config.stop == "heldout" else "measured along the way"
+    cache = result.cache
+    with_cache = "" if cache is None else " with the cache"
     return [
         *([f"  validation, {parts.share('validation'):.0%} of the text ({chose}): {result.validation.line()}"]
           if result.validation is not None else []),
-        *([f"  test, {parts.share('test'):.0%} of the text (read once): {result.heldout.line()}"]
+        *([f"  cache of the text so far, chosen on validation: the last {cache.size:,} words, flatness "
+           f"{cache.flatness:g}, weight {cache.weight:g}"] if cache is not None else []),
+        *([f"  test, {parts.share('test'):.0%} of the text (read once){with_cache}: {result.heldout.line()}"]
           if result.heldout is not None else []),
+        *([f"  test without the cache: {result.heldout_alone.line()}"] if result.heldout_alone is not None else []),
     ]  # fmt: skip
 
 

@@ -20,7 +20,8 @@ MAX_VOCABULARY = 10_000_000
 RESUMABLE = ("steps", "eval_every", "checkpoint_every", "eval_windows")
 DEVICES = ("auto", "cpu", "cuda")
 SCHEDULES = ("plateau", "constant")  # training/schedule.py
-STOPS = ("schedule", "heldout")  # when the schedule ends, or when validation perplexity stops improving
+STOPS = ("schedule", "heldout")
+SAMPLINGS = ("windows", "tutorial", "streams")  # when the schedule ends, or when validation perplexity stops improving
 # With no preset named, a corpus of at least this many tokens trains with `predict` and holds 10%
 # out (about 200 windows or more to measure it on); a smaller one, like the fable's 204 tokens,
 # trains with `memorize`: learning its windows is the whole point there.
@@ -50,7 +51,11 @@ class TrainConfig:
     schedule: str
     warmup: int  # steps of linear warm-up
     clip_norm: float  # gradient-norm clipping: LSTMs' gradients can explode
-    sampling: str  # "windows": random windows each step; "tutorial": the tutorial's stride walk
+    # "windows": random windows each step; "tutorial": the tutorial's stride walk; "streams": the
+    # training part as `batch_size` parallel streams, `bptt` words a step, the state carried
+    # (training/streams.py): a model that reads the whole text so far, whose `window` is how many
+    # of a text's last words a fresh read feeds
+    sampling: str
     eval_every: int  # steps between evaluations (a metrics.jsonl line each)
     checkpoint_every: int
     cpu_onednn: bool  # torch's oneDNN kernels on the CPU: measured per recipe, see README
@@ -102,6 +107,7 @@ class TrainConfig:
     # By the corpus's size (`for_corpus`): the last Size whose `windows` it reaches sets hidden,
     # dropout and the budget. Empty: the recipe's own.
     sizes: tuple[Size, ...] = ()
+    bptt: int = 35  # "streams": words a step reads of each stream, as Zaremba et al. 2014
 
     def for_corpus(self, windows: int) -> TrainConfig:
         """This recipe with its model (`sizes`) and step budget worked out for a corpus of
@@ -135,6 +141,7 @@ class TrainConfig:
             ("eval_windows", self.eval_windows, 1, self.final_windows),
             ("stop_windows", self.stop_windows, 1, self.final_windows),
             ("min_count", self.min_count, 1, MAX_STEPS),
+            ("bptt", self.bptt, 1, MAX_STEPS),
         ]
         if self.max_vocab is not None:
             checks.append(("max_vocab", self.max_vocab, 2, MAX_VOCABULARY))
@@ -148,6 +155,8 @@ class TrainConfig:
                                   ("distill", self.distill, 1.0), ("weight_decay", self.weight_decay, 1.0)):  # fmt: skip
             if not 0 <= value <= high:
                 raise SettingError(name, f"a number from 0 to {high:g}", value)
+        if self.sampling not in SAMPLINGS:
+            raise SettingError("sampling", f"one of {', '.join(SAMPLINGS)}", self.sampling)
         if self.sampling == "tutorial" and self.holdout:
             raise SettingError("holdout", "0 with the tutorial's walk over the whole text", self.holdout)
         if self.stop == "heldout" and self.holdout == 0:
@@ -191,6 +200,29 @@ PRESETS: dict[str, TrainConfig] = {
             # near 5% of a run (bench/results/scale-*.md).
             Size(200_000, hidden=512, dropout=0.1, steps=3400, eval_every=200),
         ),
+    ),
+    # A model that reads the whole text so far: the training part as 16 parallel streams, 35 words
+    # a step, the state carried (training/streams.py), and a cache of the text so far chosen on
+    # the validation part (training/cache_choice.py).
+    "stream": TrainConfig(
+        preset="stream",
+        steps=None,
+        batch_size=16,
+        optimizer="adam",
+        learning_rate=3e-3,
+        schedule="constant",
+        warmup=0,
+        clip_norm=1.0,
+        sampling="streams",
+        eval_every=50,
+        checkpoint_every=500,
+        cpu_onednn=True,
+        model=ModelConfig(window=64, hidden=256, embedding_dim=256),
+        min_count=2,
+        holdout=0.1,
+        tie=True,
+        stop="heldout",
+        sizes=(Size(0, hidden=256, dropout=0.5, steps=5000),),
     ),
     # For learning a text by heart (the fable: its 201 windows are the golden test). Adam at 3e-3
     # on 256 random windows a step, held until accuracy reaches the ceiling or stops improving,

@@ -25,6 +25,21 @@ class Teacher(Protocol):
     def distributions(self, contexts: np.ndarray) -> Distributions: ...
 
 
+def mixed_targets(
+    teacher: Teacher | None, share: float, contexts: np.ndarray, labels: torch.Tensor
+) -> torch.Tensor | None:
+    """Targets [B, vocab]: the word that came (`labels` [B]) with weight 1 - share, and the
+    teacher's distribution after each of `contexts` [B, k] with weight `share`; None without one."""
+    if teacher is None or share == 0:
+        return None
+    targets = torch.from_numpy(teacher.distributions(contexts).dense())  # [B, vocab] float32
+    if labels.device.type == "cuda":
+        targets = targets.pin_memory().to(labels.device, non_blocking=True)
+    targets *= share
+    targets[torch.arange(len(labels), device=labels.device), labels] += 1 - share
+    return targets
+
+
 class WindowBatches:
     """`batch_size` windows (of those beginning at `starts`) drawn without replacement each step;
     all of them when there are fewer. With `teacher` and `share`, a step's target is the word that
@@ -61,15 +76,7 @@ class WindowBatches:
         return x, y, self._targets(x, y)
 
     def _targets(self, contexts: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
-        if self.teacher is None or self.share == 0:
-            return None
-        dense = self.teacher.distributions(contexts.cpu().numpy()).dense()  # [B, vocab] float32
-        targets = torch.from_numpy(dense)
-        if labels.device.type == "cuda":
-            targets = targets.pin_memory().to(labels.device, non_blocking=True)
-        targets *= self.share
-        targets[torch.arange(len(labels), device=labels.device), labels] += 1 - self.share
-        return targets
+        return mixed_targets(self.teacher, self.share, contexts.cpu().numpy(), labels)
 
     def state(self) -> dict[str, Any]:
         return {}

@@ -7,6 +7,8 @@ from torch import nn
 
 from fable.contract import ModelConfig
 
+State = tuple[torch.Tensor, torch.Tensor]  # h and c [layers, N, hidden]
+
 
 class WordLSTM(nn.Module):
     """`dropout` (in training only: the exported graphs never see it) drops a share of the
@@ -34,7 +36,22 @@ class WordLSTM(nn.Module):
             return self.drop(self.embedding(windows))
         return windows.unsqueeze(-1).float()  # the tutorial's encoding: the id itself as one float
 
-    def forward(self, windows: torch.Tensor) -> torch.Tensor:
-        """[N, window] ids → [N, vocab] logits; every window starts from a zero state."""
-        out, _ = self.lstm(self.encode(windows))
-        return self.head(self.drop(out[:, -1]))
+    def forward(self, windows: torch.Tensor, state: State | None = None) -> torch.Tensor | tuple[torch.Tensor, State]:
+        """[N, window] ids → [N, vocab] logits; every window starts from a zero state. With
+        `state` (a stream model's, h and c [layers, N, hidden]): ids [N, T] → the logits after
+        every word [N, T, vocab] and the state after the last, read on from `state`."""
+        if state is None:
+            out, _ = self.lstm(self.encode(windows))
+            return self.head(self.drop(out[:, -1]))
+        out, state = self.lstm(self.encode(windows), state)
+        return self.head(self.drop(out)), state
+
+    def read(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, torch.Tensor, State]:
+        """A stream read on from `state` (None: the zero state): ids [N, T] → logits [N, T, vocab],
+        the top layer's outputs [N, T, hidden] (what the runtime's cache keeps) and the state after."""
+        out, state = self.lstm(self.encode(ids), state if state is not None else self.zero_state(len(ids)))
+        return self.head(self.drop(out)), out, state
+
+    def zero_state(self, rows: int) -> State:
+        zeros = self.head.weight.new_zeros((self.config.layers, rows, self.config.hidden))
+        return zeros, zeros.clone()

@@ -3,6 +3,7 @@ on one process or data-parallel under torchrun (training/distributed.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,9 +12,11 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from fable.contract import CacheSettings
 from fable.errors import FableError, UsageError
 from fable.evaluation import Evaluation
 
+from .cache_choice import choose_cache
 from .ceiling import Ceiling, reachable_in
 from .checkpoint import CHECKPOINT_NAME, Checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -27,6 +30,7 @@ from .ngram import KneserNey
 from .progress import Progress
 from .schedule import KeepBest, Schedule
 from .split import gather
+from .streams import StreamBatches, stream_evaluation
 
 
 class TrainingInterrupted(FableError):
@@ -44,6 +48,8 @@ class TrainResult:
     heldout: Evaluation | None = None  # the final weights on the test part, read once, when there is one
     stopped: str = ""  # why a run that keeps its best validation weights stopped where it did
     validation: Evaluation | None = None  # the final weights on the validation part, which chose them
+    cache: CacheSettings | None = None  # a stream model's cache, chosen on the validation part
+    heldout_alone: Evaluation | None = None  # a stream model with a cache: the test part without it
 
 
 def resolve_device(requested: str) -> str:
@@ -112,7 +118,12 @@ class Measures:
         self.sample_reachable = int(right[along].sum())
         self.train_final = self._tensors(corpus.ids, starts[even(len(starts), config.final_windows)])
         self.validation_along = self.validation_final = self.test_final = None
-        if config.holdout:
+        self.streams = config.sampling == "streams"
+        # A stream model reads each held-out block whole (training/streams.py), at most this many
+        # words of a part along the way and at the end.
+        self.limits = (config.stop_windows if config.stop == "heldout" else config.eval_windows, config.final_windows)
+        self.parts = {part: corpus.segments(part) for part in ("validation", "test")} if config.holdout else {}
+        if config.holdout and not self.streams:
             held = corpus.starts(window, "validation")
             along = config.stop_windows if config.stop == "heldout" else config.eval_windows
             self.validation_along = gather(corpus.ids, held[even(len(held), along)], window)
@@ -127,12 +138,22 @@ class Measures:
         return evaluate(model, *(self.train_final if final else self.train_along))
 
     def validation(self, model: WordLSTM, final: bool) -> Evaluation | None:
+        if self.streams and self.parts:
+            return stream_evaluation(model, self.parts["validation"], self.banned, self.limits[final])
         windows = self.validation_final if final else self.validation_along
         return None if windows is None else held_out(model, *windows, self.banned)
 
-    def test(self, model: WordLSTM) -> Evaluation | None:
-        """The test part: read once, when the run is over."""
+    def test(self, model: WordLSTM, cache: CacheSettings | None = None) -> Evaluation | None:
+        """The test part: read once, when the run is over (a stream model's with its `cache`)."""
+        if self.streams and self.parts:
+            return stream_evaluation(model, self.parts["test"], self.banned, self.limits[1], cache)
         return None if self.test_final is None else held_out(model, *self.test_final, self.banned)
+
+    def choose_cache(self, model: WordLSTM) -> CacheSettings | None:
+        """A stream model's cache settings, chosen on the validation part."""
+        if not (self.streams and self.parts):
+            return None
+        return choose_cache(model, self.parts["validation"], self.banned, self.limits[1])[0]
 
 
 def even(count: int, most: int) -> np.ndarray:
@@ -161,6 +182,8 @@ class Run:
         self.last: Fit | None = None
         self.last_validation: Evaluation | None = None
         self.tested: Evaluation | None = None  # the test part's figures, once the run is over
+        self.tested_alone: Evaluation | None = None  # a stream model's without its cache
+        self.cache: CacheSettings | None = None
         self.saved: Checkpoint | None = None
         self.eval_seconds = 0.0
         if resume is not None:
@@ -171,10 +194,15 @@ class Run:
         config, corpus, window = self.config, self.corpus, self.config.model.window
         if config.sampling == "tutorial":
             return TutorialWalk(corpus.ids, window, self.device, self.data_rng)
-        # The teacher is counted on the training part only, as the yardstick is.
-        teacher = KneserNey(corpus.segments(), len(corpus.vocabulary)) if config.distill else None
+        if config.sampling == "streams":
+            return StreamBatches(corpus.segments(), config.batch_size, config.bptt, self.device, self.world,
+                                 self._teacher(), config.distill)  # fmt: skip
         return WindowBatches(corpus.ids, corpus.starts(window), window, config.batch_size, self.device,
-                             self.data_rng, teacher, config.distill, self.world)  # fmt: skip
+                             self.data_rng, self._teacher(), config.distill, self.world)  # fmt: skip
+
+    def _teacher(self) -> KneserNey | None:
+        """The 4-gram the recipe distills, counted on the training part only, as the yardstick is."""
+        return KneserNey(self.corpus.segments(), len(self.corpus.vocabulary)) if self.config.distill else None
 
     def _restore(self, resume: Checkpoint) -> None:
         self.model.load_state_dict(resume.model_state)
@@ -229,7 +257,12 @@ class Run:
         for group in self.optimizer.param_groups:
             group["lr"] = self.schedule.rate(self.step) * scale
         x, y, targets = self.batches.next()
-        logits = self.stepper(x)
+        if self.measures.streams:  # [rows, T] ids → [rows * T, vocab], read on from the last step's state
+            logits, state = self.stepper(x, self.batches.start_state(self.model))
+            self.batches.carry(state)
+            logits = logits.reshape(-1, logits.shape[-1])
+        else:
+            logits = self.stepper(x)
         target = y if targets is None else targets
         if self.world.size == 1:
             loss = F.cross_entropy(logits, target)
@@ -293,6 +326,7 @@ class Run:
             optimizer_state=self.optimizer.state_dict(), rng_state=rng,
             schedule_state=self.schedule.state() | ({"keep_best": self.keeper.state()} if self.keeper else {}),
             heldout=tested.as_dict() if tested is not None else None,
+            cache=None if self.cache is None else dataclasses.asdict(self.cache),
             validation=figures.as_dict() if figures is not None else (resume.validation if resume else None),
             best_state=self.best_state,
         )  # fmt: skip
@@ -309,19 +343,25 @@ class Run:
         final = self.last
         if final is None or final.windows != len(self.measures.train_final[1]):
             final = self.world.from_main(self.measures.fit(self.model, True) if self.world.main else None)
-        if self.measures.validation_final is not None:
+        if self.config.holdout:
             if self.last is None or self.saved is None or keeper is not None:
                 self.last_validation = self.world.from_main(
                     self.measures.validation(self.model, True) if self.world.main else None
                 )
-            self.tested = self.world.from_main(self.measures.test(self.model) if self.world.main else None)
+            if self.world.main:
+                self.cache = self.measures.choose_cache(self.model)
+                self.tested = self.measures.test(self.model, self.cache)
+                self.tested_alone = self.measures.test(self.model) if self.cache is not None else None
+            figures = (self.cache, self.tested, self.tested_alone)
+            self.cache, self.tested, self.tested_alone = self.world.from_main(figures)
         self.eval_seconds += time.perf_counter() - evaluated
         self.last = final
         if self.saved is None or self.saved.step != step or keeper is not None or self.tested is not None:
             self.saved = self._checkpoint()
         return TrainResult(self.saved, final, time.perf_counter() - self.started, self.measures.ceiling,
                            self.eval_seconds, self.schedule, self.tested,
-                           keeper.reason(step) if keeper else "", self.last_validation)  # fmt: skip
+                           keeper.reason(step) if keeper else "", self.last_validation, self.cache,
+                           self.tested_alone)  # fmt: skip
 
 
 def random_state(device: str, data: torch.Generator) -> dict[str, torch.Tensor]:

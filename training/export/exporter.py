@@ -21,7 +21,7 @@ from onnx import numpy_helper
 
 from fable import __version__, contract
 from fable.atomic import atomic_paths, write_text
-from fable.contract import FILE_NAMES, REPORT_NAME, ModelMetadata, Provenance
+from fable.contract import FILE_NAMES, REPORT_NAME, CacheSettings, ModelMetadata, Provenance
 from fable.quantization import DEFAULT_INT4_BLOCK
 
 from ..checkpoint import Checkpoint
@@ -81,7 +81,14 @@ class ExportResult:
     removed: list[str]  # model files of an earlier export in the folder that this one did not write
 
 
+def graph_of(checkpoint: Checkpoint, asked: str) -> str:
+    """The graph a checkpoint's files get: a model trained on streams reads the whole text (the
+    stream graph) unless the plain window graph is asked for."""
+    return contract.GRAPH_STREAM if checkpoint.streams and asked == contract.GRAPH_STEP else asked
+
+
 def metadata_for(checkpoint: Checkpoint, graph: str, quantization: str) -> ModelMetadata:
+    cache = CacheSettings(**checkpoint.cache) if checkpoint.cache and graph == contract.GRAPH_STREAM else None
     return ModelMetadata(
         graph=graph,
         vocabulary=tuple(checkpoint.vocabulary),
@@ -100,6 +107,8 @@ def metadata_for(checkpoint: Checkpoint, graph: str, quantization: str) -> Model
         ),
         producer=f"fable {__version__}",
         tokenizer_version=checkpoint.config.tokenizer_version,
+        format_version=contract.lowest_version(graph),
+        cache=cache,
     )
 
 
@@ -123,8 +132,8 @@ def with_metadata(model: onnx.ModelProto, meta: ModelMetadata) -> onnx.ModelProt
 
 def build_graph(weights: Weights, meta: ModelMetadata, int4_block_size: int = DEFAULT_INT4_BLOCK) -> onnx.ModelProto:
     """The graph of `meta.graph` in `meta.quantization`, with its metadata (window graphs: fp32 only)."""
-    if meta.graph == contract.GRAPH_STEP:
-        model = build_step_graph(weights, meta.config, meta.quantization, int4_block_size)
+    if meta.graph != contract.GRAPH_WINDOW:
+        model = build_step_graph(weights, meta.config, meta.quantization, int4_block_size, meta.graph)
     elif meta.quantization == "fp32":
         model = build_window_graph(weights, meta.config)
     else:
@@ -151,7 +160,7 @@ def quantized_model(
             onnx.save(with_metadata(build_lstm_step_graph(weights, meta.config), meta), fp32_path)
             quantize_window_int8(fp32_path, work)
         return with_metadata(onnx.load(work), meta)
-    if meta.graph == contract.GRAPH_STEP:
+    if meta.graph != contract.GRAPH_WINDOW:
         return build_graph(weights, meta, block_size)
     quantize_window_int8(fp32_path, work)
     return with_metadata(onnx.load(work), meta)
@@ -179,12 +188,16 @@ def export_checkpoint(
     """Export, prove, and only then put the files in `out`, removing the model files of an earlier
     export that this one did not write. A file whose figures fail a guard leaves the previous
     model files and report in place, and the refused figures in report.refused.json."""
-    if (options.int4 or options.lstm) and options.graph != contract.GRAPH_STEP:
+    graph = graph_of(checkpoint, options.graph)
+    if (options.int4 or options.lstm) and graph == contract.GRAPH_WINDOW:
         raise ExportGuardError("int4 and int8-lstm files are made of the step graph only; drop --int4 and --lstm, "
                                "or --graph window")  # fmt: skip
+    if options.lstm and graph == contract.GRAPH_STREAM:
+        raise ExportGuardError("the int8-lstm file reads windows; a model trained on streams has no such file: "
+                               "drop --lstm")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     torch_model = checkpoint.build_model()
-    meta = metadata_for(checkpoint, options.graph, "fp32")
+    meta = metadata_for(checkpoint, graph, "fp32")
     reference = torch_reference(torch_model, Windows(*select_windows(*checkpoint.windows(), options.max_windows)),
                                 options.continuation_words, options.near_tie_margin, _heldout(checkpoint, options))  # fmt: skip
     names = [FILE_NAMES[v] for v in options.variants]
@@ -263,6 +276,6 @@ def window_baseline(fp32_step_file: Path, out_dir: Path) -> tuple[Path, Path]:
     meta = contract.metadata_from_props({p.key: p.value for p in model.metadata_props}, str(fp32_step_file))
     weights = weights_from_arrays({i.name: numpy_helper.to_array(i) for i in model.graph.initializer}, meta.config)
     paths = {"fp32": out_dir / "window.onnx", "int8": out_dir / "window.int8.onnx"}
-    write_files(weights, replace(meta, graph=contract.GRAPH_WINDOW, format_version=contract.FORMAT_VERSION), paths,
+    write_files(weights, replace(meta, graph=contract.GRAPH_WINDOW, format_version=contract.lowest_version(contract.GRAPH_WINDOW), cache=None), paths,
                 ExportOptions(graph=contract.GRAPH_WINDOW))  # fmt: skip
     return paths["fp32"], paths["int8"]

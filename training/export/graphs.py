@@ -143,9 +143,14 @@ class GraphBuilder:
 
 
 def build_step_graph(
-    weights: Weights, config: ModelConfig, quantization: str = "fp32", block_size: int = DEFAULT_INT4_BLOCK
+    weights: Weights,
+    config: ModelConfig,
+    quantization: str = "fp32",
+    block_size: int = DEFAULT_INT4_BLOCK,
+    graph: str = contract.GRAPH_STEP,
 ) -> onnx.ModelProto:
-    """tokens [B, w], per-layer state [B, w, H] → logits [B, w, V] and the states after one step.
+    """tokens [B, w], per-layer state [B, w, H] → logits [B, w, V] and the states after one step
+    (`graph` GRAPH_STREAM: the same nodes, declared with one row of state per sequence, w = 1).
 
     Each layer is one product, [x, h] @ [input; recurrent] + bias, then the gates (i, o, f, c).
     The index encoding keeps its input product in fp32: one float per word cannot share h's scale.
@@ -175,7 +180,7 @@ def build_step_graph(
         x = b.rounded(h_next)
     logits = b.product(x, weights.head_w, weights.head_b, contract.HEAD_WEIGHT, contract.HEAD_BIAS)
     b.node("Identity", [logits], contract.OUTPUT_LOGITS)  # every row; the caller reads the rows that completed a window
-    return b.model(config, contract.GRAPH_STEP, weights.head_b.shape[0])
+    return b.model(config, graph, weights.head_b.shape[0], contract.lowest_version(graph))
 
 
 def _embedding_range(weights: Weights) -> float:

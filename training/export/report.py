@@ -171,8 +171,9 @@ def _argmax(logits: Logits, rows: int) -> Callable[[np.ndarray], np.ndarray]:
 
 def measure_file(path: Path, reference: TorchReference, name: str) -> FileReport:
     """Decode every reference window as a prompt with the runtime, exactly as an app would; `name`
-    is what the file will be called (it is measured under a temporary name)."""
-    model = fable.Model(path)  # exactly as given: no tuned settings of this machine
+    is what the file will be called (it is measured under a temporary name). A stream model's
+    cache is off: torch has none, and the windows are each read afresh."""
+    model = fable.Model(path, cache=False)  # exactly as given: no tuned settings of this machine
     rows, runtime = chunk_rows(len(model.vocabulary)), model.window_logits
     contexts, labels = reference.windows.contexts, reference.labels
     chosen, diff = np.zeros(len(labels), np.int64), 0.0

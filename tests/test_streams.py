@@ -1,0 +1,200 @@
+"""A model that reads the whole text so far (the stream graph) and its cache of the text, held to
+truths outside the code under test: PyTorch reading the same text, a cache computed here by its
+formula, and `suggest` read afresh."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason='needs the train extra: pip install "fable[train]"')
+onnx = pytest.importorskip("onnx")
+
+import fable  # noqa: E402
+from fable import contract  # noqa: E402
+from fable.contract import CacheSettings  # noqa: E402
+from fable.errors import ModelFileError, SettingError  # noqa: E402
+
+from .helpers import ROOT  # noqa: E402
+
+TEXT = (ROOT / "training" / "corpora" / "gpl-3.txt").read_text(encoding="utf-8")[20_000:22_000]
+
+
+def with_props(source, target, **props: str):
+    """A copy of the model file `source` at `target` with these metadata values set (or removed: None)."""
+    model = onnx.load(source)
+    kept = {p.key: p.value for p in model.metadata_props}
+    kept.update({key: value for key, value in props.items() if value is not None})
+    for key in [k for k, v in props.items() if v is None]:
+        kept.pop(key, None)
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, kept)
+    onnx.save(model, target)
+    return target
+
+
+def torch_reading(checkpoint, ids: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """PyTorch reading `ids` from the zero state: logits [n, vocab] and top outputs [n, hidden]."""
+    model = checkpoint.build_model()
+    with torch.no_grad():
+        logits, top, _ = model.read(torch.tensor([ids]))
+    return logits[0].numpy().astype(np.float64), top[0].numpy().astype(np.float64)
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def text_ids(stream_export):
+    _, folder, _ = stream_export
+    model = fable.Model(folder / "fable.onnx")
+    return [i for i in model.lexicon.lookup(model.tokens(TEXT)) if i is not None][:150]
+
+
+def test_a_stream_file_says_what_it_is(stream_export):
+    checkpoint, folder, _ = stream_export
+    model = fable.Model(folder / "fable.int8.onnx")
+    meta = model.metadata
+    assert (meta.graph, meta.format_version, meta.whole_text, meta.least_words) == ("stream", 3, True, 1)
+    assert model.window == checkpoint.config.model.window  # how many last words a fresh read feeds
+    assert (meta.cache is None) == (checkpoint.cache is None)
+    if meta.cache is not None:
+        assert dataclasses.asdict(meta.cache) == checkpoint.cache
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "numpy"])
+def test_the_runtime_reads_a_whole_text_as_pytorch_does(stream_export, text_ids, backend):
+    """150 words, each predicted from all the words before it: the state is never zeroed."""
+    checkpoint, folder, _ = stream_export
+    expected, _ = torch_reading(checkpoint, text_ids)
+    model = fable.Model(folder / "fable.onnx", backend=backend, cache=False)
+    found = np.stack([row.copy() for row in model.logits_along(text_ids)])
+    assert np.abs(found - expected).max() < 1e-4
+    # and a window of the last 3 words would differ: the words before them still move the logits
+    assert np.abs(found[60] - torch_reading(checkpoint, text_ids[58:61])[0][-1]).max() > 1e-2
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "numpy"])
+def test_the_cache_is_its_formula(stream_export, text_ids, tmp_path, backend):
+    """p = (1 - weight) softmax(logits) + weight sum_j a_j [w_j+1 = w], a = softmax of flatness
+    h_t . h_j over the last `size` words j before t, computed here from PyTorch's numbers."""
+    checkpoint, folder, _ = stream_export
+    settings = CacheSettings(size=7, flatness=0.8, weight=0.3)
+    path = with_props(folder / "fable.onnx", tmp_path / "cached.onnx",
+                      **{contract.KEY_CACHE: json.dumps(dataclasses.asdict(settings))})  # fmt: skip
+    model = fable.Model(path, backend=backend)
+    found = np.stack([softmax(row.astype(np.float64)) for row in model.logits_along(text_ids)])
+    logits, top = torch_reading(checkpoint, text_ids)
+    for t in range(len(text_ids)):
+        expected = softmax(logits[t])
+        pairs = list(range(max(0, t - settings.size), t))
+        if pairs:
+            votes = softmax(np.array([settings.flatness * top[t] @ top[j] for j in pairs]))
+            cache = np.zeros_like(expected)
+            for j, vote in zip(pairs, votes):
+                cache[text_ids[j + 1]] += vote
+            expected = (1 - settings.weight) * expected + settings.weight * cache
+        assert np.abs(found[t] - expected).max() < 1e-5, t
+    # the cache moves the text's own words: off, the same file gives the model alone
+    alone = np.stack([softmax(row.astype(np.float64)) for row in fable.Model(path, cache=False).logits_along(text_ids)])
+    assert np.abs(alone - softmax(logits)).max() < 1e-5
+    assert np.abs(found - alone).max() > 0.01
+
+
+def test_the_choice_of_cache_computes_what_the_runtime_mixes(stream_export):
+    """The grid's perplexities (computed at once, on the word that came only) equal the runtime's
+    mix read a word at a time, for every setting."""
+    from fable.training.cache_choice import choose_cache
+    from fable.training.streams import stream_evaluation
+
+    checkpoint, _, corpus = stream_export
+    model = checkpoint.build_model()
+    validation = corpus.segments("validation")
+    best, figures = choose_cache(model, validation, corpus.unknown_id)
+    assert len(figures) == 48
+    for setting in list(figures)[::7] + ([best] if best else []):
+        by_runtime = stream_evaluation(model, validation, corpus.unknown_id, cache=setting).perplexity
+        assert figures[setting] == pytest.approx(by_runtime, rel=1e-6)
+    alone = stream_evaluation(model, validation, corpus.unknown_id).perplexity
+    assert (best is None) == (min(figures.values()) >= alone)
+
+
+def test_typing_gives_what_suggest_gives_afresh(stream_export):
+    """Letter by letter over a text shorter than the model's fresh read: the state and the cache
+    carried by `typing()` give exactly the suggestions of `suggest` on the whole text so far."""
+    _, folder, _ = stream_export
+    model = fable.Model(folder / "fable.int8.onnx")
+    text = "you may convey a work based on the program"
+    assert len(model.tokens(text)) < model.window
+    with model.typing() as typing:
+        for end in range(1, len(text) + 1):
+            assert typing.suggest(text[:end]) == model.suggest(text[:end]), text[:end]
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "numpy"])
+def test_prompts_of_different_lengths_decode_together_as_alone(stream_export, backend):
+    _, folder, _ = stream_export
+    model = fable.Model(folder / "fable.int8.onnx", backend=backend)
+    prompts = ["the", "you may convey a covered work", "this license", "the program"]
+    assert model.generate_batch(prompts, 12) == [model.generate(prompt, 12) for prompt in prompts]
+    assert model.generate("the") and model.suggest("the ")  # one word is enough: no window to fill
+
+
+def test_evaluate_predicts_every_word_after_the_first(stream_export):
+    _, folder, _ = stream_export
+    model = fable.Model(folder / "fable.int8.onnx")
+    text = "you may convey a covered work in object code form under the terms of sections 4 and 5"
+    tokens = model.tokens(text)
+    unknown = [t for t in tokens[1:] if model.lexicon.index.get(t, model.unknown_id) == model.unknown_id]
+    assert model.evaluate(text, learning=False).words == len(tokens) - 1 - len(unknown)
+    assert len(model.score(text).words) == len(tokens) - 1
+
+
+def test_a_stream_graph_in_an_older_format_is_refused(stream_export, tmp_path):
+    _, folder, _ = stream_export
+    path = with_props(folder / "fable.onnx", tmp_path / "old.onnx", **{contract.KEY_FORMAT_VERSION: "2"})
+    with pytest.raises(ModelFileError, match="stream graph in a file of format 2"):
+        fable.Model(path)
+
+
+@pytest.mark.parametrize("cache", ['{"size": 0, "flatness": 1, "weight": 0.1}', '{"size": 5, "flatness": 1, "weight": 1}',
+                                   '{"size": 5, "weight": 0.1}', "[1, 2]"])  # fmt: skip
+def test_a_damaged_cache_setting_is_one_line(stream_export, tmp_path, cache):
+    _, folder, _ = stream_export
+    path = with_props(folder / "fable.onnx", tmp_path / "bad.onnx", **{contract.KEY_CACHE: cache})
+    with pytest.raises(ModelFileError) as error:
+        fable.Model(path)
+    assert "fable.cache" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_cache_is_true_or_false(stream_export):
+    _, folder, _ = stream_export
+    with pytest.raises(SettingError, match="cache"):
+        fable.Model(folder / "fable.onnx", cache="off")
+
+
+def test_the_streams_cover_the_training_text_in_order(stream_export):
+    """Each row's words and labels are the training part's own, read on from where the last step
+    ended; a checkpoint's sampler state resumes the very next batch and carried state."""
+    from fable.training.streams import StreamBatches
+
+    _, _, corpus = stream_export
+    joined = np.concatenate(corpus.segments())
+    batches = StreamBatches(corpus.segments(), 4, 9, "cpu")
+    length = len(joined) // 4
+    x, y, _ = batches.next()
+    for row in range(4):
+        start = row * length
+        assert x[row].tolist() == joined[start : start + 9].tolist()
+        assert y.reshape(4, 9)[row].tolist() == joined[start + 1 : start + 10].tolist()
+    batches.carry((torch.ones(2, 4, 3), torch.full((2, 4, 3), 2.0)))
+    saved = batches.state()
+    again = StreamBatches(corpus.segments(), 4, 9, "cpu")
+    again.load_state(saved)
+    assert torch.equal(batches.next()[0], again.next()[0])
+    assert all(torch.equal(a, b) for a, b in zip(batches.carried, again.carried))
