@@ -67,6 +67,15 @@ COMPARISONS = [
     ),
     *(
         (
+            f"test_stream_{call}[window-6]",
+            f"test_stream_{call}[{kind}]",
+            f"{what}: whole-text model, {said}, vs window-6",
+        )
+        for call, what in (("word", "a generated word"), ("typing", "a typing suggestion"))
+        for kind, said in (("stream-cache", "cache on"), ("stream-alone", "cache off"))
+    ),
+    *(
+        (
             f"test_eight_prompts[{q}-batch]",
             f"test_eight_prompts[{q}-one-by-one]",
             f"{q}: 8 prompts batched vs one by one",

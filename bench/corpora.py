@@ -32,7 +32,7 @@ import fable
 from fable.benchmark import word_gaps_us
 from fable.cli import columns
 from fable.contract import FILE_NAMES, REPORT_NAME
-from fable.evaluation import NOTHING, Evaluation, evaluation_of
+from fable.evaluation import NOTHING, Evaluation, evaluation_of, predictions
 from fable.keyboard import Keyboard, keys_without
 from fable.learned import BLEND, Blend
 from fable.machine import describe as describe_machine
@@ -47,6 +47,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CORPORA = {
     "fable": fable_path(),
     "gpl-3": ROOT / "training" / "corpora" / "gpl-3.txt",
+    "grep-manual": ROOT / "training" / "corpora" / "grep-manual.txt",
+    "sed-changelog": ROOT / "training" / "corpora" / "sed-changelog.txt",
     "python-reference": ROOT / "training" / "corpora" / "python-reference.txt",
 }
 RESULTS = ROOT / "bench" / "results" / "local" / "corpora.json"
@@ -87,7 +89,9 @@ def measure(name: str, text: Text, preset_name: str, device: str, work: Path) ->
         "train_seconds": seconds, "device": device, "export": verdict, "int8_drop_points": int8["accuracy_drop_points"],
         "fp32_word_us": words.get("fp32"), "int8_word_us": words.get("int8"),
     }  # fmt: skip
-    if config.holdout and int8.get("heldout"):
+    if config.holdout and verdict == "passed" and config.sampling == "streams":
+        row |= whole_text_figures(text, corpus, models["int8"], KneserNey(corpus.segments(), len(corpus.vocabulary)))
+    elif config.holdout and int8.get("heldout"):
         counted = KneserNey(corpus.segments(), len(corpus.vocabulary))
         ngram = kneser_ney_heldout(counted, corpus, config.model.window)
         row |= {"heldout_words": int8["heldout"]["words"], "int8_heldout": int8["heldout"],
@@ -108,6 +112,45 @@ def measure(name: str, text: Text, preset_name: str, device: str, work: Path) ->
 
 VALIDATION, TEST = "validation", "test"  # the held-out blocks that choose, and those that report (training/split.py)
 BLEND_GRID = [Blend(weight, prior) for weight in (0.05, 0.1, 0.2, 0.3) for prior in (0.5, 2.0, 8.0)]
+
+
+NGRAM_READS = 3  # the words before a word the 4-gram reads: stream rows are compared from the 4th word of a block
+
+
+def whole_text_figures(text: Text, corpus: Corpus, model: fable.Model, ngram: KneserNey) -> dict:
+    """A stream model's figures on the test part: each block read whole, as `fable-run --score
+    --file` reads it, with its cache and without, and with the person's words learnt; beside the
+    4-gram's on the same words (each block's from its 4th, so that the 4-gram reads 3 words)."""
+    keyboard, unknown = model.keyboard, corpus.unknown_id
+    cached = alone = yardstick = NOTHING
+    for start, end in blocks(corpus, TEST):
+        ids = corpus.ids[start:end].astype(np.int64)
+        if len(ids) <= NGRAM_READS:
+            continue
+        typed = sum(keys_without(text.words[i]) for i in text.ids[start + NGRAM_READS : end].tolist())
+        for cache in (True, False):
+            block, skip = NOTHING, NGRAM_READS - 1  # the predictions start at the block's 2nd word
+            for logits, labels in predictions(model, ids.tolist(), cache=cache):
+                block += _figures(logits[skip:], labels[skip:], unknown, keyboard)
+                skip = max(0, skip - len(labels))
+            block = block.typed_over(typed)
+            cached, alone = (cached + block, alone) if cache else (cached, alone + block)
+        starts = start + np.arange(end - start - NGRAM_READS)
+        starts = starts[corpus.ids[starts + NGRAM_READS] != unknown]
+        yardstick += ngram_evaluation(ngram, corpus, starts, NGRAM_READS, keyboard).typed_over(typed)
+    learnt = typed_learning(text, corpus, model, 1, TEST, BLEND)
+    return {"heldout_words": cached.words, "int8_heldout": cached.as_dict(), "int8_heldout_no_cache": alone.as_dict(),
+            "ngram_heldout": yardstick.as_dict(), "perplexity_ratio": cached.perplexity / yardstick.perplexity,
+            "perplexity_ratio_no_cache": alone.perplexity / yardstick.perplexity,
+            "top3_points": 100 * (cached.top3_rate - yardstick.top3_rate),
+            "top1_points": 100 * (cached.top1_rate - yardstick.top1_rate),
+            "int8_keystrokes_saved": cached.keystrokes_saved, "ngram_keystrokes_saved": yardstick.keystrokes_saved,
+            "int8_keystrokes_learning": learnt.keystrokes_saved, "learning_heldout": learnt.as_dict()}  # fmt: skip
+
+
+def _figures(logits: np.ndarray, labels: np.ndarray, unknown: int | None, keyboard: Keyboard) -> Evaluation:
+    keep = labels != unknown
+    return evaluation_of(logits[keep], labels[keep], unknown, keyboard)
 
 
 def blocks(corpus: Corpus, part: str) -> list[tuple[int, int]]:
@@ -197,13 +240,14 @@ def table(rows: list[dict]) -> str:
     if not held:
         return columns(header, cells)
     held_header = ("corpus", "preset", "held-out words", "int8 top-1", "int8 top-3", "int8 perplexity",
-                   "4-gram top-1", "4-gram top-3", "4-gram perplexity", "perplexity ratio", "top-3 gain",
+                   "4-gram top-1", "4-gram top-3", "4-gram perplexity", "perplexity ratio", "no cache", "top-3 gain",
                    "int8 keys saved", "learning", "4-gram keys saved")  # fmt: skip
     held_cells = [
         (r["corpus"], r["preset"], f"{r['heldout_words']:,}", f"{100 * r['int8_heldout']['top1']:.1f}%",
          f"{100 * r['int8_heldout']['top3']:.1f}%", f"{r['int8_heldout']['perplexity']:.2f}",
          f"{100 * r['ngram_heldout']['top1']:.1f}%", f"{100 * r['ngram_heldout']['top3']:.1f}%",
-         f"{r['ngram_heldout']['perplexity']:.2f}", f"{r['perplexity_ratio']:.3f}", f"{r['top3_points']:+.1f} pt",
+         f"{r['ngram_heldout']['perplexity']:.2f}", f"{r['perplexity_ratio']:.3f}",
+         f"{r['perplexity_ratio_no_cache']:.3f}" if "perplexity_ratio_no_cache" in r else "—", f"{r['top3_points']:+.1f} pt",
          *(f"{100 * r[k]:.1f}%" if k in r else "—"
            for k in ("int8_keystrokes_saved", "int8_keystrokes_learning", "ngram_keystrokes_saved")))
         for r in held
@@ -216,7 +260,7 @@ def main() -> None:
     parser.add_argument("--only", choices=list(CORPORA), action="append", help="a corpus; repeat for several")
     parser.add_argument(
         "--preset",
-        choices=["auto", "predict", "memorize"],
+        choices=["auto", "predict", "memorize", "stream"],
         action="append",
         help="fable-train's choice (auto), or a preset; repeat for several",
     )

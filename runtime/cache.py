@@ -13,6 +13,7 @@ Returned as log p, so every caller reads it as logits.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -26,52 +27,47 @@ class TextCache:
         self.settings = settings
         self._keys = np.zeros((batch, settings.size, hidden), np.float32)  # h_i
         self._words = np.zeros((batch, settings.size), np.int64)  # w_i: the word read after h_i
-        self._count = np.zeros(batch, np.int64)  # pairs written per sequence (the ring holds the last `size`)
         self._previous = np.zeros((batch, hidden), np.float32)  # h after the last word: its pair waits for the next
-        self._started = np.zeros(batch, bool)  # whether a word was read since the reset
+        # Per sequence, plain ints (a word's bookkeeping is a few scalars): pairs written (the ring
+        # holds the last `size`), and whether a word was read since the reset (-1: none).
+        self._count = [0] * batch
+        self._started = [False] * batch
 
     def reset(self) -> None:
-        self._count[:] = 0
-        self._started[:] = False
+        self.restart(range(len(self._count)))
 
-    def restart(self, sequences: np.ndarray) -> None:
-        self._count[sequences] = 0
-        self._started[sequences] = False
+    def restart(self, sequences: Iterable[int]) -> None:
+        for row in np.asarray(sequences, np.int64).tolist():
+            self._count[row], self._started[row] = 0, False
 
     def mix(self, logits: np.ndarray, top: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         """After reading `tokens` [batch]: the model's `logits` [batch, vocab] with the cache mixed
         in, as log-probabilities [batch, vocab] float32; `top` [batch, hidden], the output now."""
-        self._remember(tokens)
         size, weight = self.settings.size, self.settings.weight
         out = np.empty(logits.shape, np.float32)
         for row in range(len(logits)):
+            if self._started[row]:  # the last output's pair: it was followed by this token
+                slot = self._count[row] % size
+                self._keys[row, slot] = self._previous[row]
+                self._words[row, slot] = tokens[row]
+                self._count[row] += 1
+            self._started[row] = True
+            pairs = min(self._count[row], size)
             top_logit = float(logits[row].max())
-            z = np.exp(logits[row] - top_logit)
-            log_total = top_logit + math.log(float(z.sum(dtype=np.float64)))
-            pairs = min(int(self._count[row]), size)
-            if pairs == 0 or weight == 0:
-                np.subtract(logits[row], log_total, out=out[row])
-                continue
-            np.subtract(logits[row], log_total - math.log1p(-weight), out=out[row])  # the words not in the cache
-            votes = self._votes(row, top[row], pairs)  # [pairs]
-            words, inverse = np.unique(self._words[row, :pairs], return_inverse=True)
-            cached = np.bincount(inverse, votes, minlength=len(words))  # [distinct words]
-            mine = (1 - weight) * np.exp(logits[row, words] - log_total) + weight * cached
-            out[row, words] = np.log(mine)
+            z = np.exp(logits[row] - top_logit)  # [vocab]
+            total = float(z.sum())
+            kept = 1 - weight if pairs else 1.0  # no pairs yet: the model alone
+            # a word the cache holds no vote for: log((1 - weight) p_model), one pass over the vocabulary
+            np.subtract(logits[row], top_logit + math.log(total) - math.log(kept), out=out[row])
+            if pairs and weight:
+                words = self._words[row, :pairs]  # a word voted for twice is written twice, the same value
+                cached = np.bincount(words, self._votes(row, top[row], pairs), len(z))
+                out[row, words] = np.log(kept * z[words] / total + weight * cached[words])
         self._previous[...] = top
-        self._started[:] = True
         return out
 
-    def _remember(self, tokens: np.ndarray) -> None:
-        """Each started sequence's last output with the word that followed it: `tokens` [batch]."""
-        rows = np.flatnonzero(self._started)
-        slots = self._count[rows] % self.settings.size
-        self._keys[rows, slots] = self._previous[rows]
-        self._words[rows, slots] = tokens[rows]
-        self._count[rows] += 1
-
     def _votes(self, row: int, top: np.ndarray, pairs: int) -> np.ndarray:
-        """softmax over the row's pairs of flatness x (h_i . h now), float64 [pairs]."""
-        scores = self._keys[row, :pairs] @ top * self.settings.flatness
-        scores = np.exp(scores - scores.max(), dtype=np.float64)
+        """softmax over the row's pairs of flatness x (h_i . h now) [pairs]."""
+        scores = self._keys[row, :pairs] @ top
+        scores = np.exp((scores - scores.max()) * self.settings.flatness)
         return scores / scores.sum()

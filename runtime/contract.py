@@ -334,7 +334,9 @@ def metadata_from_props(props: Mapping[str, str], source: str = "model file") ->
             accuracy=reader.field_float(KEY_PROVENANCE, provenance, "accuracy"),
             device=reader.field_str(KEY_PROVENANCE, provenance, "device"),
             seed=reader.field_int(KEY_PROVENANCE, provenance, "seed", None, None),
-            ceiling=reader.field_float(KEY_PROVENANCE, provenance, "ceiling") if "ceiling" in provenance else None,
+            ceiling=reader.field_float(KEY_PROVENANCE, provenance, "ceiling")
+            if provenance.get("ceiling") is not None
+            else None,
             **_heldout(reader, provenance),
         ),
         producer=reader.text(KEY_PRODUCER),

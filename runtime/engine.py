@@ -33,6 +33,7 @@ class Engine:
         # A stream model's cache of the text so far, where its file has one and `cache` asks for it.
         self.cache = self.metadata.cache if cache else None
         self._pool = DecoderPool(self.metadata, backend.kernel, self.cache)
+        self._plain = DecoderPool(self.metadata, backend.kernel) if self.cache else self._pool  # the model alone
         self.unknown_id = unknown_id(self.metadata.vocabulary)  # <unk>: read where a model has one, never generated
 
     @property
@@ -93,10 +94,11 @@ class Engine:
         its own; `fable.predict.Typing` keeps one while a person types)."""
         return self._pool.decoder(batch)
 
-    def logits_along(self, ids: Sequence[int]) -> Iterator[np.ndarray]:
+    def logits_along(self, ids: Sequence[int], cache: bool = True) -> Iterator[np.ndarray]:
         """After each id of `ids` in turn, logits [vocab] of the next word given the last `window`
-        ids so far (fewer at the start: read from the zero state). Views the next one overwrites."""
-        with self._pool.decoder(1) as decoder:
+        ids so far (fewer at the start: read from the zero state), or a stream model's given all
+        of them (`cache` False: without its cache). Views the next one overwrites."""
+        with (self._pool if cache else self._plain).decoder(1) as decoder:
             token = np.zeros((1, 1), np.int64)
             for word in ids:
                 token[0, 0] = word

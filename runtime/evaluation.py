@@ -105,7 +105,7 @@ def evaluation_of(
     return total
 
 
-def evaluate(model: Model, text: str, learning: bool = True) -> Evaluation:
+def evaluate(model: Model, text: str, learning: bool = True, cache: bool = True) -> Evaluation:
     """Each word of `text` predicted from the `window` words before it, read as `suggest` reads
     them. Unknown words are read as <unk> where the model has one, and are never a word to
     predict; without <unk>, the windows that hold one are skipped. Keystrokes are counted over
@@ -114,7 +114,8 @@ def evaluate(model: Model, text: str, learning: bool = True) -> Evaluation:
     `learning`: with the person's words mixed in as `suggest` mixes them (`fable.learned`: what
     the model learnt, and each word of the text before the one predicted where the model learns
     from the text so far), so a word the vocabulary lacks saves keys once it has been typed; the
-    figures are over the same words either way. False: the model alone."""
+    figures are over the same words either way. False: the model alone. `cache` False: a stream
+    model without its cache of the text so far."""
     lexicon, window = model.lexicon, model.least_words
     tokens = lexicon.read(text).tokens
     unknown = model.unknown_id
@@ -127,7 +128,7 @@ def evaluate(model: Model, text: str, learning: bool = True) -> Evaluation:
     start = counted = 0  # where the run starts in `tokens`; how many of them were counted
     for run in _readable_runs(ids):
         position = start + window  # of the next label in `tokens`
-        for logits, labels in predictions(model, run):
+        for logits, labels in predictions(model, run, cache=cache):
             if not learnt:
                 keep = labels != unknown if unknown is not None else slice(None)
                 total += evaluation_of(logits[keep], labels[keep], unknown, keyboard)
@@ -205,15 +206,18 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return z
 
 
-def predictions(model: Model, ids: Sequence[int], chunk: int = CHUNK) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def predictions(
+    model: Model, ids: Sequence[int], chunk: int = CHUNK, cache: bool = True
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(logits [n, vocab], labels [n]) for each id of `ids` after the first `window` (a stream
     model's: after the first), each read from the `window` ids before it (a stream model's: all of
-    them), in chunks: the one loop of `evaluate` and `predict.score`."""
+    them; `cache` False: without a stream model's cache), in chunks: the one loop of `evaluate`
+    and `predict.score`."""
     window = model.least_words
     if len(ids) <= window:
         return
     logits, labels = [], []
-    for position, row in enumerate(model.logits_along(ids[:-1])):
+    for position, row in enumerate(model.logits_along(ids[:-1], cache)):
         if position >= window - 1:
             logits.append(row.copy())
             labels.append(ids[position + 1])

@@ -171,12 +171,12 @@ class Model(Engine):
         with their total and the perplexity (`fable.predict.score`)."""
         return predict.score(self, self._text(text, "text"))
 
-    def evaluate(self, text: str, learning: bool = True) -> Evaluation:
+    def evaluate(self, text: str, learning: bool = True, cache: bool = True) -> Evaluation:
         """How well the model predicts `text`: top-1, top-3, perplexity and keystrokes saved over
         its words, each from the window before it (`fable.evaluation`): to measure it on text it
         was not trained on. `learning`: with the person's words mixed in, as `suggest` has them;
-        False: the model alone."""
-        return evaluation.evaluate(self, self._text(text, "text"), learning)
+        False: the model alone. `cache` False: a stream model without its cache of the text."""
+        return evaluation.evaluate(self, self._text(text, "text"), learning, cache)
 
     def stream(self, prompt: str, words: int = DEFAULT_WORDS, sampling: Sampling = GREEDY) -> Iterator[str]:
         """The generated words, one by one as they are made."""

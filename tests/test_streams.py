@@ -109,14 +109,14 @@ def test_the_cache_is_its_formula(stream_export, text_ids, tmp_path, backend):
 def test_the_choice_of_cache_computes_what_the_runtime_mixes(stream_export):
     """The grid's perplexities (computed at once, on the word that came only) equal the runtime's
     mix read a word at a time, for every setting."""
-    from fable.training.cache_choice import choose_cache
+    from fable.training.cache_choice import FLATNESS, SIZES, WEIGHTS, choose_cache
     from fable.training.streams import stream_evaluation
 
     checkpoint, _, corpus = stream_export
     model = checkpoint.build_model()
     validation = corpus.segments("validation")
     best, figures = choose_cache(model, validation, corpus.unknown_id)
-    assert len(figures) == 48
+    assert len(figures) == len(SIZES) * len(FLATNESS) * len(WEIGHTS)
     for setting in list(figures)[::7] + ([best] if best else []):
         by_runtime = stream_evaluation(model, validation, corpus.unknown_id, cache=setting).perplexity
         assert figures[setting] == pytest.approx(by_runtime, rel=1e-6)

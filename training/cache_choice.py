@@ -19,8 +19,8 @@ from .model import WordLSTM
 from .streams import read_whole, runs
 
 SIZES = (100, 500, 2000)
-FLATNESS = (0.03, 0.1, 0.3, 1.0)
-WEIGHTS = (0.05, 0.1, 0.2, 0.3)
+FLATNESS = (0.3, 1.0, 3.0, 10.0)
+WEIGHTS = (0.02, 0.05, 0.1, 0.2, 0.3)
 ROWS = 1024  # words whose votes are computed at once: [ROWS, ROWS + largest size] scores
 
 

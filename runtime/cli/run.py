@@ -52,6 +52,7 @@ def main(
     suggestions: Annotated[int, typer.Option(min=1, max=MAX_SUGGESTIONS, help="how many words --suggest prints")] = DEFAULT_SUGGESTIONS,
     score: Annotated[bool, typer.Option("--score", help="print the log-probability of each word of PROMPT after the first window")] = False,
     file: Annotated[Path | None, typer.Option("--file", "-f", help="with --score: how well the model predicts this UTF-8 text file (top-1, top-3, perplexity), e.g. text held out of training", show_default=False)] = None,
+    cache: Annotated[bool, typer.Option("--cache/--no-cache", help="a model that reads the whole text: mix in its cache of the text so far, as its file says")] = True,
     threads: Annotated[int | None, typer.Option(min=1, max=MAX_THREADS, help="intra-op threads", show_default=TUNED_DEFAULT)] = None,
     spin: Annotated[bool | None, typer.Option("--spin/--no-spin", help="let onnxruntime's threads spin between words", show_default=TUNED_DEFAULT)] = None,
     backend: Annotated[Backend | None, typer.Option(help=BACKEND_HELP, show_default=BACKEND_DEFAULT)] = None,
@@ -68,7 +69,7 @@ def main(
     # One prompt's words, and a file's, come back to back; the loop and single calls are an app's
     # pace (tuning.PATTERNS).
     pattern = "stream" if use in ("generate", "score-file") else "paced"
-    loaded = load(model, threads, runs_on, spin, pattern)
+    loaded = load(model, threads, runs_on, spin, pattern, cache)
     load_ms = 1000 * (time.perf_counter() - started)
     if use == "score-file":
         typer.echo(file_score(loaded, file, as_json))  # type: ignore[arg-type]
@@ -97,7 +98,7 @@ READS = {
     "score-file": ("score", "file", "as_json"),
     "info": ("info",),
 }
-_ALWAYS = ("prompt", "model", "threads", "spin", "backend", "version")
+_ALWAYS = ("prompt", "model", "cache", "threads", "spin", "backend", "version")
 _SAYS = {"generate": "a PROMPT to continue", "loop": "the loop that asks for prompts (no PROMPT)", "json": "--json",
          "suggest": "--suggest", "score": "--score", "score-file": "--score --file", "info": "--info"}  # fmt: skip
 
@@ -173,14 +174,17 @@ def file_score(model: Model, path: Path, as_json: bool) -> str:
     text, _ = read_text_file(path, "--file", "pass --file PATH to a UTF-8 text file")
     found = model.evaluate(text)
     alone = model.evaluate(text, learning=False) if model.learns_text else None
+    uncached = model.evaluate(text, learning=False, cache=False) if model.cache else None
     if as_json:
-        return json.dumps({"file": str(path), **found.as_dict()} | ({"model_alone": alone.as_dict()} if alone else {}))
+        return json.dumps({"file": str(path), **found.as_dict()} | ({"model_alone": alone.as_dict()} if alone else {})
+                          | ({"without_cache": uncached.as_dict()} if uncached else {}))  # fmt: skip
     skipped = f" ({found.skipped:,} not predicted: unknown or <unk>, or too near one)" if found.skipped else ""
-    if alone is None:
-        return f"{path}: {found.line()}{skipped}"
-    return (
-        f"{path}: {found.line()}{skipped}\n  with the text's own words learnt as typed; the model alone: {alone.line()}"
-    )
+    lines = [f"{path}: {found.line()}{skipped}"]
+    if alone is not None:
+        lines[0] += "\n  with the text's own words learnt as typed; the model alone: " + alone.line()
+    if uncached is not None:
+        lines.append("  the model alone without its cache of the text so far: " + uncached.line())
+    return "\n".join(lines)
 
 
 def generation_json(model: Model, prompt: str, words: int, sampling: Sampling, load_ms: float) -> str:
@@ -217,6 +221,21 @@ def interactive(model: Model, words: int, sampling: Sampling, as_json: bool, tok
         print(output, flush=True)
 
 
+GRAPHS_SAID = {
+    "step": "one batched step per word",
+    "window": "whole window per word",
+    "stream": "one step per word, its state carried through the whole text; a fresh read feeds the last window",
+}
+
+
+def _cache(model: Model) -> str:
+    settings = model.metadata.cache
+    if settings is None:
+        return "none: training found none that predicts its validation part better"
+    said = f"the last {settings.size:,} words, flatness {settings.flatness:g}, weight {settings.weight:g}"
+    return said + ("" if model.cache else " (off: --no-cache)")
+
+
 def model_card(model: Model) -> str:
     meta, prov = model.metadata, model.metadata.provenance
     config = meta.config
@@ -230,7 +249,8 @@ def model_card(model: Model) -> str:
         ("quantization", meta.quantization),
         ("backend", model.runs),
         ("settings", model.settings),
-        ("graph", f"{meta.graph} ({'one batched step per word' if meta.graph == 'step' else 'whole window per word'})"),
+        ("graph", f"{meta.graph} ({GRAPHS_SAID[meta.graph]})"),
+        *([("cache", _cache(model))] if meta.whole_text else []),
         (
             "accuracy",
             f"{100 * prov.accuracy:.1f}% of next words over the training windows"

@@ -1,0 +1,89 @@
+"""What a model that reads the whole text costs a word, against today's window-6 file.
+
+Both files hold the same weights, of `predict`'s size with a corpus's vocabulary (2 x 256, 5,000
+words; random: a word's cost does not depend on their values): the window-6 step graph runs 6
+rows a word, the stream graph one row and, with its cache of the last 500 words, their votes.
+Per generated word and per typing suggestion (a word a call); the ratios are in
+bench/results/local/latency.json ("stream" in their names).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from itertools import cycle
+
+import numpy as np
+import pytest
+
+from fable import Model
+from fable.benchmark import word_stepper
+from fable.contract import (
+    GRAPH_STEP,
+    GRAPH_STREAM,
+    CacheSettings,
+    ModelConfig,
+    ModelMetadata,
+    Provenance,
+    lowest_version,
+)
+from fable.sampling import Sampling
+
+onnx = pytest.importorskip("onnx", reason="the files are built by the exporter (pip install '.[train]')")
+
+VOCAB, HIDDEN = 5000, 256
+CACHE = CacheSettings(size=500, flatness=0.3, weight=0.1)
+PER_WORD = {"group": "stream per word", "min_rounds": 1000, "max_time": 2.0, "warmup": True}
+KINDS = ["window-6", "stream-cache", "stream-alone"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, tuple]:
+    from fable.training.export.exporter import build_graph
+    from fable.training.export.weights import LayerWeights, Weights
+
+    rng = np.random.default_rng(0)
+
+    def normal(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) * 0.1).astype(np.float32)
+
+    layers = tuple(LayerWeights(normal(HIDDEN, 4 * HIDDEN), normal(HIDDEN, 4 * HIDDEN), normal(4 * HIDDEN))
+                   for _ in range(2))  # fmt: skip
+    weights = Weights(normal(VOCAB, HIDDEN), layers, normal(HIDDEN, VOCAB), normal(VOCAB))
+    provenance = Provenance("0" * 64, "synthetic", "predict", 0, 0.0, "cpu", 0)
+    vocabulary = tuple(f"w{i}" for i in range(VOCAB))
+    folder = tmp_path_factory.mktemp("stream-cost")
+    made = {}
+    for name, graph, window, cache in (("window-6", GRAPH_STEP, 6, None), ("stream", GRAPH_STREAM, 64, CACHE)):
+        config = ModelConfig(window=window, layers=2, hidden=HIDDEN, embedding_dim=HIDDEN)
+        meta = ModelMetadata(graph, vocabulary, config, "int8", provenance, "bench", format_version=lowest_version(graph),
+                             cache=cache)  # fmt: skip
+        path = folder / f"{name}.int8.onnx"
+        onnx.save(build_graph(weights, meta), path)
+        made[name] = path
+    return {"window-6": (made["window-6"], True), "stream-cache": (made["stream"], True),
+            "stream-alone": (made["stream"], False)}  # fmt: skip
+
+
+@pytest.mark.benchmark(**PER_WORD)
+@pytest.mark.parametrize("kind", KINDS)
+def test_stream_word(benchmark, files, kind):
+    """One more sampled word of an endless generation."""
+    path, cache = files[kind]
+    benchmark(word_stepper(Model(path, cache=cache), Sampling(temperature=1.0, seed=0)))
+
+
+@pytest.mark.benchmark(**PER_WORD)
+@pytest.mark.parametrize("kind", KINDS)
+def test_stream_typing(benchmark, files, kind):
+    """Top-3 suggestions as the text grows a word a call (`model.typing()`)."""
+    path, cache = files[kind]
+    model = Model(path, cache=cache)
+    words = cycle(model.vocabulary[:40])
+    text = deque((next(words) for _ in range(10)), maxlen=200)
+    with model.typing() as typing:
+
+        def next_word() -> None:
+            text.append(next(words))
+            typing.suggest(" ".join(text) + " ", 3)
+
+        benchmark(next_word)
