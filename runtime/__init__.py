@@ -12,7 +12,7 @@ from .errors import FableError, ModelFileError, PromptError, SettingError, Unkno
 from .model import Model, default_model_path, load
 from .sampling import Sampling
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 __all__ = [
     "FableError",

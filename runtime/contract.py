@@ -166,8 +166,11 @@ class CacheSettings:
     flatness: float
     weight: float
 
+    def describe(self) -> str:
+        return f"the last {self.size:,} words, flatness {self.flatness:g}, weight {self.weight:g}"
 
-MAX_CACHE = 100_000
+
+MAX_CACHE = 10_000  # kept outputs per sequence: [size, hidden] floats for every sequence of a batch
 MAX_FLATNESS = 1000.0
 
 
@@ -342,11 +345,13 @@ def metadata_from_props(props: Mapping[str, str], source: str = "model file") ->
         producer=reader.text(KEY_PRODUCER),
         tokenizer_version=tokenizer_version,
         format_version=version,
-        cache=_cache(reader) if KEY_CACHE in props else None,
+        cache=_cache(reader, graph) if KEY_CACHE in props else None,
     )
 
 
-def _cache(reader: _Reader) -> CacheSettings:
+def _cache(reader: _Reader, graph: str) -> CacheSettings:
+    if graph != GRAPH_STREAM:
+        raise reader.fail(KEY_CACHE, f"a cache for a {graph} graph (only stream graphs have one)")
     cache = reader.json_object(KEY_CACHE)
     settings = CacheSettings(
         size=reader.field_int(KEY_CACHE, cache, "size", 1, MAX_CACHE),

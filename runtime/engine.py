@@ -136,7 +136,8 @@ class Engine:
         except (TypeError, ValueError):
             raise PromptError("a context must be a sequence of word ids (whole numbers)") from None
         if len(ids) < self.least_words:
-            raise PromptError(f"the context has {len(ids)} ids; this model reads {self.window} at a time")
+            needs = "at least one" if self.least_words == 1 else f"{self.window} at a time"
+            raise PromptError(f"the context has {len(ids)} ids; this model reads {needs}")
         if not all(0 <= i < len(self.vocabulary) for i in ids):
             raise PromptError(f"word ids must be from 0 to {len(self.vocabulary) - 1}, not {ids}")
         return ids

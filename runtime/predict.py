@@ -5,7 +5,7 @@ and how likely a text is. The rules, the numbers and the JSON, in one place; `Mo
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -13,10 +13,10 @@ import numpy as np
 
 from .contract import GRAPH_WINDOW
 from .errors import UsageError, check_whole
-from .evaluation import log_normalizer, predictions, softmax
+from .evaluation import CHUNK, log_normalizer, predictions, softmax
 from .keyboard import Keyboard
 from .learned import Distribution, TextCounts, WordCounts
-from .prompt import split_partial, unknown_words
+from .prompt import Reading, split_partial, unknown_words
 from .tokenizer import UNKNOWN
 
 if TYPE_CHECKING:
@@ -78,8 +78,9 @@ def suggest(model: Model, text: str, k: int = DEFAULT_SUGGESTIONS) -> list[Sugge
 class Typing:
     """`suggest` for a text that grows as a person types: each call advances the model by the
     words finished since the last one (one LSTM step a word) instead of reading the whole window
-    from the zero state, and gives exactly the suggestions of `suggest`. A text that changed some
-    other way is read afresh. It holds one of the model's decoders: use it in a `with` block, or
+    from the zero state, and gives exactly the suggestions of `suggest` (a stream model's: on
+    texts of up to its `window` words; past them it reads on where `suggest` reads the last
+    `window` afresh). A text that changed some other way is read afresh. It holds one of the model's decoders: use it in a `with` block, or
     `close()` it; closed, it gives the decoder back and refuses to suggest. One typist at a time
     (not shared by threads)."""
 
@@ -96,13 +97,14 @@ class Typing:
         self._text = TextCounts(model.lexicon.index, model.lexicon.version)  # kept up to date as the text grows
         self._step = 0  # words fed in all: which logits the last blend was made from
         self._blended: tuple[tuple, Distribution | None] | None = None  # and that blend, with what it read
+        self._stem = ""  # the last text up to its unfinished word: what a stream model's state has read
 
     def suggest(self, text: str, k: int = DEFAULT_SUGGESTIONS) -> list[Suggestion]:
         self._live()  # before any work
         query = _Query.of(self._model, text, k, lookback=self.LOOKBACK)
         if query is None:
             return []
-        logits = self._advance(query)
+        logits = self._advance(query, text)
         counts = self._model.counts(text, self._text)
         # Within a word nothing the blend reads changes (the model fed no word, no word was
         # counted): the blend of the last keystroke serves again.
@@ -130,15 +132,21 @@ class Typing:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def _advance(self, query: _Query) -> np.ndarray:
+    def _advance(self, query: _Query, text: str) -> np.ndarray:
         """The logits after the query's words: fed on from where the last call left off when the
-        text only grew, else afresh. The row that answers has read the same last `window` words
-        from the zero state either way, so the numbers are the same as `suggest`'s."""
+        text only grew, else afresh. A window model's row that answers has read the same last
+        `window` words from the zero state either way, so the numbers are the same as `suggest`'s.
+        A stream model's state holds every word fed, so it goes on only where the text before the
+        last call's unfinished word is unchanged: the same as `suggest`'s on texts of at most its
+        `window` words, and on longer ones what it read before them too."""
         recent = query.recent
-        for added in range(min(self.LOOKBACK, len(recent)) + 1):
-            before, new = recent[: len(recent) - added], recent[len(recent) - added :]
-            if self._continues(before) and None not in new and (new or self._logits is not None):
-                return self._feed(new) if new else self._logits  # type: ignore[return-value]
+        whole = self._model.metadata.whole_text
+        stem, self._stem = self._stem, _finished(text)
+        if not whole or text.startswith(stem):
+            for added in range(min(self.LOOKBACK, len(recent)) + 1):
+                before, new = recent[: len(recent) - added], recent[len(recent) - added :]
+                if self._continues(before) and None not in new and (new or self._logits is not None):
+                    return self._feed(new) if new else self._logits  # type: ignore[return-value]
         self._live().reset()
         self._fed, self._count = [], 0
         return self._feed(query.ids)
@@ -158,6 +166,14 @@ class Typing:
         self._step += len(ids)
         self._logits = logits[0].copy()
         return self._logits
+
+
+def _finished(text: str) -> str:
+    """`text` without the word it ends inside, if it does."""
+    end = len(text)
+    while end and (text[end - 1].isalnum() or text[end - 1] == "_"):
+        end -= 1
+    return text[:end]
 
 
 @dataclass(frozen=True)
@@ -206,14 +222,26 @@ class _Query:
 
 
 def score(model: Model, text: str) -> TextScore:
-    """The log-probability of each word after the first window, given the window before it, with
-    their total and the perplexity."""
+    """The log-probability of each word after the first window, given the window before it (a
+    stream model's: after the first word, given all the words before it), with their total and
+    the perplexity."""
+    steps = score_steps(model, model.lexicon.read(text))
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def score_steps(model: Model, reading: Reading, chunk: int = CHUNK) -> Generator[None, None, TextScore]:
+    """`score` of a text read, paused after every `chunk` words (fable-serve's requests take
+    turns so): the one decode of the whole text, a stream model's state carried across pauses."""
     least = model.least_words
-    reading = model.lexicon.read(text)
     ids = model.lexicon.ids(reading, "text", least + 1, model.window)
     scores: list[float] = []
-    for logits, labels in predictions(model, ids):
+    for logits, labels in predictions(model, ids, chunk=chunk):
         scores += (logits[np.arange(len(labels)), labels] - log_normalizer(logits)).tolist()
+        yield
     return text_score(reading.tokens[least:], scores)
 
 

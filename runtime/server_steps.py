@@ -9,12 +9,9 @@ import time
 from collections.abc import Generator, Iterator
 from typing import Any
 
-import numpy as np
-
-from . import records
-from .evaluation import log_normalizer, predictions
+from . import predict, records
 from .model import Model
-from .predict import TextScore, text_score
+from .predict import TextScore
 from .prompt import Reading
 from .sampling import Sampling
 
@@ -24,15 +21,8 @@ CHUNK = 64
 
 
 def score_steps(model: Model, reading: Reading) -> Generator[None, None, TextScore]:
-    """`fable.predict.score` of `reading`, CHUNK words a step: the one decode of the whole text
-    (a stream model's state carries across the steps), paused between chunks."""
-    least = model.least_words
-    ids = model.lexicon.ids(reading, "text", least + 1, model.window)
-    scores: list[float] = []
-    for logits, labels in predictions(model, ids, chunk=CHUNK):
-        scores += (logits[np.arange(len(labels)), labels] - log_normalizer(logits)).tolist()
-        yield
-    return text_score(reading.tokens[least:], scores)
+    """`fable.predict.score` of `reading`, CHUNK words a step."""
+    return predict.score_steps(model, reading, CHUNK)
 
 
 def generation_steps(

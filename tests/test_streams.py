@@ -136,10 +136,35 @@ def test_typing_gives_what_suggest_gives_afresh(stream_export):
             assert typing.suggest(text[:end]) == model.suggest(text[:end]), text[:end]
 
 
-@pytest.mark.parametrize("backend", ["onnxruntime", "numpy"])
-def test_prompts_of_different_lengths_decode_together_as_alone(stream_export, backend):
+def test_typing_reads_afresh_a_text_changed_before_the_word_typed(stream_export):
+    """A stream model's state holds every word it read: a text changed further back than its
+    window is read afresh, not fed on from a state that read the old words."""
     _, folder, _ = stream_export
-    model = fable.Model(folder / "fable.int8.onnx", backend=backend)
+    model = fable.Model(folder / "fable.int8.onnx")
+    words = "you may convey a covered work in object code form under the terms of sections four and five".split()
+    assert len(words) > model.window
+    with model.typing() as typing:
+        for end in range(1, len(words) + 1):  # a word at a time: the state reads all of them
+            typing.suggest(" ".join(words[:end]) + " ")
+        changed = " ".join(["this", "license"] + words[2:]) + " "
+        assert typing.suggest(changed) == model.suggest(changed)
+        assert typing.suggest(changed + "of") == model.suggest(changed + "of")
+
+
+def test_window_files_stay_format_2(tiny_export):
+    """A file is written at the lowest format that holds it: fable 0.5 still opens a window model's."""
+    _, folder, _ = tiny_export
+    for name in ("fable.onnx", "fable.int8.onnx", "fable.int4.onnx"):
+        assert fable.Model(folder / name).metadata.format_version == 2
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "numpy"])
+def test_prompts_of_different_lengths_decode_together_as_alone(stream_export, tmp_path, backend):
+    """With a cache forced on, so that a row restarted until its first word restarts its cache too."""
+    _, folder, _ = stream_export
+    path = with_props(folder / "fable.int8.onnx", tmp_path / "cached.onnx",
+                      **{contract.KEY_CACHE: json.dumps({"size": 9, "flatness": 1.0, "weight": 0.4})})  # fmt: skip
+    model = fable.Model(path, backend=backend)
     prompts = ["the", "you may convey a covered work", "this license", "the program"]
     assert model.generate_batch(prompts, 12) == [model.generate(prompt, 12) for prompt in prompts]
     assert model.generate("the") and model.suggest("the ")  # one word is enough: no window to fill
@@ -198,3 +223,21 @@ def test_the_streams_cover_the_training_text_in_order(stream_export):
     again.load_state(saved)
     assert torch.equal(batches.next()[0], again.next()[0])
     assert all(torch.equal(a, b) for a, b in zip(batches.carried, again.carried))
+
+
+def test_a_resumed_process_takes_its_own_rows_of_the_carried_state(stream_export):
+    """A checkpoint holds the state of every row ([layers, streams, hidden]); under torchrun each
+    process takes back the rows it reads (World.share), whatever the number of processes."""
+    from fable.training.distributed import World
+    from fable.training.streams import StreamBatches
+
+    _, _, corpus = stream_export
+    whole = torch.arange(2 * 7 * 3, dtype=torch.float32).reshape(2, 7, 3)  # row r's values differ from every other's
+    saved = {"offset": 5, "carried": [whole, -whole]}
+    one = StreamBatches(corpus.segments(), 7, 9, "cpu")
+    one.load_state(saved)
+    assert torch.equal(one.state()["carried"][0], whole)  # one process: every row, back as it was
+    second = StreamBatches(corpus.segments(), 7, 9, "cpu", World(rank=1, size=3))
+    second.load_state(saved)
+    assert torch.equal(second.carried[0], whole[:, 1::3]) and torch.equal(second.carried[1], -whole[:, 1::3])
+    assert torch.equal(second.data, StreamBatches(corpus.segments(), 7, 9, "cpu").data[1::3])

@@ -32,12 +32,13 @@ def choose_cache(
     nll = {CacheSettings(*setting): 0.0 for setting in itertools.product(SIZES, FLATNESS, WEIGHTS)}
     alone, words = 0.0, 0
     for run in runs(segments, limit):
-        pieces = list(read_whole(model, run))
-        logits = np.concatenate([p[0] for p in pieces])
-        tops = np.concatenate([p[1] for p in pieces])
-        labels = np.concatenate([p[2] for p in pieces])
+        p_model, tops, labels = [], [], []  # per word: the model's probability of the word that came
+        for logits, top, label in read_whole(model, run):  # a chunk at a time: never [block, vocab]
+            p_model.append(np.exp(logits[np.arange(len(label)), label].astype(np.float64) - log_normalizer(logits)))
+            tops.append(top)
+            labels.append(label)
+        p_model, tops, labels = np.concatenate(p_model), np.concatenate(tops), np.concatenate(labels)
         rows = np.arange(len(labels))
-        p_model = np.exp(logits[rows, labels].astype(np.float64) - log_normalizer(logits))  # [n]
         keep = labels != banned if banned is not None else np.ones(len(labels), bool)
         words += int(keep.sum())
         alone -= np.log(p_model[keep]).sum()

@@ -57,7 +57,8 @@ class Checkpoint:
     best_state: dict[str, torch.Tensor] | None = None
     validation: dict[str, float] | None = None
     # A stream model's cache of the text so far (fable.contract.CacheSettings as a dict), chosen on
-    # the validation part when the run ended; None: none chosen, or a window model.
+    # the validation part when the run ended; {}: none predicted it better; None: not chosen (a
+    # window model, or a run not over: the export chooses then).
     cache: dict[str, float] | None = None
 
     @property

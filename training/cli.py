@@ -74,7 +74,7 @@ def _sized(field: str) -> Callable[[TrainConfig], object]:
 @app.command(help="Train the next-word LSTM; checkpoints, metrics.jsonl and curves.png go to --out.")
 def main(
     corpus: Annotated[Path | None, typer.Option(help="UTF-8 text file to learn from", show_default="the fable")] = None,
-    preset: Annotated[Preset | None, typer.Option(help="the recipe: predict for text the model has not seen, memorize to learn a text by heart, tutorial (default: memorize's old name)", show_default=f"predict for a corpus of {PREDICT_FROM_TOKENS:,} tokens or more, else memorize; the checkpoint's with --resume")] = None,
+    preset: Annotated[Preset | None, typer.Option(help="the recipe: predict for text the model has not seen, stream for a model that reads the whole text so far (with a cache of it), memorize to learn a text by heart, tutorial (default: memorize's old name)", show_default=f"predict for a corpus of {PREDICT_FROM_TOKENS:,} tokens or more, else memorize; the checkpoint's with --resume")] = None,
     holdout: Annotated[float | None, typer.Option(min=0.0, max=MAX_HOLDOUT, help="share of the corpus kept out of training (the end of each tenth of the text): half validation, measured at every evaluation, half test, read once at the end", show_default=_by_preset(lambda p: f"{p.holdout:g}"))] = None,
     device: Annotated[Device, typer.Option(help="auto takes CUDA when torch sees it")] = Device.auto,
     steps: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help="the most training steps; predict and memorize may stop sooner, when validation perplexity or accuracy stops improving", show_default=_by_preset(_sized("steps")))] = None,
@@ -248,8 +248,7 @@ def _held_out_lines(result: TrainResult) -> list[str]:
     return [
         *([f"  validation, {parts.share('validation'):.0%} of the text ({chose}): {result.validation.line()}"]
           if result.validation is not None else []),
-        *([f"  cache of the text so far, chosen on validation: the last {cache.size:,} words, flatness "
-           f"{cache.flatness:g}, weight {cache.weight:g}"] if cache is not None else []),
+        *([f"  cache of the text so far, chosen on validation: {cache.describe()}"] if cache is not None else []),
         *([f"  test, {parts.share('test'):.0%} of the text (read once){with_cache}: {result.heldout.line()}"]
           if result.heldout is not None else []),
         *([f"  test without the cache: {result.heldout_alone.line()}"] if result.heldout_alone is not None else []),

@@ -20,8 +20,8 @@ MAX_VOCABULARY = 10_000_000
 RESUMABLE = ("steps", "eval_every", "checkpoint_every", "eval_windows")
 DEVICES = ("auto", "cpu", "cuda")
 SCHEDULES = ("plateau", "constant")  # training/schedule.py
-STOPS = ("schedule", "heldout")
-SAMPLINGS = ("windows", "tutorial", "streams")  # when the schedule ends, or when validation perplexity stops improving
+STOPS = ("schedule", "heldout")  # when the schedule ends, or when validation perplexity stops improving
+SAMPLINGS = ("windows", "tutorial", "streams")  # TrainConfig.sampling
 # With no preset named, a corpus of at least this many tokens trains with `predict` and holds 10%
 # out (about 200 windows or more to measure it on); a smaller one, like the fable's 204 tokens,
 # trains with `memorize`: learning its windows is the whole point there.
@@ -202,8 +202,11 @@ PRESETS: dict[str, TrainConfig] = {
         ),
     ),
     # A model that reads the whole text so far: the training part as 16 parallel streams, 35 words
-    # a step, the state carried (training/streams.py), and a cache of the text so far chosen on
-    # the validation part (training/cache_choice.py).
+    # a step, the state carried (training/streams.py), targets mixed half and half with the
+    # 4-gram's as `predict`'s, and a cache of the text so far chosen on the validation part
+    # (training/cache_choice.py). By size, chosen on the validation parts of the four corpora
+    # (bench/results/stream-recipe-validation-amd-epyc-zen4.md): 256 units and dropout 0.5 below
+    # 20,000 windows, 512 and 0.2 from there (256 learnt too slowly on the Python reference).
     "stream": TrainConfig(
         preset="stream",
         steps=None,
@@ -221,8 +224,12 @@ PRESETS: dict[str, TrainConfig] = {
         min_count=2,
         holdout=0.1,
         tie=True,
+        distill=0.5,
         stop="heldout",
-        sizes=(Size(0, hidden=256, dropout=0.5, steps=5000),),
+        sizes=(
+            Size(0, hidden=256, dropout=0.5, steps=5000),
+            Size(20_000, hidden=512, dropout=0.2, steps=4000, eval_every=100),
+        ),  # fmt: skip
     ),
     # For learning a text by heart (the fable: its 201 windows are the golden test). Adam at 3e-3
     # on 256 random windows a step, held until accuracy reaches the ceiling or stops improving,

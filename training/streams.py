@@ -14,6 +14,7 @@ import torch
 
 from fable.cache import TextCache
 from fable.contract import CacheSettings
+from fable.errors import UsageError
 from fable.evaluation import NOTHING, Evaluation, evaluation_of
 
 from .data import Teacher, mixed_targets
@@ -45,8 +46,10 @@ class StreamBatches:
         joined = np.concatenate(segments).astype(np.int64)
         length = len(joined) // streams
         if length < 2:
-            raise ValueError(f"{len(joined)} training words cannot fill {streams} streams")
+            raise UsageError(f"the training part has {len(joined)} words, too few for {streams} streams of 2 or more; "
+                             "give it more text or use --preset predict")  # fmt: skip
         rows = world.share(torch.arange(streams)).numpy()
+        self.world, self.streams, self.rows = world, streams, torch.from_numpy(rows)
         table = joined[: streams * length].reshape(streams, length)[rows]  # [rows, length]
         self.data = torch.from_numpy(table).to(device)
         self.teacher, self.share = teacher, share
@@ -81,13 +84,22 @@ class StreamBatches:
         return self.carried if self.carried is not None else model.zero_state(len(self.data))
 
     def state(self) -> dict[str, Any]:
-        """Where the rows are, for a checkpoint: a resumed run reads on exactly as this one would."""
-        return {"offset": self.offset, "carried": None if self.carried is None else [s.cpu() for s in self.carried]}
+        """Where the rows are, for a checkpoint: a resumed run reads on exactly as this one would.
+        The carried state of every row, [layers, streams, hidden] each, gathered from every process
+        (every process calls this at the same step), so that a run resumes under any number of them."""
+        if self.carried is None:
+            return {"offset": self.offset, "carried": None}
+        whole = []
+        for part in self.carried:
+            full = part.new_zeros((part.shape[0], self.streams, part.shape[2]))
+            full[:, self.rows.to(part.device)] = part
+            whole.append(self.world.sum(full).cpu())
+        return {"offset": self.offset, "carried": whole}
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.offset = int(state["offset"])
         carried = state.get("carried")
-        self.carried = None if carried is None else tuple(s.to(self.data.device) for s in carried)  # type: ignore[assignment]
+        self.carried = None if carried is None else tuple(s[:, self.rows].to(self.data.device) for s in carried)  # type: ignore[assignment]
 
 
 def runs(segments: list[np.ndarray], limit: int | None = None) -> Iterator[np.ndarray]:

@@ -326,7 +326,7 @@ class Run:
             optimizer_state=self.optimizer.state_dict(), rng_state=rng,
             schedule_state=self.schedule.state() | ({"keep_best": self.keeper.state()} if self.keeper else {}),
             heldout=tested.as_dict() if tested is not None else None,
-            cache=None if self.cache is None else dataclasses.asdict(self.cache),
+            cache=cache_record(self.cache) if self.tested is not None and self.measures.streams else None,
             validation=figures.as_dict() if figures is not None else (resume.validation if resume else None),
             best_state=self.best_state,
         )  # fmt: skip
@@ -362,6 +362,11 @@ class Run:
                            self.eval_seconds, self.schedule, self.tested,
                            keeper.reason(step) if keeper else "", self.last_validation, self.cache,
                            self.tested_alone)  # fmt: skip
+
+
+def cache_record(cache: CacheSettings | None) -> dict[str, float]:
+    """A checkpoint's `cache`: the settings chosen, or {} where the choice was none (None: not chosen yet)."""
+    return {} if cache is None else dataclasses.asdict(cache)
 
 
 def random_state(device: str, data: torch.Generator) -> dict[str, torch.Tensor]:

@@ -231,9 +231,8 @@ GRAPHS_SAID = {
 def _cache(model: Model) -> str:
     settings = model.metadata.cache
     if settings is None:
-        return "none: training found none that predicts its validation part better"
-    said = f"the last {settings.size:,} words, flatness {settings.flatness:g}, weight {settings.weight:g}"
-    return said + ("" if model.cache else " (off: --no-cache)")
+        return "none: the model alone (no cache predicted its validation part better, or it had none)"
+    return settings.describe() + ("" if model.cache else " (off: --no-cache)")
 
 
 def model_card(model: Model) -> str:

@@ -24,6 +24,7 @@ from fable.atomic import atomic_paths, write_text
 from fable.contract import FILE_NAMES, REPORT_NAME, CacheSettings, ModelMetadata, Provenance
 from fable.quantization import DEFAULT_INT4_BLOCK
 
+from ..cache_choice import choose_cache
 from ..checkpoint import Checkpoint
 from ..split import split
 from .graphs import build_lstm_step_graph, build_step_graph, build_window_graph, quantize_window_int8
@@ -87,8 +88,20 @@ def graph_of(checkpoint: Checkpoint, asked: str) -> str:
     return contract.GRAPH_STREAM if checkpoint.streams and asked == contract.GRAPH_STEP else asked
 
 
+def cache_of(checkpoint: Checkpoint) -> CacheSettings | None:
+    """A stream model's cache: the one its run chose on the validation part, or, for a checkpoint
+    of a run not over (interrupted, or saved along the way), the one chosen there now."""
+    if checkpoint.cache is not None:
+        return CacheSettings(**checkpoint.cache) if checkpoint.cache else None
+    if not checkpoint.config.holdout:
+        return None
+    ids = checkpoint.ids
+    validation = [ids[start:end] for start, end in split(len(ids), checkpoint.config.holdout).validation]
+    return choose_cache(checkpoint.build_model(), validation, checkpoint.unknown_id, checkpoint.config.final_windows)[0]
+
+
 def metadata_for(checkpoint: Checkpoint, graph: str, quantization: str) -> ModelMetadata:
-    cache = CacheSettings(**checkpoint.cache) if checkpoint.cache and graph == contract.GRAPH_STREAM else None
+    cache = cache_of(checkpoint) if graph == contract.GRAPH_STREAM else None
     return ModelMetadata(
         graph=graph,
         vocabulary=tuple(checkpoint.vocabulary),
