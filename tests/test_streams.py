@@ -67,6 +67,15 @@ def test_a_stream_file_says_what_it_is(stream_export):
         assert dataclasses.asdict(meta.cache) == checkpoint.cache
 
 
+def test_the_export_proves_each_file_reading_a_whole_text(stream_export):
+    """The report holds each file reading a stretch of text whole against PyTorch, beside the windows."""
+    _, folder, _ = stream_export
+    report = json.loads((folder / "report.json").read_text())
+    fp32, int8 = report["files"]["fable.onnx"], report["files"]["fable.int8.onnx"]
+    assert fp32["text"]["words"] >= 500 and fp32["text"]["error_ratio"] < 20
+    assert int8["text"]["words"] == fp32["text"]["words"] and int8["text"]["clear_agreement"] >= 0.9
+
+
 @pytest.mark.parametrize("backend", ["onnxruntime", "numpy"])
 def test_the_runtime_reads_a_whole_text_as_pytorch_does(stream_export, text_ids, backend):
     """150 words, each predicted from all the words before it: the state is never zeroed."""

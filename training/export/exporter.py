@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import onnx
 from onnx import numpy_helper
 
@@ -26,7 +27,7 @@ from fable.quantization import DEFAULT_INT4_BLOCK
 
 from ..cache_choice import choose_cache
 from ..checkpoint import Checkpoint
-from ..split import split
+from ..split import UNSEEN, split
 from .graphs import build_lstm_step_graph, build_step_graph, build_window_graph, quantize_window_int8
 from .guards import ExportGuardError, check_onnx, check_quantized, failed_guards
 from .report import FileReport, HeldOutWindows, TorchReference, Windows, measure_file, select_windows, torch_reference
@@ -67,6 +68,7 @@ class ExportOptions:
     # ones: the export's time and memory stay bounded (on 2.2M tokens: bench/test_export_memory.py).
     max_windows: int = 5000
     max_heldout_windows: int = 10_000
+    text_words: int = 1000  # a stream model's files read this many words whole against torch
 
     @property
     def variants(self) -> tuple[str, ...]:
@@ -212,12 +214,13 @@ def export_checkpoint(
     torch_model = checkpoint.build_model()
     meta = metadata_for(checkpoint, graph, "fp32")
     reference = torch_reference(torch_model, Windows(*select_windows(*checkpoint.windows(), options.max_windows)),
-                                options.continuation_words, options.near_tie_margin, _heldout(checkpoint, options))  # fmt: skip
+                                options.continuation_words, options.near_tie_margin, _heldout(checkpoint, options),
+                                _whole_text(checkpoint, options) if graph == contract.GRAPH_STREAM else None)  # fmt: skip
     names = [FILE_NAMES[v] for v in options.variants]
     with atomic_paths(*(out / name for name in names), out / REPORT_NAME) as temporary:
         paths = dict(zip(options.variants, temporary))
         write_files(weights_from_torch(torch_model), meta, paths, options)
-        measured = [measure_file(paths[v], reference, FILE_NAMES[v]) for v in options.variants]
+        measured = [measure_file(paths[v], reference, FILE_NAMES[v], options.near_tie_margin) for v in options.variants]
         fp32 = measured[0]
         files = [fp32] + [replace(f, accuracy_drop_points=100 * (fp32.accuracy - f.accuracy),
                                   heldout_perplexity_rise=_rise(fp32, f)) for f in measured[1:]]  # fmt: skip
@@ -232,6 +235,20 @@ def export_checkpoint(
         removed = remove_stale(out, names)
         # Leaving the block renames each temporary file over its target, in the order opened.
     return ExportResult(files, table, report, removed)
+
+
+def _whole_text(checkpoint: Checkpoint, options: ExportOptions) -> np.ndarray:
+    """What a stream model's files read whole against torch: the training part's first stretch of
+    words it can read (no UNSEEN word), of at most `text_words`."""
+    longest = np.zeros(0, np.int64)
+    for start, end in split(len(checkpoint.ids), checkpoint.config.holdout).train:
+        for run in np.split(checkpoint.ids[start:end], np.flatnonzero(checkpoint.ids[start:end] == UNSEEN)):
+            run = run[run != UNSEEN][: options.text_words]
+            if len(run) > len(longest):
+                longest = run.astype(np.int64)
+            if len(longest) == options.text_words:
+                return longest
+    return longest
 
 
 def _heldout(checkpoint: Checkpoint, options: ExportOptions) -> HeldOutWindows | None:

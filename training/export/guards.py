@@ -70,7 +70,17 @@ def failed_guards(files: list[FileReport], options: ExportOptions) -> list[str]:
         (absolute is not None and diff > absolute,
          f"fp32 largest |logit - torch| is {diff:.3g}, above --max-fp32-logit-diff {absolute or 0:g}"),
     ]  # fmt: skip
+    if fp32.text is not None:
+        checks.append((fp32.text["error_ratio"] > options.max_fp32_error_ratio,
+                       f"fp32 reading {fp32.text['words']:,} words whole: largest |logit - torch| is "
+                       f"{fp32.text['max_abs_logit_diff']:.3g}, {fp32.text['error_ratio']:.3g} times torch's own float32 "
+                       f"error, above --max-fp32-error-ratio {options.max_fp32_error_ratio:g}"))  # fmt: skip
     for f in files[1:]:
+        if f.text is not None:
+            checks.append((f.text["clear_agreement"] < options.min_int8_agreement,
+                           f"{f.file} reading {f.text['words']:,} words whole: greedy next-word agreement with torch "
+                           f"away from near-ties is {f.text['clear_agreement']:.4f}, below --min-int8-agreement "
+                           f"{options.min_int8_agreement:g}"))  # fmt: skip
         checks += [
             (f.clear_agreement < options.min_int8_agreement,
              f"{f.file} greedy next-word agreement with torch away from near-ties (top two logits more than "

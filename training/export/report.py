@@ -80,6 +80,8 @@ class TorchReference:
     continuations: np.ndarray  # [N, words] greedy, the plain decode
     heldout: HeldOutWindows | None = None  # the corpus's held-out part, when it has one
     heldout_figures: dict | None = None  # torch's figures there (fable.evaluation.Evaluation.as_dict)
+    text: np.ndarray | None = None  # a stream model's: ids of a stretch of text read whole
+    text_logits: np.ndarray | None = None  # [len(text) - 1, vocab]: torch's after each of its words but the last
 
     @property
     def labels(self) -> np.ndarray:
@@ -112,13 +114,22 @@ class FileReport:
     accuracy_drop_points: float | None = None  # quantized files: fp32 accuracy minus this one's, in points
     heldout: dict | None = None  # figures on the held-out part (fable.evaluation.Evaluation.as_dict)
     heldout_perplexity_rise: float | None = None  # quantized files: held-out perplexity / fp32's - 1
+    # A stream model's: the file reading a stretch of text whole (its state carried, no cache)
+    # against torch reading it: words, largest |logit - torch| and in units of torch's float32
+    # error, and the greedy next word's agreement away from near-ties
+    text: dict | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 def torch_reference(
-    model: WordLSTM, windows: Windows, words: int, margin: float, heldout: HeldOutWindows | None = None
+    model: WordLSTM,
+    windows: Windows,
+    words: int,
+    margin: float,
+    heldout: HeldOutWindows | None = None,
+    text: np.ndarray | None = None,
 ) -> TorchReference:
     """torch's choices on `windows` (clear of a near-tie: top two logits more than `margin` apart),
     its own float32 error there, its greedy continuations of `words` words, and its figures on the
@@ -135,7 +146,18 @@ def torch_reference(
     first = np.concatenate(chosen)
     continuations = greedy_decode(_argmax(logits, rows), windows.contexts, words, first=first)
     figures = None if heldout is None else heldout_evaluation(logits, heldout, rows).as_dict()
-    return TorchReference(model, windows, first, np.concatenate(clear), float_error, continuations, heldout, figures)
+    text_logits = None if text is None else read_whole(model, text)
+    return TorchReference(model, windows, first, np.concatenate(clear), float_error, continuations, heldout, figures,
+                          text, text_logits)  # fmt: skip
+
+
+def read_whole(model: WordLSTM, text: np.ndarray) -> np.ndarray:
+    """torch's logits [n - 1, vocab] after each word of `text` but the last, read whole from the zero state."""
+    import torch
+
+    with torch.no_grad():
+        logits, _, _ = model.read(torch.from_numpy(text[:-1].astype(np.int64))[None])
+    return logits[0].float().cpu().numpy()
 
 
 def float64_copy(model: WordLSTM) -> WordLSTM:
@@ -169,7 +191,7 @@ def _argmax(logits: Logits, rows: int) -> Callable[[np.ndarray], np.ndarray]:
     return next_words
 
 
-def measure_file(path: Path, reference: TorchReference, name: str) -> FileReport:
+def measure_file(path: Path, reference: TorchReference, name: str, margin: float = 0.5) -> FileReport:
     """Decode every reference window as a prompt with the runtime, exactly as an app would; `name`
     is what the file will be called (it is measured under a temporary name). A stream model's
     cache is off: torch has none, and the windows are each read afresh."""
@@ -188,6 +210,7 @@ def measure_file(path: Path, reference: TorchReference, name: str) -> FileReport
     correct = int((chosen == labels).sum())
     agrees = chosen == reference.chosen
     clear = reference.clear
+    text = None if reference.text is None else text_parity(model, reference, margin)
     return FileReport(
         file=name,
         quantization=model.metadata.quantization,
@@ -204,4 +227,16 @@ def measure_file(path: Path, reference: TorchReference, name: str) -> FileReport
         clear_windows=int(clear.sum()),
         continuation_agreement=float((continuations == reference.continuations).all(axis=1).mean()),
         heldout=heldout,
+        text=text,
     )
+
+
+def text_parity(model: fable.Model, reference: TorchReference, margin: float) -> dict:
+    """The file reading the reference's text whole against torch reading it (no cache: torch has none)."""
+    found = np.stack([row.copy() for row in model.logits_along(reference.text[:-1].tolist(), cache=False)])
+    expected = reference.text_logits
+    diff = float(np.abs(found - expected).max())
+    clear = clear_windows(expected, margin)
+    agrees = found.argmax(axis=1) == expected.argmax(axis=1)
+    return {"words": len(found), "max_abs_logit_diff": diff, "error_ratio": diff / reference.float_error,
+            "clear_agreement": float(agrees[clear].mean()) if clear.any() else 1.0, "clear_words": int(clear.sum())}  # fmt: skip

@@ -25,7 +25,12 @@ def format_table(reports: list[FileReport], reference: TorchReference) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
     held = "" if reference.heldout is None else f"; held out: {_count(reference.heldout)} never trained on"
-    return f"parity over {_count(reference.windows)}{held}:\n" + "\n".join(lines)
+    whole = [f"  {r.file} reading {r.text['words']:,} words whole, its state carried: max |Δlogit| "
+             f"{r.text['max_abs_logit_diff']:.2e}"
+             + (f" ({r.text['error_ratio']:.3g} × torch's float32 error)" if r.quantization == "fp32" else "")
+             + f", next word = torch away from ties {100 * r.text['clear_agreement']:.1f}% of {r.text['clear_words']:,}"
+             for r in reports if r.text is not None]  # fmt: skip
+    return f"parity over {_count(reference.windows)}{held}:\n" + "\n".join(lines + whole)
 
 
 def _count(windows: Windows) -> str:
