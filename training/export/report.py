@@ -144,11 +144,46 @@ def torch_reference(
         largest = max(largest, float(np.abs(found).max()))
     float_error = max(error, float(np.finfo(np.float32).eps) * largest)  # a model computed exactly: one rounding
     first = np.concatenate(chosen)
-    continuations = greedy_decode(_argmax(logits, rows), windows.contexts, words, first=first)
+    if text is None:
+        continuations = greedy_decode(_argmax(logits, rows), windows.contexts, words, first=first)
+    else:  # a stream model goes on from the state its window left, as the runtime's generation does
+        continuations = torch_carried_decode(model, windows.contexts, words, rows)
     figures = None if heldout is None else heldout_evaluation(logits, heldout, rows).as_dict()
     text_logits = None if text is None else read_whole(model, text)
     return TorchReference(model, windows, first, np.concatenate(clear), float_error, continuations, heldout, figures,
                           text, text_logits)  # fmt: skip
+
+
+def torch_carried_decode(model: WordLSTM, contexts: np.ndarray, words: int, rows: int) -> np.ndarray:
+    """Each context's greedy continuation [N, words] by torch: the context read from the zero
+    state, then each next word fed on from the state it left (a stream model's generation)."""
+    import torch
+
+    made = np.zeros((len(contexts), words), np.int64)
+    with torch.no_grad():
+        for start, part in chunks(contexts, rows):
+            logits, _, state = model.read(torch.from_numpy(part.astype(np.int64)))
+            for step in range(words):
+                chosen = logits[:, -1].argmax(dim=1)
+                made[start : start + len(part), step] = chosen.numpy()
+                if step + 1 < words:
+                    logits, _, state = model.read(chosen[:, None], state)
+    return made
+
+
+def runtime_carried_decode(model: fable.Model, contexts: np.ndarray, words: int) -> np.ndarray:
+    """The same by the runtime's decoder, a batch of MAX_BATCH contexts at a time, by plain argmax
+    (a generation also bans <unk>; torch's decode does not)."""
+    made = np.zeros((len(contexts), words), np.int64)
+    for start, part in chunks(contexts, MAX_BATCH):
+        with model.decoder(len(part)) as decoder:
+            for column in range(part.shape[1]):
+                logits = decoder.feed(part[:, column : column + 1])
+            for step in range(words):
+                made[start : start + len(part), step] = logits.argmax(axis=1)
+                if step + 1 < words:
+                    logits = decoder.feed(made[start : start + len(part), step : step + 1])
+    return made
 
 
 def read_whole(model: WordLSTM, text: np.ndarray) -> np.ndarray:
@@ -204,7 +239,10 @@ def measure_file(path: Path, reference: TorchReference, name: str, margin: float
         diff = max(diff, float(np.abs(logits - reference.logits(part)).max()))
         chosen[start : start + len(part)] = logits.argmax(axis=1)
     words = reference.continuations.shape[1]
-    continuations = greedy_decode(_argmax(runtime, rows), contexts, words, first=chosen)
+    if model.metadata.whole_text:
+        continuations = runtime_carried_decode(model, contexts, words)
+    else:
+        continuations = greedy_decode(_argmax(runtime, rows), contexts, words, first=chosen)
     held = reference.heldout
     heldout = None if held is None else heldout_evaluation(runtime, held, rows).as_dict()
     correct = int((chosen == labels).sum())
