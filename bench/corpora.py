@@ -122,6 +122,7 @@ def whole_text_figures(text: Text, corpus: Corpus, model: fable.Model, ngram: Kn
     --file` reads it, with its cache and without, and with the person's words learnt; beside the
     4-gram's on the same words (each block's from its 4th, so that the 4-gram reads 3 words)."""
     keyboard, unknown = model.keyboard, corpus.unknown_id
+    assert unknown is not None, "the stream recipe reads rare words as <unk>: no held-out id is UNSEEN"
     cached = alone = yardstick = NOTHING
     for start, end in blocks(corpus, TEST):
         ids = corpus.ids[start:end].astype(np.int64)

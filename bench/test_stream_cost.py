@@ -9,7 +9,6 @@ bench/results/local/latency.json ("stream" in their names).
 
 from __future__ import annotations
 
-from collections import deque
 from itertools import cycle
 
 import numpy as np
@@ -75,15 +74,20 @@ def test_stream_word(benchmark, files, kind):
 @pytest.mark.benchmark(**PER_WORD)
 @pytest.mark.parametrize("kind", KINDS)
 def test_stream_typing(benchmark, files, kind):
-    """Top-3 suggestions as the text grows a word a call (`model.typing()`)."""
+    """Top-3 suggestions as the text grows a word a call (`model.typing()`): the text only grows,
+    as a person's does, so each call feeds exactly one word (held below)."""
     path, cache = files[kind]
     model = Model(path, cache=cache)
     words = cycle(model.vocabulary[:40])
-    text = deque((next(words) for _ in range(10)), maxlen=200)
+    text = [" ".join(next(words) for _ in range(10)) + " "]
     with model.typing() as typing:
+        typing.suggest(text[0], 3)
+        fed = typing._step  # words the decoder has read
 
         def next_word() -> None:
-            text.append(next(words))
-            typing.suggest(" ".join(text) + " ", 3)
+            text[0] += next(words) + " "
+            typing.suggest(text[0], 3)
 
         benchmark(next_word)
+        calls = len(text[0].split()) - 10
+        assert typing._step - fed == calls, "a call read the text afresh: the benchmark would not time typing"

@@ -29,7 +29,7 @@ class TextCache:
         self._words = np.zeros((batch, settings.size), np.int64)  # w_i: the word read after h_i
         self._previous = np.zeros((batch, hidden), np.float32)  # h after the last word: its pair waits for the next
         # Per sequence, plain ints (a word's bookkeeping is a few scalars): pairs written (the ring
-        # holds the last `size`), and whether a word was read since the reset (-1: none).
+        # holds the last `size`), and whether a word was read since the reset.
         self._count = [0] * batch
         self._started = [False] * batch
 

@@ -281,7 +281,10 @@ def metadata_to_props(meta: ModelMetadata) -> dict[str, str]:
         KEY_MODEL: json.dumps(config),
         KEY_TOKENIZER_VERSION: str(meta.tokenizer_version),
         KEY_QUANTIZATION: meta.quantization,
-        KEY_PROVENANCE: json.dumps(asdict(meta.provenance)),
+        # no ceiling: left out, as files of format 1 have it, not null (which fable 0.5 refuses)
+        KEY_PROVENANCE: json.dumps(
+            {k: v for k, v in asdict(meta.provenance).items() if k != "ceiling" or v is not None}
+        ),
         KEY_PRODUCER: meta.producer,
     }
     if meta.cache is not None:
@@ -337,9 +340,7 @@ def metadata_from_props(props: Mapping[str, str], source: str = "model file") ->
             accuracy=reader.field_float(KEY_PROVENANCE, provenance, "accuracy"),
             device=reader.field_str(KEY_PROVENANCE, provenance, "device"),
             seed=reader.field_int(KEY_PROVENANCE, provenance, "seed", None, None),
-            ceiling=reader.field_float(KEY_PROVENANCE, provenance, "ceiling")
-            if provenance.get("ceiling") is not None
-            else None,
+            ceiling=reader.field_float(KEY_PROVENANCE, provenance, "ceiling") if "ceiling" in provenance else None,
             **_heldout(reader, provenance),
         ),
         producer=reader.text(KEY_PRODUCER),

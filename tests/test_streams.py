@@ -62,9 +62,7 @@ def test_a_stream_file_says_what_it_is(stream_export):
     meta = model.metadata
     assert (meta.graph, meta.format_version, meta.whole_text, meta.least_words) == ("stream", 3, True, 1)
     assert model.window == checkpoint.config.model.window  # how many last words a fresh read feeds
-    assert (meta.cache is None) == (checkpoint.cache is None)
-    if meta.cache is not None:
-        assert dataclasses.asdict(meta.cache) == checkpoint.cache
+    assert meta.cache == (CacheSettings(**checkpoint.cache) if checkpoint.cache else None)  # {}: none chosen
 
 
 def test_the_export_proves_each_file_reading_a_whole_text(stream_export):
@@ -250,3 +248,35 @@ def test_a_resumed_process_takes_its_own_rows_of_the_carried_state(stream_export
     second.load_state(saved)
     assert torch.equal(second.carried[0], whole[:, 1::3]) and torch.equal(second.carried[1], -whole[:, 1::3])
     assert torch.equal(second.data, StreamBatches(corpus.segments(), 7, 9, "cpu").data[1::3])
+
+
+def test_a_cache_on_a_window_models_file_is_refused(tiny_export, tmp_path):
+    _, folder, _ = tiny_export
+    path = with_props(folder / "fable.int8.onnx", tmp_path / "step.onnx",
+                      **{contract.KEY_CACHE: '{"size": 5, "flatness": 1, "weight": 0.1}'})  # fmt: skip
+    with pytest.raises(ModelFileError, match="only stream graphs have one"):
+        fable.Model(path)
+
+
+def test_a_window_model_is_not_exported_as_a_stream(tiny_export, tmp_path):
+    from fable.training.export.exporter import ExportOptions, export_checkpoint
+    from fable.training.export.guards import ExportGuardError
+
+    checkpoint, _, _ = tiny_export
+    with pytest.raises(ExportGuardError, match="needs a model trained on streams"):
+        export_checkpoint(checkpoint, "run", tmp_path / "out", ExportOptions(graph=contract.GRAPH_STREAM))
+    assert not (tmp_path / "out" / "fable.onnx").exists()
+
+
+def test_an_interrupted_runs_checkpoint_gets_its_cache_chosen_at_export(stream_export):
+    """A checkpoint saved before the run ended holds no choice (None): the export makes it, on the
+    same validation part and by the same rule as the end of a run."""
+    from fable.training.cache_choice import choose_cache
+    from fable.training.export.exporter import cache_of
+
+    checkpoint, _, corpus = stream_export
+    unfinished = dataclasses.replace(checkpoint, cache=None)
+    chosen = choose_cache(checkpoint.build_model(), corpus.segments("validation"), corpus.unknown_id,
+                          checkpoint.config.final_windows)[0]  # fmt: skip
+    assert cache_of(unfinished) == chosen
+    assert cache_of(dataclasses.replace(checkpoint, cache={})) is None  # chosen: none

@@ -191,9 +191,11 @@ def test_help_shows_each_presets_defaults_and_the_rule_that_picks_one():
     assert code == 0
     flat = " ".join(page.split())
     assert "predict for a corpus of 2,000 tokens or more, else memorize" in flat
-    assert "(predict 6, memorize 3, tutorial 3)" in flat  # --window: the one that runs, not memorize's alone
-    assert "(predict 256 or 512 by the corpus's size, memorize 512, tutorial 512)" in flat
-    assert "(predict 2, memorize 1, tutorial 1)" in flat and "(predict 0.1, memorize 0, tutorial 0)" in flat
+    assert "(predict 6, stream 64, memorize 3, tutorial 3)" in flat  # --window: the one that runs, not memorize's alone
+    assert "(predict 256 or 512 by the corpus's size, stream 256 or 512 by the corpus's size, memorize 512, " \
+           "tutorial 512)" in flat  # fmt: skip
+    assert "(predict 2, stream 2, memorize 1, tutorial 1)" in flat
+    assert "(predict 0.1, stream 0.1, memorize 0, tutorial 0)" in flat
 
 
 def test_the_tutorials_walk_trains_on_a_corpus_too_short_to_restart_anywhere(tmp_path):

@@ -31,7 +31,7 @@ DEFAULT_BLOCK_SIZE = BlockSize(str(_d.int4_block_size))
 def main(
     checkpoint: Annotated[Path, typer.Argument(help="checkpoint.pt written by fable-train", show_default=False)],
     out: Annotated[Path | None, typer.Option(help="folder for the model files and the report", show_default="exported/ beside the checkpoint")] = None,
-    graph: Annotated[Graph, typer.Option(help="step (fast decode, what the runtime ships) or window (plain)")] = DEFAULT_GRAPH,
+    graph: Annotated[Graph, typer.Option(help="step (fast decode, what the runtime ships; a model trained on streams gets its stream graph), window (plain), or stream (a model trained on streams)")] = DEFAULT_GRAPH,
     int4: Annotated[bool, typer.Option("--int4", help=f"also write {INT4_NAME}: 4-bit weights (onnxruntime's MatMulNBits), held to the int8 guards")] = _d.int4,
     int4_block_size: Annotated[BlockSize, typer.Option(help="weights per int4 scale, along each column")] = DEFAULT_BLOCK_SIZE,
     lstm: Annotated[bool, typer.Option("--lstm", help=f"also write {LSTM_NAME}: one sequence on onnxruntime's LSTM operators, for CPUs without fast integer dot products (the tune picks)")] = _d.lstm,

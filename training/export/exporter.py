@@ -204,6 +204,9 @@ def export_checkpoint(
     export that this one did not write. A file whose figures fail a guard leaves the previous
     model files and report in place, and the refused figures in report.refused.json."""
     graph = graph_of(checkpoint, options.graph)
+    if graph == contract.GRAPH_STREAM and not checkpoint.streams:
+        raise ExportGuardError("--graph stream needs a model trained on streams (--preset stream); this one read "
+                               "windows: export it as step or window")  # fmt: skip
     if (options.int4 or options.lstm) and graph == contract.GRAPH_WINDOW:
         raise ExportGuardError("int4 and int8-lstm files are made of the step graph only; drop --int4 and --lstm, "
                                "or --graph window")  # fmt: skip
