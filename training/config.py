@@ -165,72 +165,62 @@ class TrainConfig:
             raise SettingError("tie", "used with an embedding as wide as the hidden layer", self.model.embedding_dim)
 
 
-PRESETS: dict[str, TrainConfig] = {
-    # For text the model has not seen: what an app meets. Chosen by measurement on held-out text
-    # of the two real corpora against a Kneser-Ney 4-gram (bench/results/predict-recipe-intel-xeon.md):
-    # the embedding tied to the output layer, a 6-word window, targets mixed half and half with
-    # the 4-gram's distribution, Adam at 3e-3 held, and the weights of the best held-out
-    # perplexity kept. By size: 256 units and dropout 0.65 for a few thousand windows, 512 units
-    # and dropout 0.1 from 20,000 (a smaller model learns too slowly there, a larger one overfits
-    # the small corpus); each within 3 and 15 minutes on 2 CPU cores.
-    "predict": TrainConfig(
-        preset="predict",
-        steps=None,
-        batch_size=256,
-        optimizer="adam",
-        learning_rate=3e-3,
-        schedule="constant",
-        warmup=0,
-        clip_norm=1.0,
-        sampling="windows",
-        eval_every=100,  # a whole held-out pass of python-reference takes about 3 s at 512 units
-        checkpoint_every=500,
-        cpu_onednn=True,
-        model=ModelConfig(window=6, hidden=256, embedding_dim=256),
-        min_count=2,
-        holdout=0.1,
-        tie=True,
-        distill=0.5,
-        stop="heldout",
-        sizes=(
-            Size(0, hidden=256, dropout=0.65, steps=2500),
-            Size(20_000, hidden=512, dropout=0.1, steps=3400),
-            # A corpus of millions of words: a step costs more (its vocabulary is larger) and so does
-            # reading the 8,192 held-out windows each evaluation; every 200 steps keeps evaluating
-            # near 5% of a run (bench/results/scale-*.md).
-            Size(200_000, hidden=512, dropout=0.1, steps=3400, eval_every=200),
-        ),
+# For text the model has not seen: what an app meets. Chosen by measurement on held-out text
+# of the two real corpora against a Kneser-Ney 4-gram (bench/results/predict-recipe-intel-xeon.md):
+# the embedding tied to the output layer, a 6-word window, targets mixed half and half with
+# the 4-gram's distribution, Adam at 3e-3 held, and the weights of the best held-out
+# perplexity kept. By size: 256 units and dropout 0.65 for a few thousand windows, 512 units
+# and dropout 0.1 from 20,000 (a smaller model learns too slowly there, a larger one overfits
+# the small corpus); each within 3 and 15 minutes on 2 CPU cores.
+_PREDICT = TrainConfig(
+    preset="predict",
+    steps=None,
+    batch_size=256,
+    optimizer="adam",
+    learning_rate=3e-3,
+    schedule="constant",
+    warmup=0,
+    clip_norm=1.0,
+    sampling="windows",
+    eval_every=100,  # a whole held-out pass of python-reference takes about 3 s at 512 units
+    checkpoint_every=500,
+    cpu_onednn=True,
+    model=ModelConfig(window=6, hidden=256, embedding_dim=256),
+    min_count=2,
+    holdout=0.1,
+    tie=True,
+    distill=0.5,
+    stop="heldout",
+    sizes=(
+        Size(0, hidden=256, dropout=0.65, steps=2500),
+        Size(20_000, hidden=512, dropout=0.1, steps=3400),
+        # A corpus of millions of words: a step costs more (its vocabulary is larger) and so does
+        # reading the 8,192 held-out windows each evaluation; every 200 steps keeps evaluating
+        # near 5% of a run (bench/results/scale-*.md).
+        Size(200_000, hidden=512, dropout=0.1, steps=3400, eval_every=200),
     ),
+)
+
+PRESETS: dict[str, TrainConfig] = {
+    "predict": _PREDICT,
     # A model that reads the whole text so far: the training part as 16 parallel streams, 35 words
     # a step, the state carried (training/streams.py), targets mixed half and half with the
-    # 4-gram's as `predict`'s, and a cache of the text so far chosen on the validation part
+    # 4-gram's, the rest as `predict`'s, and a cache of the text so far chosen on the validation part
     # (training/cache_choice.py). By size, chosen on the validation parts of the four corpora
     # (bench/results/stream-recipe-validation-amd-epyc-zen4.md): 256 units and dropout 0.5 below
     # 40,000 windows, 512 and 0.2 from there (256 learnt too slowly on the Python reference's
     # 68,000; 512 did worse than 256 on the sed changelog's 22,000).
-    "stream": TrainConfig(
+    "stream": dataclasses.replace(
+        _PREDICT,
         preset="stream",
-        steps=None,
         batch_size=16,
-        optimizer="adam",
-        learning_rate=3e-3,
-        schedule="constant",
-        warmup=0,
-        clip_norm=1.0,
         sampling="streams",
         eval_every=50,
-        checkpoint_every=500,
-        cpu_onednn=True,
         model=ModelConfig(window=64, hidden=256, embedding_dim=256),
-        min_count=2,
-        holdout=0.1,
-        tie=True,
-        distill=0.5,
-        stop="heldout",
         sizes=(
             Size(0, hidden=256, dropout=0.5, steps=5000),
             Size(40_000, hidden=512, dropout=0.2, steps=4000, eval_every=100),
-        ),  # fmt: skip
+        ),
     ),
     # For learning a text by heart (the fable: its 201 windows are the golden test). Adam at 3e-3
     # on 256 random windows a step, held until accuracy reaches the ceiling or stops improving,
