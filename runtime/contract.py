@@ -204,8 +204,9 @@ class ModelMetadata:
 
     @property
     def least_words(self) -> int:
-        """The fewest words a prompt may have: any for a stream model, a whole window otherwise."""
-        return 1 if self.whole_text else self.config.window
+        """The fewest words a prompt may have: any for a stream model, a whole window otherwise
+        (as many as its rows of state)."""
+        return self.rows
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self) | {"vocabulary": list(self.vocabulary)}

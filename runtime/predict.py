@@ -141,7 +141,8 @@ class Typing:
         `window` words, and on longer ones what it read before them too."""
         recent = query.recent
         whole = self._model.metadata.whole_text
-        stem, self._stem = self._stem, _finished(text)
+        if whole:  # only a stream model's state depends on more than the last window
+            stem, self._stem = self._stem, _finished(text)
         if not whole or text.startswith(stem):
             for added in range(min(self.LOOKBACK, len(recent)) + 1):
                 before, new = recent[: len(recent) - added], recent[len(recent) - added :]
