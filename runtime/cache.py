@@ -26,7 +26,8 @@ class TextCache:
     def __init__(self, settings: CacheSettings, batch: int, hidden: int):
         self.settings = settings
         self._keys = np.zeros((batch, settings.size, hidden), np.float32)  # h_i
-        self._words = np.zeros((batch, settings.size), np.int64)  # w_i: the word read after h_i
+        # w_i: the word read after h_i; intp, the index type bincount takes (int32 on 32-bit ARM)
+        self._words = np.zeros((batch, settings.size), np.intp)
         self._previous = np.zeros((batch, hidden), np.float32)  # h after the last word: its pair waits for the next
         # Per sequence, plain ints (a word's bookkeeping is a few scalars): pairs written (the ring
         # holds the last `size`), and whether a word was read since the reset.
