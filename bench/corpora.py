@@ -41,6 +41,7 @@ from fable.training.corpus import Corpus, Text, fable_path, load_corpus, read_co
 from fable.training.export.exporter import REFUSED_NAME, ExportOptions, export_checkpoint
 from fable.training.export.guards import ExportGuardError
 from fable.training.ngram import KneserNey
+from fable.training.streams import learnt_blocks
 from fable.training.train import resolve_device, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +91,9 @@ def measure(name: str, text: Text, preset_name: str, device: str, work: Path) ->
         "fp32_word_us": words.get("fp32"), "int8_word_us": words.get("int8"),
     }  # fmt: skip
     if config.holdout and verdict == "passed" and config.sampling == "streams":
-        row |= whole_text_figures(text, corpus, models["int8"], KneserNey(corpus.segments(), len(corpus.vocabulary)))
+        # the yardstick counts what the file learnt from: a refit's validation part too
+        learnt = KneserNey(learnt_blocks(corpus, config.refit), len(corpus.vocabulary))
+        row |= whole_text_figures(text, corpus, models["int8"], learnt)
     elif config.holdout and int8.get("heldout"):
         counted = KneserNey(corpus.segments(), len(corpus.vocabulary))
         ngram = kneser_ney_heldout(counted, corpus, config.model.window)

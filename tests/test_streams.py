@@ -280,3 +280,102 @@ def test_an_interrupted_runs_checkpoint_gets_its_cache_chosen_at_export(stream_e
                           checkpoint.config.final_windows)[0]  # fmt: skip
     assert cache_of(unfinished) == chosen
     assert cache_of(dataclasses.replace(checkpoint, cache={})) is None  # chosen: none
+
+
+def test_the_training_fit_reads_each_block_whole(stream_export, monkeypatch):
+    """The training figures of a stream model: the first words of each training block read in one
+    pass from the zero state, however many passes the reader cuts them into."""
+    from torch.nn import functional as F
+
+    from fable.training import streams
+    from fable.training.split import UNSEEN
+
+    checkpoint, _, corpus = stream_export
+    model = checkpoint.build_model().eval()
+    monkeypatch.setattr(streams, "READ_CHUNK", 7)  # a state carried across many passes
+    fit = streams.stream_fit(model, corpus.segments(), 300)
+    blocks = corpus.segments()
+    share = 300 / sum(len(block) for block in blocks)
+    losses, right = [], 0
+    for block in blocks:
+        words = torch.from_numpy(block[: int(len(block) * share)].astype(np.int64))
+        assert not (words == UNSEEN).any()  # the training part holds no unseen-word marker to split at
+        with torch.no_grad():
+            logits, _, _ = model.read(words[None, :-1])
+        losses.append(F.cross_entropy(logits[0], words[1:], reduction="none"))
+        right += int((logits[0].argmax(dim=1) == words[1:]).sum())
+    losses = torch.cat(losses)
+    assert fit.windows == len(losses) == streams.stream_fit_size(blocks, 300)
+    assert fit.correct == right
+    assert fit.loss == pytest.approx(float(losses.mean()), rel=1e-5)
+
+
+class CtrlCAfter:
+    """Presses Ctrl-C at the `stop`-th step of a whole run, its refit's steps counted after the first's."""
+
+    def __init__(self, total: int, stop: int):
+        from fable.training.progress import Progress
+
+        self.progress, self.stop, self.steps = Progress(total, bar=False), stop, 0
+        self.total, self.bar = total, False
+
+    def __getattr__(self, name):
+        return getattr(self.progress, name)
+
+    def update(self, step, loss, accuracy):
+        self.steps += 1
+        if self.steps == self.stop:
+            raise KeyboardInterrupt
+
+
+def test_a_refit_learns_the_validation_part_too_and_resumes_as_one_run(tmp_path):
+    """Once validation has chosen, the file is a second model trained from the start on training
+    + validation for the chosen steps, which the test part alone measures; cut inside the refit,
+    the run resumes to the weights and metrics of an uncut one."""
+    from fable.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
+    from fable.training.corpus import load_corpus
+    from fable.training.distributed import ONE
+    from fable.training.metrics import read_metrics
+    from fable.training.split import UNSEEN
+    from fable.training.streams import learnt_blocks
+    from fable.training.train import Run, TrainingInterrupted, train
+
+    from .helpers import tiny_config
+
+    config = dataclasses.replace(tiny_config("stream", steps=40, window=8, hidden=16, embedding_dim=16),
+                                 batch_size=4, bptt=10, patience=2, distill=0.5)  # fmt: skip
+    gpl = ROOT / "training" / "corpora" / "gpl-3.txt"
+    corpus = load_corpus(
+        gpl, 8, config.tokenizer_version, 1, None, config.holdout
+    )  # every word kept: UNSEEN in validation
+    whole = train(corpus, config, "cpu", tmp_path / "whole")
+    chosen = whole.chosen
+    assert chosen is not None and chosen.step >= 20 and whole.checkpoint.step == chosen.step
+    assert whole.checkpoint.chosen == chosen.record() and whole.validation == chosen.validation
+    assert whole.heldout is not None and whole.checkpoint.heldout == whole.heldout.as_dict()
+    rows = read_metrics(tmp_path / "whole" / "metrics.jsonl")
+    first = [row["step"] for row in rows if not row.get("refit")]
+    assert [row["step"] for row in rows if row.get("refit")] == list(range(10, chosen.step + 1, 10))
+    assert "validation_perplexity" not in rows[-1]  # the refit has learnt the validation part
+
+    # what the refit learns from: the training and validation blocks in the text's order, cut at UNSEEN words
+    learnt = np.concatenate(Run(corpus, config, "cpu", tmp_path / "look", None, None, ONE, chosen).training)
+    assert np.concatenate(learnt_blocks(corpus, refit=True)).tolist() == learnt.tolist()
+    blocks = sorted(corpus.split.train + corpus.split.validation)
+    expected = np.concatenate([corpus.ids[start:end] for start, end in blocks])
+    assert (expected == UNSEEN).any()
+    pieces = " ".join(map(str, expected.tolist())).split(str(UNSEEN))  # a lone word between two unseen ones is no pair
+    assert learnt.tolist() == [int(w) for piece in pieces if len(piece.split()) >= 2 for w in piece.split()]
+
+    def seen(path):  # each evaluation once, as if the run had not stopped; seconds aside
+        return [(row["step"], row.get("refit"), round(row["loss"], 5)) for row in read_metrics(path / "metrics.jsonl")]
+
+    # cut before the refit's first checkpoint (the chosen run's is kept: it refits again), and after
+    for refit_steps, kept in ((13, f"step {first[-1]}"), (27, "step 20")):
+        cut = tmp_path / f"cut{refit_steps}"
+        with pytest.raises(TrainingInterrupted, match=kept):
+            train(corpus, config, "cpu", cut, progress=CtrlCAfter(config.steps, stop=first[-1] + refit_steps))
+        resumed = train(corpus, config, "cpu", cut, resume=load_checkpoint(cut / CHECKPOINT_NAME))
+        assert resumed.chosen.step == chosen.step and resumed.chosen.validation == chosen.validation
+        assert all(torch.equal(resumed.checkpoint.model_state[k], v) for k, v in whole.checkpoint.model_state.items())
+        assert seen(cut) == seen(tmp_path / "whole")

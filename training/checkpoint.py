@@ -60,6 +60,9 @@ class Checkpoint:
     # the validation part when the run ended; {}: none predicted it better; None: not chosen (a
     # window model, or a run not over: the export chooses then).
     cache: dict[str, float] | None = None
+    # A refit's (TrainConfig.refit): what the run that chose on the validation part found, its
+    # step, figures there, cache and seconds (training.train.Chosen); None: not a refit.
+    chosen: dict[str, Any] | None = None
 
     @property
     def streams(self) -> bool:
@@ -111,6 +114,7 @@ def save_checkpoint(path: Path, checkpoint: Checkpoint) -> None:
         "heldout": checkpoint.heldout,
         "validation": checkpoint.validation,
         "cache": checkpoint.cache,
+        "chosen": checkpoint.chosen,
         "best": None
         if checkpoint.best_state is None
         else {k: v.detach().cpu() for k, v in checkpoint.best_state.items()},
@@ -162,6 +166,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
             best_state=payload.get("best"),
             validation=payload.get("validation"),  # None in checkpoints of fable 0.4 and before
             cache=payload.get("cache"),  # None in checkpoints of fable 0.5 and before
+            chosen=payload.get("chosen"),  # None in checkpoints of fable 0.6 and before
         )
         checkpoint.build_model()  # the weights must fit the configuration they claim
     except Exception as error:

@@ -87,6 +87,7 @@ def main(
     eval_windows: Annotated[int | None, typer.Option(min=1, max=MAX_EVAL_WINDOWS, help=f"training windows each evaluation reads, an even sample (the last reads all, up to {_predict.final_windows:,})", show_default=_by_preset(lambda p: p.eval_windows))] = None,
     min_count: Annotated[int | None, typer.Option(min=1, max=MAX_STEPS, help=f"read words seen fewer times than this as {UNKNOWN} (1 keeps every word)", show_default=_by_preset(lambda p: p.min_count))] = None,
     max_vocab: Annotated[int | None, typer.Option(min=2, max=MAX_VOCABULARY, help=f"keep at most this many words, {UNKNOWN} included; the rarer ones are read as {UNKNOWN}", show_default="no limit")] = None,
+    refit: Annotated[bool | None, typer.Option("--refit/--no-refit", help="once validation has chosen the step and the cache, train again on training + validation for that many steps (stream)", show_default=_by_preset(lambda p: "on" if p.refit else "off"))] = None,
     threads: Annotated[int | None, typer.Option(min=1, max=MAX_THREADS, help="torch's CPU threads", show_default="torch's choice")] = None,
     out: Annotated[Path | None, typer.Option(help="output folder", show_default="runs/PRESET")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the checkpoint in --out")] = False,
@@ -96,7 +97,7 @@ def main(
     if resume and out is None and preset_name is None:
         raise UsageError("--resume continues the run in --out; give --out (or --preset for runs/PRESET)")
     flags = {"steps": steps, "seed": seed, "eval_every": eval_every, "checkpoint_every": checkpoint_every,
-             "eval_windows": eval_windows, "min_count": min_count, "max_vocab": max_vocab, "holdout": holdout}  # fmt: skip
+             "eval_windows": eval_windows, "min_count": min_count, "max_vocab": max_vocab, "holdout": holdout, "refit": refit}  # fmt: skip
     model_flags = {"layers": layers, "hidden": hidden, "window": window}
     world, resolved_device = join(resolve_device(device.value))  # under torchrun, this process's share
     finished = False
@@ -211,7 +212,8 @@ def _check_fresh_out(out: Path) -> None:
 
 def _budget(config: TrainConfig) -> str:
     if config.stop == "heldout":
-        return f"until validation perplexity stops improving, at most {config.steps:,} steps"
+        again = ", then again on training + validation for the steps it chose" if config.refit else ""
+        return f"until validation perplexity stops improving, at most {config.steps:,} steps{again}"
     if config.schedule == "plateau":
         return f"until accuracy stops improving, at most {config.steps:,} steps"
     return f"{config.steps:,} steps"
@@ -223,18 +225,28 @@ def _summary(result: TrainResult, out: Path) -> str:
     return "\n".join([
         f"done: step {ck.step} of at most {ck.config.steps} on {ck.device} in {result.wall_seconds:.1f} s "
         f"(run total {ck.elapsed:.1f} s){why}",
-        f"  next-word accuracy: {ev.correct}/{ev.windows} = {100 * ev.accuracy:.1f}% of windows, "
-        f"ceiling {100 * result.ceiling.accuracy:.1f}% ({100 * ev.correct / result.ceiling.correct:.1f}% of it; "
-        f"no model reading {ck.config.model.window} words gets more than {result.ceiling.correct} right)",
+        _fit_line(result),
         f"  loss {ev.loss:.4f}, perplexity {ev.perplexity:.3f}; evaluating took {result.eval_seconds:.1f} s "
         f"({100 * result.eval_seconds / max(result.wall_seconds, 1e-9):.0f}% of this run)",
         *_held_out_lines(result),
         *([f"  {result.stopped}"] if result.stopped else []),
+        *([f"  then trained again from the start on training + validation for the {result.chosen.step:,} steps "
+           f"validation chose ({result.chosen.seconds:.1f} s before): this checkpoint, which the test part measures"]
+          if result.chosen is not None else []),
         f"  checkpoint {out / CHECKPOINT_NAME}",
         f"  metrics    {out / 'metrics.jsonl'}",
         f"  curves     {out / 'curves.png'}",
         f"  export it: fable-export {out / CHECKPOINT_NAME} --out {out / 'exported'}",
     ])  # fmt: skip
+
+
+def _fit_line(result: TrainResult) -> str:
+    ev, config = result.evaluation, result.checkpoint.config
+    if config.sampling == "streams":  # read whole, as held-out text: no window bounds what it can get right
+        return f"  next-word accuracy on the training part, read whole: {ev.correct}/{ev.windows} = {100 * ev.accuracy:.1f}% of words"
+    return (f"  next-word accuracy: {ev.correct}/{ev.windows} = {100 * ev.accuracy:.1f}% of windows, "
+            f"ceiling {100 * result.ceiling.accuracy:.1f}% ({100 * ev.correct / result.ceiling.correct:.1f}% of it; "
+            f"no model reading {config.model.window} words gets more than {result.ceiling.correct} right)")  # fmt: skip
 
 
 def _held_out_lines(result: TrainResult) -> list[str]:

@@ -104,6 +104,10 @@ class TrainConfig:
     stop: str = "schedule"
     patience: int = 10
     rate_cuts: int = 0
+    # `refit` (streams, stopping on validation): once the validation part has chosen the step and
+    # the cache, train again from the start on training + validation for that many steps, so that
+    # the file learns from all of the text but the test part, which then measures that file.
+    refit: bool = False
     # By the corpus's size (`for_corpus`): the last Size whose `windows` it reaches sets hidden,
     # dropout and the budget. Empty: the recipe's own.
     sizes: tuple[Size, ...] = ()
@@ -161,6 +165,8 @@ class TrainConfig:
             raise SettingError("holdout", "0 with the tutorial's walk over the whole text", self.holdout)
         if self.stop == "heldout" and self.holdout == 0:
             raise SettingError("holdout", "above 0 when training stops on validation perplexity", self.holdout)
+        if self.refit and (self.sampling != "streams" or self.stop != "heldout"):
+            raise SettingError("refit", "used with streams that stop on validation perplexity", self.refit)
         if self.tie and (self.model.encoding != "embedding" or self.model.embedding_dim != self.model.hidden):
             raise SettingError("tie", "used with an embedding as wide as the hidden layer", self.model.embedding_dim)
 
@@ -216,6 +222,7 @@ PRESETS: dict[str, TrainConfig] = {
         batch_size=16,
         sampling="streams",
         eval_every=50,
+        refit=True,
         model=ModelConfig(window=64, hidden=256, embedding_dim=256),
         sizes=(
             Size(0, hidden=256, dropout=0.5, steps=5000),

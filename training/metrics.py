@@ -27,12 +27,13 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 class MetricsLog:
     """Appends one JSON line per evaluation. Resuming at step N first drops any line after N, which
-    an interrupted run may have written past its last checkpoint."""
+    an interrupted run may have written past its last checkpoint; a refit's lines (marked "refit")
+    count their own steps, after the lines of the run that chose, which it keeps."""
 
-    def __init__(self, path: Path, keep_until: int):
+    def __init__(self, path: Path, keep_until: int, refit: bool = False):
         self.path = path
         if path.exists():
-            kept = [row for row in read_metrics(path) if row["step"] <= keep_until]
+            kept = [row for row in read_metrics(path) if row.get("refit", False) != refit or row["step"] <= keep_until]
             write_text(path, "".join(json.dumps(row) + "\n" for row in kept))
         self._file = None  # opened at the first line: a run stopped before it leaves no file
 
@@ -54,7 +55,7 @@ def plot_curves(metrics_path: Path, out: Path) -> None:
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    rows = read_metrics(metrics_path)
+    rows = [row for row in read_metrics(metrics_path) if not row.get("refit")]  # the run whose validation chose
     steps = [row["step"] for row in rows]
     figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 4))
     loss_axes.plot(steps, [row["loss"] for row in rows], label="all windows")

@@ -11,14 +11,17 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 from fable.cache import TextCache
 from fable.contract import CacheSettings
 from fable.errors import UsageError
 from fable.evaluation import NOTHING, Evaluation, evaluation_of
 
+from .corpus import Corpus
 from .data import Teacher, mixed_targets
 from .distributed import ONE, World
+from .evaluate import Fit
 from .model import State, WordLSTM
 from .split import UNSEEN
 
@@ -116,6 +119,15 @@ def runs(segments: list[np.ndarray], limit: int | None = None) -> Iterator[np.nd
                 yield run.astype(np.int64)
 
 
+def learnt_blocks(corpus: Corpus, refit: bool) -> list[np.ndarray]:
+    """The blocks a model learns from: the training part's, and for a refit (TrainConfig.refit) the
+    validation part's too, in the text's order, cut where a word the vocabulary lacks stands (UNSEEN)."""
+    if not refit:
+        return corpus.segments()
+    parts = corpus.split
+    return list(runs([corpus.ids[start:end] for start, end in sorted(parts.train + parts.validation)]))
+
+
 @torch.no_grad()
 def read_whole(model: WordLSTM, run: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """One run of ids read from the zero state, READ_CHUNK words a pass: (logits [n, vocab], top
@@ -133,6 +145,24 @@ def read_whole(model: WordLSTM, run: np.ndarray) -> Iterator[tuple[np.ndarray, n
             yield logits[0].float().cpu().numpy(), top[0].float().cpu().numpy(), labels
     finally:
         model.train(was_training)
+
+
+@torch.no_grad()
+def stream_fit(model: WordLSTM, segments: list[np.ndarray], limit: int) -> Fit:
+    """How well a stream model fits the training part, its blocks read whole as it reads a text:
+    about `limit` words, the first share of each block (`runs`); `Fit.windows` counts the words."""
+    loss, correct, words = 0.0, 0, 0
+    for run in runs(segments, limit):
+        for logits, _, labels in read_whole(model, run):
+            loss += F.cross_entropy(torch.from_numpy(logits), torch.from_numpy(labels), reduction="sum").item()
+            correct += int((logits.argmax(axis=1) == labels).sum())
+            words += len(labels)
+    return Fit(loss=loss / max(words, 1), correct=correct, windows=words)
+
+
+def stream_fit_size(segments: list[np.ndarray], limit: int) -> int:
+    """The words `stream_fit` predicts for this `limit`."""
+    return sum(len(run) - 1 for run in runs(segments, limit))
 
 
 def stream_evaluation(

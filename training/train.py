@@ -7,6 +7,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ from .ngram import KneserNey
 from .progress import Progress
 from .schedule import KeepBest, Schedule
 from .split import gather
-from .streams import StreamBatches, stream_evaluation
+from .streams import StreamBatches, learnt_blocks, stream_evaluation, stream_fit, stream_fit_size
 
 
 class TrainingInterrupted(FableError):
@@ -50,6 +51,30 @@ class TrainResult:
     validation: Evaluation | None = None  # the final weights on the validation part, which chose them
     cache: CacheSettings | None = None  # a stream model's cache, chosen on the validation part
     heldout_alone: Evaluation | None = None  # a stream model with a cache: the test part without it
+    chosen: Chosen | None = None  # with `config.refit`: what validation chose for the refit
+
+
+@dataclass(frozen=True)
+class Chosen:
+    """What the validation part chose before a run trains again on training + validation
+    (`TrainConfig.refit`): the refit trains `step` steps and keeps `cache`."""
+
+    step: int  # of the best validation perplexity
+    validation: Evaluation  # the chosen weights on the validation part
+    cache: CacheSettings | None
+    seconds: float  # the choosing run's training time
+    stopped: str = ""  # why it stopped where it did (KeepBest.reason)
+
+    def record(self) -> dict[str, Any]:
+        """As a checkpoint keeps it: plain values."""
+        return {"step": self.step, "validation": dataclasses.asdict(self.validation),
+                "cache": cache_record(self.cache), "seconds": self.seconds, "stopped": self.stopped}  # fmt: skip
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> Chosen:
+        cache = record["cache"]
+        return cls(int(record["step"]), Evaluation(**record["validation"]), CacheSettings(**cache) if cache else None,
+                   float(record["seconds"]), str(record.get("stopped", "")))  # fmt: skip
 
 
 def resolve_device(requested: str) -> str:
@@ -83,7 +108,9 @@ def train(
 ) -> TrainResult:
     """Train until the schedule ends, at most `config.steps` (a preset's budget for this corpus:
     `config.for_corpus`), from scratch or from `resume`; checkpoints go to `out`. `threads`:
-    torch's CPU threads (None: torch's own choice). `world`: the processes training together."""
+    torch's CPU threads (None: torch's own choice). `world`: the processes training together.
+    With `config.refit`, once the validation part has chosen the step and the cache, a second run
+    trains from the start on training + validation for that many steps; its file is the result."""
     if config.steps is None:
         raise ValueError(f"the {config.preset} recipe has no step budget yet; give train() config.for_corpus(windows)")
     out.mkdir(parents=True, exist_ok=True)
@@ -92,7 +119,20 @@ def train(
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return Run(corpus, config, device, out, resume, progress, world).go()
+        chosen = Chosen.of(resume.chosen) if resume is not None and resume.chosen else None
+        if chosen is None:
+            run = Run(corpus, config, device, out, resume, progress, world)
+            result = run.go()
+            if not run.refits:
+                return result
+            chosen, resume, config = result.chosen, None, dataclasses.replace(config, steps=result.chosen.step)
+            if progress is not None:
+                progress.write(f"validation chose step {chosen.step:,}: training again on training + validation "
+                               f"for {chosen.step:,} steps")  # fmt: skip
+                progress.total = chosen.step
+        refit = Run(corpus, config, device, out, resume, progress, world, chosen)
+        refit.on_disk = None if resume is not None else result.checkpoint.step
+        return refit.go()
     finally:
         torch.backends.mkldnn.enabled = saved
         torch.set_num_threads(saved_threads)
@@ -106,7 +146,8 @@ class Measures:
     evaluations differ only by the weights, and a corpus of millions of words costs each evaluation
     what a small one does."""
 
-    def __init__(self, corpus: Corpus, config: TrainConfig, device: str):
+    def __init__(self, corpus: Corpus, config: TrainConfig, device: str, training: list[np.ndarray],
+                 validating: bool = True):  # fmt: skip
         window = config.model.window
         self.device, self.window, self.banned = device, window, corpus.unknown_id
         starts = corpus.starts(window)
@@ -114,15 +155,22 @@ class Measures:
         self.ceiling = Ceiling(int(right.sum()), len(right))
         along = even(len(starts), config.eval_windows)
         self.sampled = len(along) < len(starts)
-        self.train_along = self._tensors(corpus.ids, starts[along])
         self.sample_reachable = int(right[along].sum())
-        self.train_final = self._tensors(corpus.ids, starts[even(len(starts), config.final_windows)])
         self.validation_along = self.validation_final = self.test_final = None
         self.streams = config.sampling == "streams"
-        # A stream model reads each held-out block whole (training/streams.py), at most this many
-        # words of a part along the way and at the end.
+        # A stream model reads each block whole (training/streams.py), as the runtime reads a text,
+        # not 64-word windows each from the zero state: at most this many words of a held-out part
+        # along the way and at the end, and of the training part `config.eval_windows` and
+        # `config.final_windows` words.
         self.limits = (config.stop_windows if config.stop == "heldout" else config.eval_windows, config.final_windows)
-        self.parts = {part: corpus.segments(part) for part in ("validation", "test")} if config.holdout else {}
+        self.training = training  # the blocks the model learns from (a stream model's fit reads them)
+        self.train_along = self.train_final = None
+        if not self.streams:
+            self.train_along = self._tensors(corpus.ids, starts[along])
+            self.train_final = self._tensors(corpus.ids, starts[even(len(starts), config.final_windows)])
+        self.eval_windows, self.final_windows = config.eval_windows, config.final_windows
+        held = ("validation", "test") if validating else ("test",)
+        self.parts = {part: corpus.segments(part) for part in held} if config.holdout else {}
         if config.holdout and not self.streams:
             held = corpus.starts(window, "validation")
             along = config.stop_windows if config.stop == "heldout" else config.eval_windows
@@ -135,11 +183,20 @@ class Measures:
         return tuple(torch.from_numpy(a).to(self.device) for a in gather(ids, starts, self.window))
 
     def fit(self, model: WordLSTM, final: bool) -> Fit:
+        if self.streams:
+            return stream_fit(model, self.training, self.final_windows if final else self.eval_windows)
         return evaluate(model, *(self.train_final if final else self.train_along))
+
+    def is_final(self, fit: Fit) -> bool:
+        """Whether `fit` read what the last evaluation reads."""
+        if self.streams:
+            return fit.windows == stream_fit_size(self.training, self.final_windows)
+        return fit.windows == len(self.train_final[1])
 
     def validation(self, model: WordLSTM, final: bool) -> Evaluation | None:
         if self.streams and self.parts:
-            return stream_evaluation(model, self.parts["validation"], self.banned, self.limits[final])
+            validation = self.parts.get("validation")
+            return None if validation is None else stream_evaluation(model, validation, self.banned, self.limits[final])
         windows = self.validation_final if final else self.validation_along
         return None if windows is None else held_out(model, *windows, self.banned)
 
@@ -164,10 +221,13 @@ def even(count: int, most: int) -> np.ndarray:
 class Run:
     """One invocation of training: its model, data, schedule and measures, and the loop over them."""
 
-    def __init__(self, corpus, config, device, out, resume, progress, world):  # noqa: PLR0913 - train()'s own
+    def __init__(self, corpus, config, device, out, resume, progress, world, chosen=None):  # noqa: PLR0913 - train()'s own
         self.started = time.perf_counter()
         self.corpus, self.config, self.device, self.out, self.resume, self.world = (
             corpus, config, device, out, resume, world)  # fmt: skip
+        # A refit (chosen: what validation chose) learns from the validation part too, and no longer looks at it
+        self.chosen: Chosen | None = chosen
+        self.training = learnt_blocks(corpus, refit=chosen is not None)
         self.progress = progress if progress is not None and world.main else Progress(config.steps, bar=False)
         torch.manual_seed(config.seed)
         self.model = WordLSTM(config.model, len(corpus.vocabulary), config.dropout, config.tie).to(device)
@@ -175,10 +235,13 @@ class Run:
         self.optimizer = make_optimizer(config, self.model)
         self.data_rng = torch.Generator().manual_seed(config.seed)
         self.batches = self._batches()
-        self.measures = Measures(corpus, config, device)
+        self.measures = Measures(corpus, config, device, self.training, validating=chosen is None)
         self.schedule = Schedule(config)
-        self.keeper = KeepBest(config.patience, config.rate_cuts) if config.stop == "heldout" else None
-        self.step, self.elapsed_before, self.best_state = 0, 0.0, None
+        heldout = config.stop == "heldout" and chosen is None
+        self.keeper = KeepBest(config.patience, config.rate_cuts) if heldout else None
+        self.step, self.elapsed_before, self.best_state = 0, 0.0 if chosen is None else chosen.seconds, None
+        self.over = False  # the run is over: its cache is chosen
+        self.on_disk: int | None = None  # a refit's: the chosen run's checkpoint step, on disk until the refit saves
         self.last: Fit | None = None
         self.last_validation: Evaluation | None = None
         self.tested: Evaluation | None = None  # the test part's figures, once the run is over
@@ -188,21 +251,27 @@ class Run:
         self.eval_seconds = 0.0
         if resume is not None:
             self._restore(resume)
-        self.metrics = MetricsLog(out / "metrics.jsonl", keep_until=self.step) if world.main else None
+        refitting = chosen is not None
+        self.metrics = MetricsLog(out / "metrics.jsonl", keep_until=self.step, refit=refitting) if world.main else None
+
+    @property
+    def refits(self) -> bool:
+        """Whether a refit follows this run (`TrainConfig.refit`)."""
+        return self.config.refit and self.chosen is None and bool(self.config.holdout)
 
     def _batches(self) -> WindowBatches | TutorialWalk:
         config, corpus, window = self.config, self.corpus, self.config.model.window
         if config.sampling == "tutorial":
             return TutorialWalk(corpus.ids, window, self.device, self.data_rng)
         if config.sampling == "streams":
-            return StreamBatches(corpus.segments(), config.batch_size, config.bptt, self.device, self.world,
+            return StreamBatches(self.training, config.batch_size, config.bptt, self.device, self.world,
                                  self._teacher(), config.distill)  # fmt: skip
         return WindowBatches(corpus.ids, corpus.starts(window), window, config.batch_size, self.device,
                              self.data_rng, self._teacher(), config.distill, self.world)  # fmt: skip
 
     def _teacher(self) -> KneserNey | None:
-        """The 4-gram the recipe distills, counted on the training part only, as the yardstick is."""
-        return KneserNey(self.corpus.segments(), len(self.corpus.vocabulary)) if self.config.distill else None
+        """The 4-gram the recipe distills, counted on what the model learns from, as the yardstick is."""
+        return KneserNey(self.training, len(self.corpus.vocabulary)) if self.config.distill else None
 
     def _restore(self, resume: Checkpoint) -> None:
         self.model.load_state_dict(resume.model_state)
@@ -242,7 +311,7 @@ class Run:
                     self.saved = self._checkpoint()
         except KeyboardInterrupt:
             # No checkpoint now: the interrupt may have landed inside an optimizer step.
-            kept = self.saved.step if self.saved else self.resume.step if self.resume else None
+            kept = self.saved.step if self.saved else self.resume.step if self.resume else self.on_disk
             raise TrainingInterrupted(_interrupted(self.out, kept)) from None
         finally:
             self.progress.close()
@@ -309,7 +378,8 @@ class Run:
                            of_ceiling=last.accuracy / ceiling.accuracy, perplexity=last.perplexity,
                            train_loss=float(running[0] / running[2]), train_accuracy=float(running[1] / running[2]),
                            lr=self.optimizer.param_groups[0]["lr"], elapsed=self.clock(),
-                           eval_seconds=self.eval_seconds, **_validation_metrics(self.last_validation))  # fmt: skip
+                           eval_seconds=self.eval_seconds, **_validation_metrics(self.last_validation),
+                           **({"refit": True} if self.chosen is not None else {}))  # fmt: skip
         if config.sampling == "tutorial":
             x, y, logits = self.tutorial_example
             self.progress.write(_tutorial_line(self.step, float(running[0] / running[2]),
@@ -326,9 +396,10 @@ class Run:
             optimizer_state=self.optimizer.state_dict(), rng_state=rng,
             schedule_state=self.schedule.state() | ({"keep_best": self.keeper.state()} if self.keeper else {}),
             heldout=tested.as_dict() if tested is not None else None,
-            cache=cache_record(self.cache) if self.tested is not None and self.measures.streams else None,
+            cache=cache_record(self.cache) if self.over and self.measures.streams else None,
             validation=figures.as_dict() if figures is not None else (resume.validation if resume else None),
             best_state=self.best_state,
+            chosen=self.chosen.record() if self.chosen is not None else None,
         )  # fmt: skip
         if self.world.main:
             save_checkpoint(self.out / CHECKPOINT_NAME, state)
@@ -341,27 +412,38 @@ class Run:
             self.best_state, self.last = None, None
         evaluated = time.perf_counter()
         final = self.last
-        if final is None or final.windows != len(self.measures.train_final[1]):
+        if final is None or not self.measures.is_final(final):
             final = self.world.from_main(self.measures.fit(self.model, True) if self.world.main else None)
-        if self.config.holdout:
+        main = self.world.main
+        if self.config.holdout and self.chosen is not None:  # a refit: validation chose before it was learnt
+            self.last_validation, self.cache = self.chosen.validation, self.chosen.cache
+        elif self.config.holdout:
             if self.last is None or self.saved is None or keeper is not None:
                 self.last_validation = self.world.from_main(
-                    self.measures.validation(self.model, True) if self.world.main else None
+                    self.measures.validation(self.model, True) if main else None
                 )
-            if self.world.main:
-                self.cache = self.measures.choose_cache(self.model)
-                self.tested = self.measures.test(self.model, self.cache)
-                self.tested_alone = self.measures.test(self.model) if self.cache is not None else None
-            figures = (self.cache, self.tested, self.tested_alone)
-            self.cache, self.tested, self.tested_alone = self.world.from_main(figures)
+            self.cache = self.world.from_main(self.measures.choose_cache(self.model) if main else None)
+        if self.config.holdout and not self.refits:  # the test part measures the file this run makes, once
+            figures = None
+            if main:
+                alone = self.measures.test(self.model) if self.cache is not None else None
+                figures = (self.measures.test(self.model, self.cache), alone)
+            self.tested, self.tested_alone = self.world.from_main(figures)
+        self.over = True
         self.eval_seconds += time.perf_counter() - evaluated
         self.last = final
-        if self.saved is None or self.saved.step != step or keeper is not None or self.tested is not None:
+        if self.saved is None or self.saved.step != step or keeper is not None or self.config.holdout:
             self.saved = self._checkpoint()
+        chosen, stopped = self.chosen, keeper.reason(step) if keeper else ""
+        if self.refits:
+            chosen = Chosen(
+                keeper.best_step if keeper else step, self.last_validation, self.cache, self.clock(), stopped
+            )
+        elif chosen is not None:
+            stopped = chosen.stopped
         return TrainResult(self.saved, final, time.perf_counter() - self.started, self.measures.ceiling,
-                           self.eval_seconds, self.schedule, self.tested,
-                           keeper.reason(step) if keeper else "", self.last_validation, self.cache,
-                           self.tested_alone)  # fmt: skip
+                           self.eval_seconds, self.schedule, self.tested, stopped, self.last_validation, self.cache,
+                           self.tested_alone, chosen)  # fmt: skip
 
 
 def cache_record(cache: CacheSettings | None) -> dict[str, float]:
