@@ -9,7 +9,10 @@ bench/results/local/latency.json ("stream" in their names).
 
 from __future__ import annotations
 
+import json
+import time
 from itertools import cycle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,6 +28,7 @@ from fable.contract import (
     Provenance,
     lowest_version,
 )
+from fable.machine import describe as describe_machine
 from fable.sampling import Sampling
 
 onnx = pytest.importorskip("onnx", reason="the files are built by the exporter (pip install '.[train]')")
@@ -33,6 +37,8 @@ VOCAB, HIDDEN = 5000, 256
 CACHE = CacheSettings(size=500, flatness=0.3, weight=0.1)
 PER_WORD = {"group": "stream per word", "min_rounds": 1000, "max_time": 2.0, "warmup": True}
 KINDS = ["window-6", "stream-cache", "stream-alone"]
+ROUNDS = 5000  # interleaved rounds: one word of each kind
+ROOT_RESULTS = Path(__file__).parent / "results" / "local"
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +97,31 @@ def test_stream_typing(benchmark, files, kind):
         benchmark(next_word)
         calls = len(text[0].split()) - 10
         assert typing._step - fed == calls, "a call read the text afresh: the benchmark would not time typing"
+
+
+INTERLEAVED = ROOT_RESULTS / "stream-word-interleaved.json"
+
+
+def test_stream_word_interleaved(files):
+    """The three kinds' generated words timed in turn, one word of each a round, so that a busy
+    neighbour or a clock change weighs on all three alike (pytest-benchmark times one kind after
+    another, and its medians of these ~100 µs calls moved by a third between runs). The medians
+    and their ratios to the window-6 file go to bench/results/local/stream-word-interleaved.json."""
+    steppers = {kind: word_stepper(Model(path, cache=cache), Sampling(temperature=1.0, seed=0))
+                for kind, (path, cache) in files.items()}  # fmt: skip
+    for step in steppers.values():  # past the cache's 500 words: every later word reads a full cache
+        for _ in range(CACHE.size + 100):
+            step()
+    times = {kind: [] for kind in steppers}
+    for _ in range(ROUNDS):
+        for kind, step in steppers.items():
+            started = time.perf_counter()
+            step()
+            times[kind].append(time.perf_counter() - started)
+    medians = {kind: 1e6 * float(np.median(spent)) for kind, spent in times.items()}
+    ratios = {kind: medians[kind] / medians["window-6"] for kind in medians}
+    INTERLEAVED.parent.mkdir(parents=True, exist_ok=True)
+    INTERLEAVED.write_text(json.dumps({"machine": describe_machine(), "rounds": ROUNDS, "median_us": medians,
+                                       "vs_window_6": ratios}, indent=2) + "\n", encoding="utf-8")  # fmt: skip
+    print("\n" + ", ".join(f"{kind} {medians[kind]:.1f} µs ({ratios[kind]:.2f}x)" for kind in medians))
+    assert ratios["stream-alone"] < 1, "one row a word should cost less than six"

@@ -7,12 +7,11 @@ wherever its context comes back, with no training. docs/design.md, "The whole te
     p(w) = (1 - weight) softmax(logits)(w) + weight sum_i [w_i = w] a_i,
     a = softmax_i(flatness h . h_i) over the last `size` pairs (h_i, w_i) of this sequence.
 
-Returned as log p, so every caller reads it as logits.
+Returned as log p up to a constant per row: logits, as every caller reads them (each normalizes).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -33,6 +32,7 @@ class TextCache:
         # holds the last `size`), and whether a word was read since the reset.
         self._count = [0] * batch
         self._started = [False] * batch
+        self._scratch = np.empty(0, np.float32)  # exp(logits - their largest) of one row [vocab]
 
     def reset(self) -> None:
         self.restart(range(len(self._count)))
@@ -43,9 +43,12 @@ class TextCache:
 
     def mix(self, logits: np.ndarray, top: np.ndarray, tokens: np.ndarray) -> np.ndarray:
         """After reading `tokens` [batch]: the model's `logits` [batch, vocab] with the cache mixed
-        in, as log-probabilities [batch, vocab] float32; `top` [batch, hidden], the output now."""
+        in [batch, vocab] float32, log p up to a constant per row (logits, as every caller reads
+        them); `top` [batch, hidden], the output now."""
         size, weight = self.settings.size, self.settings.weight
-        out = np.empty(logits.shape, np.float32)
+        out = logits.copy()
+        if len(self._scratch) != logits.shape[1]:
+            self._scratch = np.empty(logits.shape[1], np.float32)
         for row in range(len(logits)):
             if self._started[row]:  # the last output's pair: it was followed by this token
                 slot = self._count[row] % size
@@ -54,21 +57,29 @@ class TextCache:
                 self._count[row] += 1
             self._started[row] = True
             pairs = min(self._count[row], size)
+            if not (pairs and weight):
+                continue  # the model alone
+            # p(w) = (1 - weight) exp(l_w) / Z + weight c_w: less log((1 - weight) / Z), every word the
+            # cache holds no vote for keeps its logit l_w, and only the voted-for words are rewritten
+            # (a word voted for twice is written twice, the same value): one pass over the vocabulary, for Z.
             top_logit = float(logits[row].max())
-            z = np.exp(logits[row] - top_logit)  # [vocab]
-            total = float(z.sum())
-            kept = 1 - weight if pairs else 1.0  # no pairs yet: the model alone
-            # a word the cache holds no vote for: log((1 - weight) p_model), one pass over the vocabulary
-            np.subtract(logits[row], top_logit + math.log(total) - math.log(kept), out=out[row])
-            if pairs and weight:
-                words = self._words[row, :pairs]  # a word voted for twice is written twice, the same value
-                cached = np.bincount(words, self._votes(row, top[row], pairs), len(z))
-                out[row, words] = np.log(kept * z[words] / total + weight * cached[words])
+            np.subtract(logits[row], top_logit, out=self._scratch)
+            total = float(np.exp(self._scratch, out=self._scratch).sum())  # Z / exp(top_logit)
+            words = self._words[row, :pairs]
+            mixed = np.bincount(words, self._votes(row, top[row], pairs, weight * total / (1 - weight)), len(out[row]))
+            mixed = mixed[words]  # [pairs]: each pair's word's votes, the vocabulary's scale
+            mixed += self._scratch[words]
+            np.log(mixed, out=mixed)
+            mixed += top_logit
+            out[row, words] = mixed
         self._previous[...] = top
         return out
 
-    def _votes(self, row: int, top: np.ndarray, pairs: int) -> np.ndarray:
-        """softmax over the row's pairs of flatness x (h_i . h now) [pairs]."""
+    def _votes(self, row: int, top: np.ndarray, pairs: int, scale: float) -> np.ndarray:
+        """scale x softmax over the row's pairs of flatness x (h_i . h now) [pairs]."""
         scores = self._keys[row, :pairs] @ top
-        scores = np.exp((scores - scores.max()) * self.settings.flatness)
-        return scores / scores.sum()
+        scores -= scores.max()
+        scores *= self.settings.flatness
+        np.exp(scores, out=scores)
+        scores *= scale / scores.sum()
+        return scores

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -306,6 +307,7 @@ def test_the_training_fit_reads_each_block_whole(stream_export, monkeypatch):
         right += int((logits[0].argmax(dim=1) == words[1:]).sum())
     losses = torch.cat(losses)
     assert fit.windows == len(losses) == streams.stream_fit_size(blocks, 300)
+    assert streams.stream_fit_size(blocks, 10**9) == streams.stream_fit_size(blocks, None) == sum(len(b) - 1 for b in blocks)
     assert fit.correct == right
     assert fit.loss == pytest.approx(float(losses.mean()), rel=1e-5)
 
@@ -342,21 +344,31 @@ def test_a_refit_learns_the_validation_part_too_and_resumes_as_one_run(tmp_path)
 
     from .helpers import tiny_config
 
-    config = dataclasses.replace(tiny_config("stream", steps=40, window=8, hidden=16, embedding_dim=16),
-                                 batch_size=4, bptt=10, patience=2, distill=0.5)  # fmt: skip
+    config = dataclasses.replace(tiny_config("stream", steps=200, window=8, hidden=16, embedding_dim=16),
+                                 batch_size=4, bptt=10, patience=2, distill=0.5, learning_rate=3e-2)  # fmt: skip
     gpl = ROOT / "training" / "corpora" / "gpl-3.txt"
-    corpus = load_corpus(
-        gpl, 8, config.tokenizer_version, 1, None, config.holdout
-    )  # every word kept: UNSEEN in validation
+    # every word kept (--min-count 1): the validation part holds words the vocabulary lacks (UNSEEN)
+    corpus = load_corpus(gpl, 8, config.tokenizer_version, 1, None, config.holdout)
     whole = train(corpus, config, "cpu", tmp_path / "whole")
     chosen = whole.chosen
-    assert chosen is not None and chosen.step >= 20 and whole.checkpoint.step == chosen.step
-    assert whole.checkpoint.chosen == chosen.record() and whole.validation == chosen.validation
-    assert whole.heldout is not None and whole.checkpoint.heldout == whole.heldout.as_dict()
+    assert chosen is not None and 20 < chosen.step < chosen.budget == 200  # validation stopped the first run early
+    assert whole.checkpoint.step == chosen.step and whole.checkpoint.config.steps == chosen.step
+    assert whole.checkpoint.cache == (dataclasses.asdict(chosen.cache) if chosen.cache else {})
     rows = read_metrics(tmp_path / "whole" / "metrics.jsonl")
     first = [row["step"] for row in rows if not row.get("refit")]
-    assert [row["step"] for row in rows if row.get("refit")] == list(range(10, chosen.step + 1, 10))
+    assert [row["step"] for row in rows if row.get("refit")] == sorted({*range(10, chosen.step + 1, 10), chosen.step})
     assert "validation_perplexity" not in rows[-1]  # the refit has learnt the validation part
+
+    # the run that chose is the run without a refit: the same step, weights kept and figures on
+    # validation; the test part measures the refit's weights, not those
+    alone = train(corpus, dataclasses.replace(config, refit=False), "cpu", tmp_path / "alone")
+    assert alone.checkpoint.step == first[-1] and alone.stopped == chosen.stopped
+    assert alone.validation == chosen.validation and alone.cache == chosen.cache
+    assert whole.heldout.words == alone.heldout.words and whole.heldout != alone.heldout
+    differs = [
+        k for k, v in alone.checkpoint.model_state.items() if not torch.equal(v, whole.checkpoint.model_state[k])
+    ]
+    assert differs
 
     # what the refit learns from: the training and validation blocks in the text's order, cut at UNSEEN words
     learnt = np.concatenate(Run(corpus, config, "cpu", tmp_path / "look", None, None, ONE, chosen).training)
@@ -379,3 +391,18 @@ def test_a_refit_learns_the_validation_part_too_and_resumes_as_one_run(tmp_path)
         assert resumed.chosen.step == chosen.step and resumed.chosen.validation == chosen.validation
         assert all(torch.equal(resumed.checkpoint.model_state[k], v) for k, v in whole.checkpoint.model_state.items())
         assert seen(cut) == seen(tmp_path / "whole")
+
+
+def test_a_refits_resume_keeps_the_steps_validation_chose(stream_export, tmp_path):
+    from fable.training.checkpoint import CHECKPOINT_NAME
+
+    from .helpers import invoke, snapshot
+
+    _, folder, _ = stream_export
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(folder.parent / "run" / CHECKPOINT_NAME, out / CHECKPOINT_NAME)
+    before = snapshot(out)
+    result = invoke("fable-train", "--resume", "--steps", "999", "--out", str(out))
+    assert result.returncode == 2 and "refit of the" in result.stderr and "drop --steps" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and snapshot(out) == before

@@ -67,6 +67,7 @@ BAD_FLAGS = {
     "unknown preset": (["--preset", "fastest"], "'--preset'"),
     "unknown device": (["--device", "tpu"], "'--device'"),
     "window longer than the corpus": (["--window", "64", "--corpus", "SMALL"], "needs at least 65"),
+    "a refit of windows": (["--refit", "--preset", "predict", "--corpus", "SMALL"], "refit must be used with streams"),
 }
 
 

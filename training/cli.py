@@ -116,6 +116,9 @@ def _train(corpus: Path | None, preset_name: str | None, resume: bool, out: Path
         checkpoint = load_checkpoint(out / CHECKPOINT_NAME) if (out / CHECKPOINT_NAME).exists() else None
         if checkpoint is None:
             raise CheckpointError(f"--resume: there is no {CHECKPOINT_NAME} in {out}; start without --resume")
+        if checkpoint.chosen is not None and flags["steps"] not in (None, checkpoint.config.steps):
+            raise UsageError(f"--resume: this run is a refit of the {checkpoint.config.steps:,} steps validation chose; "
+                             "drop --steps")  # fmt: skip
         config = _resume_config(checkpoint.config, checkpoint.step, preset_name, flags, model_flags)
         config.validate()
         read = read_corpus(corpus, config.tokenizer_version, cache=out)
@@ -138,7 +141,8 @@ def _train(corpus: Path | None, preset_name: str | None, resume: bool, out: Path
     windows = text.window_count(config.model.window)
     config = config.for_corpus(windows)
     say = typer.echo if world.main else lambda _: None
-    say(_opening(text, config, windows, device, chosen, checkpoint.step if checkpoint else None, world))
+    refitting = checkpoint is not None and checkpoint.chosen is not None
+    say(_opening(text, config, windows, device, chosen, checkpoint.step if checkpoint else None, world, refitting))
     with output_folder(out):
         if world.main:
             save_cache(read, out)
@@ -150,8 +154,9 @@ def _train(corpus: Path | None, preset_name: str | None, resume: bool, out: Path
 
 
 def _opening(
-    text: Corpus, config: TrainConfig, windows: int, device: str, chosen: str, resumed: int | None, world: World
-) -> str:
+    text: Corpus, config: TrainConfig, windows: int, device: str, chosen: str, resumed: int | None, world: World,
+    refitting: bool = False,
+) -> str:  # fmt: skip
     rare = (
         f", {text.rare_words:,} rare words ({text.rare_tokens:,} tokens) read as {UNKNOWN}" if text.rare_words else ""
     )
@@ -167,7 +172,7 @@ def _opening(
         + (f" (chosen: {chosen})" if chosen else "")
         + f" on {text.name} ({len(text.ids):,} tokens, {len(text.vocabulary):,} words{rare}, {windows:,} training "
         f"windows{held}), {config.model.layers}x{config.model.hidden} LSTM, window {config.model.window}, "
-        f"{_budget(config)} on {device}"
+        f"{_budget(config, refitting)} on {device}"
         + (f" x {world.size} processes" if world.size > 1 else "")
         + (f", resuming at step {resumed}" if resumed is not None else "")
     )
@@ -210,7 +215,9 @@ def _check_fresh_out(out: Path) -> None:
         raise UsageError(f"{out} already holds a training run; continue it with --resume or choose another --out")
 
 
-def _budget(config: TrainConfig) -> str:
+def _budget(config: TrainConfig, refitting: bool = False) -> str:
+    if refitting:
+        return f"the refit: the {config.steps:,} steps validation chose, on training + validation"
     if config.stop == "heldout":
         again = ", then again on training + validation for the steps it chose" if config.refit else ""
         return f"until validation perplexity stops improving, at most {config.steps:,} steps{again}"
@@ -222,17 +229,20 @@ def _budget(config: TrainConfig) -> str:
 def _summary(result: TrainResult, out: Path) -> str:
     ev, ck = result.evaluation, result.checkpoint
     why = f"; {result.schedule.reason}, and the rate decayed to zero from there" if result.schedule.reason else ""
+    chosen = result.chosen
+    done = f"step {ck.step} of at most {ck.config.steps}"
+    if chosen is not None:
+        done = f"the refit's {ck.step:,} steps (validation chose them of at most {chosen.budget:,})"
     return "\n".join([
-        f"done: step {ck.step} of at most {ck.config.steps} on {ck.device} in {result.wall_seconds:.1f} s "
-        f"(run total {ck.elapsed:.1f} s){why}",
+        f"done: {done} on {ck.device} in {result.wall_seconds:.1f} s (run total {ck.elapsed:.1f} s){why}",
         _fit_line(result),
         f"  loss {ev.loss:.4f}, perplexity {ev.perplexity:.3f}; evaluating took {result.eval_seconds:.1f} s "
         f"({100 * result.eval_seconds / max(result.wall_seconds, 1e-9):.0f}% of this run)",
         *_held_out_lines(result),
-        *([f"  {result.stopped}"] if result.stopped else []),
-        *([f"  then trained again from the start on training + validation for the {result.chosen.step:,} steps "
-           f"validation chose ({result.chosen.seconds:.1f} s before): this checkpoint, which the test part measures"]
-          if result.chosen is not None else []),
+        *([f"  {'the run that chose: ' if chosen else ''}{result.stopped}"] if result.stopped else []),
+        *([f"  then trained again from the start on training + validation for those {chosen.step:,} steps "
+           f"(the run that chose took {chosen.seconds:.1f} s): this checkpoint's weights, which the test part measures"]
+          if chosen is not None else []),
         f"  checkpoint {out / CHECKPOINT_NAME}",
         f"  metrics    {out / 'metrics.jsonl'}",
         f"  curves     {out / 'curves.png'}",
@@ -243,18 +253,22 @@ def _summary(result: TrainResult, out: Path) -> str:
 def _fit_line(result: TrainResult) -> str:
     ev, config = result.evaluation, result.checkpoint.config
     if config.sampling == "streams":  # read whole, as held-out text: no window bounds what it can get right
-        return f"  next-word accuracy on the training part, read whole: {ev.correct}/{ev.windows} = {100 * ev.accuracy:.1f}% of words"
+        learnt = "training + validation" if result.chosen is not None else "the training part"
+        return f"  next-word accuracy on {learnt}, read whole: {ev.correct}/{ev.windows} = {100 * ev.accuracy:.1f}% of words"
     return (f"  next-word accuracy: {ev.correct}/{ev.windows} = {100 * ev.accuracy:.1f}% of windows, "
             f"ceiling {100 * result.ceiling.accuracy:.1f}% ({100 * ev.correct / result.ceiling.correct:.1f}% of it; "
             f"no model reading {config.model.window} words gets more than {result.ceiling.correct} right)")  # fmt: skip
 
 
 def _held_out_lines(result: TrainResult) -> list[str]:
-    """The final weights on each held-out part, neither ever trained on: validation, which chose
-    the step when the run stopped on it, and test, read once for the figures a user can trust."""
+    """The weights on each held-out part: validation, which chose the step when the run stopped on
+    it (a refit's: the weights of the run that chose, before the refit learnt that part too), and
+    test, never trained on, read once for the figures a user can trust."""
     ck = result.checkpoint
     parts = split(len(ck.ids), ck.config.holdout)
     chose = "chose the step" if ck.config.stop == "heldout" else "measured along the way"
+    if result.chosen is not None:
+        chose = "chose the step and the cache; the chosen run's weights, before the refit learnt this part"
     cache = result.cache
     with_cache = "" if cache is None else " with the cache"
     return [

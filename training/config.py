@@ -165,8 +165,11 @@ class TrainConfig:
             raise SettingError("holdout", "0 with the tutorial's walk over the whole text", self.holdout)
         if self.stop == "heldout" and self.holdout == 0:
             raise SettingError("holdout", "above 0 when training stops on validation perplexity", self.holdout)
-        if self.refit and (self.sampling != "streams" or self.stop != "heldout"):
-            raise SettingError("refit", "used with streams that stop on validation perplexity", self.refit)
+        if self.refit and (self.sampling != "streams" or self.stop != "heldout" or self.rate_cuts):
+            # a refit has no validation part to cut its rate on: it trains as the chosen run did until its best step
+            raise SettingError(
+                "refit", "used with streams that stop on validation perplexity, no rate cuts", self.refit
+            )
         if self.tie and (self.model.encoding != "embedding" or self.model.embedding_dim != self.model.hidden):
             raise SettingError("tie", "used with an embedding as wide as the hidden layer", self.model.embedding_dim)
 

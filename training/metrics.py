@@ -58,9 +58,10 @@ def plot_curves(metrics_path: Path, out: Path) -> None:
     rows = [row for row in read_metrics(metrics_path) if not row.get("refit")]  # the run whose validation chose
     steps = [row["step"] for row in rows]
     figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 4))
-    loss_axes.plot(steps, [row["loss"] for row in rows], label="all windows")
+    fit = "all windows" if rows and "ceiling" in rows[-1] else "training part, read whole"  # a stream model's
+    loss_axes.plot(steps, [row["loss"] for row in rows], label=fit)
     loss_axes.plot(steps, [row["train_loss"] for row in rows], label="training steps", alpha=0.6)
-    accuracy_axes.plot(steps, [100 * row["accuracy"] for row in rows], label="all windows")
+    accuracy_axes.plot(steps, [100 * row["accuracy"] for row in rows], label=fit)
     accuracy_axes.plot(steps, [100 * row["train_accuracy"] for row in rows], label="training steps", alpha=0.6)
     # The validation part of the text never trained on (--holdout); rows of fable 0.4's runs
     # measured the whole held-out part, under "heldout_".

@@ -160,7 +160,7 @@ def stream_fit(model: WordLSTM, segments: list[np.ndarray], limit: int) -> Fit:
     return Fit(loss=loss / max(words, 1), correct=correct, windows=words)
 
 
-def stream_fit_size(segments: list[np.ndarray], limit: int) -> int:
+def stream_fit_size(segments: list[np.ndarray], limit: int | None) -> int:
     """The words `stream_fit` predicts for this `limit`."""
     return sum(len(run) - 1 for run in runs(segments, limit))
 

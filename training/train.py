@@ -64,17 +64,38 @@ class Chosen:
     cache: CacheSettings | None
     seconds: float  # the choosing run's training time
     stopped: str = ""  # why it stopped where it did (KeepBest.reason)
+    budget: int = 0  # the choosing run's most steps
 
     def record(self) -> dict[str, Any]:
-        """As a checkpoint keeps it: plain values."""
-        return {"step": self.step, "validation": dataclasses.asdict(self.validation),
-                "cache": cache_record(self.cache), "seconds": self.seconds, "stopped": self.stopped}  # fmt: skip
+        """As a checkpoint keeps it: plain values (the validation figures' counts, which
+        Evaluation.as_dict rounds into rates, so that they read back exactly)."""
+        return {"step": self.step, "validation": dataclasses.asdict(self.validation), "cache": cache_record(self.cache),
+                "seconds": self.seconds, "stopped": self.stopped, "budget": self.budget}  # fmt: skip
 
     @classmethod
     def of(cls, record: dict[str, Any]) -> Chosen:
         cache = record["cache"]
         return cls(int(record["step"]), Evaluation(**record["validation"]), CacheSettings(**cache) if cache else None,
-                   float(record["seconds"]), str(record.get("stopped", "")))  # fmt: skip
+                   float(record["seconds"]), str(record.get("stopped", "")), int(record.get("budget", 0)))  # fmt: skip
+
+
+def _refit(first: TrainResult, corpus, config, device, out, progress, world, started) -> TrainResult:  # noqa: PLR0913
+    """The second run of `config.refit`, on training + validation for the steps `first` chose;
+    its result counts both runs' seconds in this invocation."""
+    chosen = first.chosen
+    if progress is not None:
+        if world.main:
+            progress.write(f"validation chose step {chosen.step:,}: training again on training + validation "
+                           f"for {chosen.step:,} steps")  # fmt: skip
+        progress.total = chosen.step
+    try:
+        refit = Run(corpus, dataclasses.replace(config, steps=chosen.step), device, out, None, progress, world, chosen,
+                    on_disk=first.checkpoint.step)  # fmt: skip
+    except KeyboardInterrupt:  # while it counts its 4-gram: the chosen run's checkpoint is there
+        raise TrainingInterrupted(_interrupted(out, first.checkpoint.step, refit=True)) from None
+    result = refit.go()
+    return dataclasses.replace(result, wall_seconds=time.perf_counter() - started,
+                               eval_seconds=first.eval_seconds + result.eval_seconds)  # fmt: skip
 
 
 def resolve_device(requested: str) -> str:
@@ -120,19 +141,15 @@ def train(
         torch.set_num_threads(threads)
     try:
         chosen = Chosen.of(resume.chosen) if resume is not None and resume.chosen else None
-        if chosen is None:
-            run = Run(corpus, config, device, out, resume, progress, world)
-            result = run.go()
-            if not run.refits:
-                return result
-            chosen, resume, config = result.chosen, None, dataclasses.replace(config, steps=result.chosen.step)
-            if progress is not None:
-                progress.write(f"validation chose step {chosen.step:,}: training again on training + validation "
-                               f"for {chosen.step:,} steps")  # fmt: skip
-                progress.total = chosen.step
-        refit = Run(corpus, config, device, out, resume, progress, world, chosen)
-        refit.on_disk = None if resume is not None else result.checkpoint.step
-        return refit.go()
+        if chosen is not None:  # a refit's checkpoint: it goes on with the refit
+            return Run(corpus, dataclasses.replace(config, steps=chosen.step), device, out, resume, progress, world,
+                       chosen).go()  # fmt: skip
+        started = time.perf_counter()
+        run = Run(corpus, config, device, out, resume, progress, world)
+        first = run.go()
+        if not run.refits:
+            return first
+        return _refit(first, corpus, config, device, out, progress, world, started)
     finally:
         torch.backends.mkldnn.enabled = saved
         torch.set_num_threads(saved_threads)
@@ -155,6 +172,10 @@ class Measures:
         self.ceiling = Ceiling(int(right.sum()), len(right))
         along = even(len(starts), config.eval_windows)
         self.sampled = len(along) < len(starts)
+        self.fit_whole = len(starts)  # what a fit reads when it reads all: windows, or a stream model's words
+        if config.sampling == "streams":
+            self.fit_whole = stream_fit_size(training, None)
+            self.sampled = stream_fit_size(training, config.eval_windows) < self.fit_whole
         self.sample_reachable = int(right[along].sum())
         self.validation_along = self.validation_final = self.test_final = None
         self.streams = config.sampling == "streams"
@@ -221,7 +242,7 @@ def even(count: int, most: int) -> np.ndarray:
 class Run:
     """One invocation of training: its model, data, schedule and measures, and the loop over them."""
 
-    def __init__(self, corpus, config, device, out, resume, progress, world, chosen=None):  # noqa: PLR0913 - train()'s own
+    def __init__(self, corpus, config, device, out, resume, progress, world, chosen=None, on_disk=None):  # noqa: PLR0913
         self.started = time.perf_counter()
         self.corpus, self.config, self.device, self.out, self.resume, self.world = (
             corpus, config, device, out, resume, world)  # fmt: skip
@@ -241,12 +262,12 @@ class Run:
         self.keeper = KeepBest(config.patience, config.rate_cuts) if heldout else None
         self.step, self.elapsed_before, self.best_state = 0, 0.0 if chosen is None else chosen.seconds, None
         self.over = False  # the run is over: its cache is chosen
-        self.on_disk: int | None = None  # a refit's: the chosen run's checkpoint step, on disk until the refit saves
+        self.on_disk: int | None = on_disk  # a refit's: the chosen run's checkpoint step, on disk until the refit saves
         self.last: Fit | None = None
         self.last_validation: Evaluation | None = None
         self.tested: Evaluation | None = None  # the test part's figures, once the run is over
         self.tested_alone: Evaluation | None = None  # a stream model's without its cache
-        self.cache: CacheSettings | None = None
+        self.cache: CacheSettings | None = None if chosen is None else chosen.cache
         self.saved: Checkpoint | None = None
         self.eval_seconds = 0.0
         if resume is not None:
@@ -256,8 +277,8 @@ class Run:
 
     @property
     def refits(self) -> bool:
-        """Whether a refit follows this run (`TrainConfig.refit`)."""
-        return self.config.refit and self.chosen is None and bool(self.config.holdout)
+        """Whether a refit follows this run (`TrainConfig.refit`: validate() holds it to a held-out part)."""
+        return self.config.refit and self.chosen is None
 
     def _batches(self) -> WindowBatches | TutorialWalk:
         config, corpus, window = self.config, self.corpus, self.config.model.window
@@ -311,8 +332,9 @@ class Run:
                     self.saved = self._checkpoint()
         except KeyboardInterrupt:
             # No checkpoint now: the interrupt may have landed inside an optimizer step.
+            before = self.saved is None and self.resume is None  # this run has saved nothing yet
             kept = self.saved.step if self.saved else self.resume.step if self.resume else self.on_disk
-            raise TrainingInterrupted(_interrupted(self.out, kept)) from None
+            raise TrainingInterrupted(_interrupted(self.out, kept, refit=before and self.on_disk is not None)) from None
         finally:
             self.progress.close()
             if self.metrics is not None:
@@ -373,9 +395,13 @@ class Run:
         if self.metrics is None:
             return
         last, ceiling = self.last, measures.ceiling
+        # a window model's fit is over windows, bounded by the ceiling; a stream model's over words read whole
+        bounds = (
+            {} if measures.streams else {"ceiling": ceiling.accuracy, "of_ceiling": last.accuracy / ceiling.accuracy}
+        )
         self.metrics.write(step=self.step, loss=last.loss, accuracy=last.accuracy, correct=last.correct,
-                           windows=last.windows, sampled=last.windows < ceiling.windows, ceiling=ceiling.accuracy,
-                           of_ceiling=last.accuracy / ceiling.accuracy, perplexity=last.perplexity,
+                           windows=last.windows, sampled=last.windows < measures.fit_whole, **bounds,
+                           perplexity=last.perplexity,
                            train_loss=float(running[0] / running[2]), train_accuracy=float(running[1] / running[2]),
                            lr=self.optimizer.param_groups[0]["lr"], elapsed=self.clock(),
                            eval_seconds=self.eval_seconds, **_validation_metrics(self.last_validation),
@@ -396,7 +422,7 @@ class Run:
             optimizer_state=self.optimizer.state_dict(), rng_state=rng,
             schedule_state=self.schedule.state() | ({"keep_best": self.keeper.state()} if self.keeper else {}),
             heldout=tested.as_dict() if tested is not None else None,
-            cache=cache_record(self.cache) if self.over and self.measures.streams else None,
+            cache=cache_record(self.cache) if (self.over or self.chosen) and self.measures.streams else None,
             validation=figures.as_dict() if figures is not None else (resume.validation if resume else None),
             best_state=self.best_state,
             chosen=self.chosen.record() if self.chosen is not None else None,
@@ -437,7 +463,7 @@ class Run:
         chosen, stopped = self.chosen, keeper.reason(step) if keeper else ""
         if self.refits:
             chosen = Chosen(
-                keeper.best_step if keeper else step, self.last_validation, self.cache, self.clock(), stopped
+                keeper.best_step, self.last_validation, self.cache, self.clock(), stopped, self.config.steps
             )
         elif chosen is not None:
             stopped = chosen.stopped
@@ -474,10 +500,12 @@ def _validation_metrics(figures: Evaluation | None) -> dict[str, float]:
             "validation_perplexity": figures.perplexity, "validation_words": figures.words}  # fmt: skip
 
 
-def _interrupted(out: Path, step: int | None) -> str:
+def _interrupted(out: Path, step: int | None, refit: bool = False) -> str:
+    """`refit`: cut in a refit before its first checkpoint; the one kept is the choosing run's last."""
     if step is None:
         return "interrupted before the first checkpoint; nothing to resume"
-    return f"interrupted; the checkpoint of step {step} in {out} is kept, continue with --resume --out {out}"
+    again = " (the run that chose: --resume trains the refit again from its start)" if refit else ""
+    return f"interrupted; the checkpoint of step {step} in {out} is kept{again}, continue with --resume --out {out}"
 
 
 def _tutorial_line(step, loss, accuracy, x, y, logits, vocabulary) -> str:

@@ -27,7 +27,8 @@ from fable.quantization import DEFAULT_INT4_BLOCK
 
 from ..cache_choice import choose_cache
 from ..checkpoint import Checkpoint
-from ..split import UNSEEN, split
+from ..split import split
+from ..streams import runs
 from .graphs import build_lstm_step_graph, build_step_graph, build_window_graph, quantize_window_int8
 from .guards import ExportGuardError, check_onnx, check_quantized, failed_guards
 from .report import FileReport, HeldOutWindows, TorchReference, Windows, measure_file, select_windows, torch_reference
@@ -244,13 +245,14 @@ def _whole_text(checkpoint: Checkpoint, options: ExportOptions) -> np.ndarray:
     """What a stream model's files read whole against torch: the training part's first stretch of
     words it can read (no UNSEEN word), of at most `text_words`."""
     longest = np.zeros(0, np.int64)
-    for start, end in split(len(checkpoint.ids), checkpoint.config.holdout).train:
-        for run in np.split(checkpoint.ids[start:end], np.flatnonzero(checkpoint.ids[start:end] == UNSEEN)):
-            run = run[run != UNSEEN][: options.text_words]
-            if len(run) > len(longest):
-                longest = run.astype(np.int64)
-            if len(longest) == options.text_words:
-                return longest
+    for run in runs(
+        [checkpoint.ids[start:end] for start, end in split(len(checkpoint.ids), checkpoint.config.holdout).train]
+    ):
+        run = run[: options.text_words]
+        if len(run) > len(longest):
+            longest = run
+        if len(longest) == options.text_words:
+            return longest
     return longest
 
 

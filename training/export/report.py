@@ -22,6 +22,7 @@ from fable.engine import MAX_BATCH
 from fable.evaluation import NOTHING, Evaluation, evaluation_of
 from fable.tuning import file_sha256
 
+from .. import streams
 from ..evaluate import greedy_decode, logits_of
 from ..model import WordLSTM
 from .guards import clear_windows
@@ -188,11 +189,7 @@ def runtime_carried_decode(model: fable.Model, contexts: np.ndarray, words: int)
 
 def read_whole(model: WordLSTM, text: np.ndarray) -> np.ndarray:
     """torch's logits [n - 1, vocab] after each word of `text` but the last, read whole from the zero state."""
-    import torch
-
-    with torch.no_grad():
-        logits, _, _ = model.read(torch.from_numpy(text[:-1].astype(np.int64))[None])
-    return logits[0].float().cpu().numpy()
+    return np.concatenate([logits for logits, _, _ in streams.read_whole(model, text.astype(np.int64))])
 
 
 def float64_copy(model: WordLSTM) -> WordLSTM:
