@@ -146,6 +146,7 @@ def whole_text_figures(text: Text, corpus: Corpus, model: fable.Model, ngram: Kn
     learnt = typed_learning(text, corpus, model, 1, TEST, BLEND)
     return {"heldout_words": cached.words, "int8_heldout": cached.as_dict(), "int8_heldout_no_cache": alone.as_dict(),
             "ngram_heldout": yardstick.as_dict(), "perplexity_ratio": cached.perplexity / yardstick.perplexity,
+            "cache": None if model.metadata.cache is None else dataclasses.asdict(model.metadata.cache),
             "perplexity_ratio_no_cache": alone.perplexity / yardstick.perplexity,
             "top3_points": 100 * (cached.top3_rate - yardstick.top3_rate),
             "top1_points": 100 * (cached.top1_rate - yardstick.top1_rate),

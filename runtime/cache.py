@@ -18,6 +18,8 @@ import numpy as np
 
 from .contract import CacheSettings
 
+TINY = np.finfo(np.float64).tiny
+
 
 class TextCache:
     """The pairs of `batch` sequences, in rings of `settings.size`."""
@@ -46,7 +48,7 @@ class TextCache:
         in [batch, vocab] float32, log p up to a constant per row (logits, as every caller reads
         them); `top` [batch, hidden], the output now."""
         size, weight = self.settings.size, self.settings.weight
-        out = logits.copy()
+        out = np.array(logits, np.float32)  # a copy: the kernel's buffer stays the model's own
         if len(self._scratch) != logits.shape[1]:
             self._scratch = np.empty(logits.shape[1], np.float32)
         for row in range(len(logits)):
@@ -69,6 +71,7 @@ class TextCache:
             mixed = np.bincount(words, self._votes(row, top[row], pairs, weight * total / (1 - weight)), len(out[row]))
             mixed = mixed[words]  # [pairs]: each pair's word's votes, the vocabulary's scale
             mixed += self._scratch[words]
+            np.maximum(mixed, TINY, out=mixed)  # a vote and a float32 exp(l - top) may both be 0: never log(0)
             np.log(mixed, out=mixed)
             mixed += top_logit
             out[row, words] = mixed

@@ -88,7 +88,7 @@ class StepDecoder:
 class StreamDecoder:
     """One LSTM step per word on one row of state per sequence, never zeroed: the logits rest on
     every word fed since the reset. With `cache`, they are mixed with what followed similar
-    states earlier (`fable.cache`), as log-probabilities."""
+    states earlier (`fable.cache`), as logits (log p up to a constant per row)."""
 
     def __init__(self, kernel: StepKernel, cache: TextCache | None):
         self._kernel = kernel

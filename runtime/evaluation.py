@@ -141,7 +141,8 @@ def evaluate(model: Model, text: str, learning: bool = True, cache: bool = True)
                 position += 1
         start += len(run) + 1  # past the unknown word that ended the run
     if not total.words:
-        raise PromptError(f"no word of the text could be predicted: the model needs {window} words it knows "
+        words = "a word" if window == 1 else f"{window} words"
+        raise PromptError(f"no word of the text could be predicted: the model needs {words} it knows "
                           f"before a word to predict it, and the text has {len(tokens)} tokens")  # fmt: skip
     typed = sum(keys_without(token) for token in tokens[window:])
     return dataclasses.replace(total.typed_over(typed), skipped=max(0, len(ids) - window) - total.words)

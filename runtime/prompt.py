@@ -118,6 +118,10 @@ class Lexicon:
         with a notice of those not named before."""
         if len(reading.tokens) < least:
             unit = "words" if len(reading.tokens) == len(reading.typed) else "tokens"
+            if least < window:  # a stream model: it reads as few words as it is given
+                raise PromptError(
+                    f"the {what} {_size(reading)}; give at least {least} {unit[:-1] if least == 1 else unit}"
+                )
             raise PromptError(
                 f"the {what} {_size(reading)}; this model reads {window} {unit} at a time, give at least {least}"
             )

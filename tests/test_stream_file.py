@@ -12,6 +12,7 @@ import pytest
 
 import fable
 from fable.backend import BACKENDS
+from fable.errors import PromptError
 from fable.evaluation import log_normalizer
 
 from .helpers import ROOT
@@ -39,3 +40,11 @@ def test_the_stored_stream_model_reads_as_pytorch_and_the_formula_said(backend, 
     which = "cached" if cache else "alone"
     assert np.abs(found - TRUTH[f"log_p_{which}"]).max() < 1e-4
     assert greedy.tolist() == TRUTH[f"greedy_{which}"]
+
+
+def test_a_stream_model_asks_for_one_word_not_a_window():
+    model = fable.Model(DATA / "stream.onnx")
+    with pytest.raises(PromptError, match=r"^the prompt is empty; give at least 1 word$"):
+        model.generate("", 3)
+    with pytest.raises(PromptError, match=r"the model needs a word it knows before a word"):
+        model.evaluate("")

@@ -269,6 +269,18 @@ def test_a_window_model_is_not_exported_as_a_stream(tiny_export, tmp_path):
     assert not (tmp_path / "out" / "fable.onnx").exists()
 
 
+def test_a_stream_models_window_file_claims_no_whole_text_figures(stream_export):
+    """A stream checkpoint's test figures are its whole-text reading with the cache: its window
+    graph (the plain decode) reads neither, so its file does not carry them."""
+    from fable.training.export.exporter import metadata_for
+
+    checkpoint, _, _ = stream_export
+    assert checkpoint.heldout is not None
+    stream = metadata_for(checkpoint, contract.GRAPH_STREAM, "int8").provenance
+    window = metadata_for(checkpoint, contract.GRAPH_WINDOW, "fp32").provenance
+    assert stream.heldout_perplexity == checkpoint.heldout["perplexity"] and window.heldout_perplexity is None
+
+
 def test_an_interrupted_runs_checkpoint_gets_its_cache_chosen_at_export(stream_export):
     """A checkpoint saved before the run ended holds no choice (None): the export makes it, on the
     same validation part and by the same rule as the end of a run."""
@@ -307,7 +319,11 @@ def test_the_training_fit_reads_each_block_whole(stream_export, monkeypatch):
         right += int((logits[0].argmax(dim=1) == words[1:]).sum())
     losses = torch.cat(losses)
     assert fit.windows == len(losses) == streams.stream_fit_size(blocks, 300)
-    assert streams.stream_fit_size(blocks, 10**9) == streams.stream_fit_size(blocks, None) == sum(len(b) - 1 for b in blocks)
+    assert (
+        streams.stream_fit_size(blocks, 10**9)
+        == streams.stream_fit_size(blocks, None)
+        == sum(len(b) - 1 for b in blocks)
+    )
     assert fit.correct == right
     assert fit.loss == pytest.approx(float(losses.mean()), rel=1e-5)
 
@@ -371,13 +387,17 @@ def test_a_refit_learns_the_validation_part_too_and_resumes_as_one_run(tmp_path)
     assert differs
 
     # what the refit learns from: the training and validation blocks in the text's order, cut at UNSEEN words
-    learnt = np.concatenate(Run(corpus, config, "cpu", tmp_path / "look", None, None, ONE, chosen).training)
-    assert np.concatenate(learnt_blocks(corpus, refit=True)).tolist() == learnt.tolist()
+    learnt = Run(corpus, config, "cpu", tmp_path / "look", None, None, ONE, chosen).training
+    assert [block.tolist() for block in learnt] == [block.tolist() for block in learnt_blocks(corpus, refit=True)]
     blocks = sorted(corpus.split.train + corpus.split.validation)
-    expected = np.concatenate([corpus.ids[start:end] for start, end in blocks])
+    expected = corpus.ids[np.concatenate([np.arange(start, end) for start, end in blocks])]
     assert (expected == UNSEEN).any()
-    pieces = " ".join(map(str, expected.tolist())).split(str(UNSEEN))  # a lone word between two unseen ones is no pair
-    assert learnt.tolist() == [int(w) for piece in pieces if len(piece.split()) >= 2 for w in piece.split()]
+    pieces = []  # block by block, cut at each unseen word; a lone word between two of them is no pair
+    for start, end in blocks:
+        words = corpus.ids[start:end].tolist()
+        cuts = [-1] + [i for i, w in enumerate(words) if w == UNSEEN] + [len(words)]
+        pieces += [words[a + 1 : b] for a, b in zip(cuts, cuts[1:]) if b - a - 1 >= 2]
+    assert [block.tolist() for block in learnt_blocks(corpus, refit=True)] == pieces
 
     def seen(path):  # each evaluation once, as if the run had not stopped; seconds aside
         return [(row["step"], row.get("refit"), round(row["loss"], 5)) for row in read_metrics(path / "metrics.jsonl")]
@@ -406,3 +426,33 @@ def test_a_refits_resume_keeps_the_steps_validation_chose(stream_export, tmp_pat
     result = invoke("fable-train", "--resume", "--steps", "999", "--out", str(out))
     assert result.returncode == 2 and "refit of the" in result.stderr and "drop --steps" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and snapshot(out) == before
+
+
+def test_the_cache_rewrites_only_the_words_it_votes_for():
+    """What the cache returns is log p up to a constant per row: a word with no vote keeps its
+    logit exactly, a row with no pair yet is the model's logits, and the voted-for words hold the
+    formula's mix once normalized."""
+    from fable.cache import TextCache
+
+    rng = np.random.default_rng(3)
+    cache = TextCache(CacheSettings(size=4, flatness=2.0, weight=0.25), batch=2, hidden=5)
+    logits = rng.standard_normal((6, 2, 9)).astype(np.float32)
+    tops = rng.standard_normal((6, 2, 5)).astype(np.float32)
+    tokens = np.array([[1, 2], [3, 3], [1, 4], [5, 6], [3, 7], [8, 0]])
+    cache.restart([1])  # row 1 starts afresh at every step below: never a pair
+    for t in range(6):
+        cache.restart([1])
+        out = cache.mix(logits[t], tops[t], tokens[t])
+        assert out.dtype == np.float32 and np.array_equal(out[1], logits[t, 1])
+        pairs = list(range(max(0, t - 4), t))  # row 0's last 4 outputs, each followed by the next token
+        voted = {int(tokens[j + 1, 0]) for j in pairs}
+        kept = [w for w in range(9) if w not in voted]
+        assert np.array_equal(out[0, kept], logits[t, 0, kept])
+        expected = softmax(logits[t, 0].astype(np.float64))
+        if pairs:
+            votes = softmax(np.array([2.0 * float(tops[t, 0] @ tops[j, 0]) for j in pairs]))
+            mixed = np.zeros(9)
+            for j, vote in zip(pairs, votes):
+                mixed[tokens[j + 1, 0]] += vote
+            expected = 0.75 * expected + 0.25 * mixed
+        assert np.abs(softmax(out[0].astype(np.float64)) - expected).max() < 1e-6

@@ -119,7 +119,8 @@ def metadata_for(checkpoint: Checkpoint, graph: str, quantization: str) -> Model
             device=checkpoint.device,
             seed=checkpoint.config.seed,
             ceiling=checkpoint.ceiling,
-            **_heldout_provenance(checkpoint),
+            # a stream model's figures are its whole-text reading with its cache: not a window graph's
+            **(_heldout_provenance(checkpoint) if checkpoint.streams == (graph == contract.GRAPH_STREAM) else {}),
         ),
         producer=f"fable {__version__}",
         tokenizer_version=checkpoint.config.tokenizer_version,
