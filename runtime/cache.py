@@ -68,7 +68,9 @@ class TextCache:
             np.subtract(logits[row], top_logit, out=self._scratch)
             total = float(np.exp(self._scratch, out=self._scratch).sum())  # Z / exp(top_logit)
             words = self._words[row, :pairs]
-            mixed = np.bincount(words, self._votes(row, top[row], pairs, weight * total / (1 - weight)), len(out[row]))
+            mixed = np.bincount(
+                words, self._votes(row, top[row], pairs, weight * total / (1 - weight)), logits.shape[1]
+            )
             mixed = mixed[words]  # [pairs]: each pair's word's votes, the vocabulary's scale
             mixed += self._scratch[words]
             np.maximum(mixed, TINY, out=mixed)  # a vote and a float32 exp(l - top) may both be 0: never log(0)

@@ -166,7 +166,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
             best_state=payload.get("best"),
             validation=payload.get("validation"),  # None in checkpoints of fable 0.4 and before
             cache=payload.get("cache"),  # None in checkpoints of fable 0.5 and before
-            chosen=payload.get("chosen"),  # None in checkpoints of fable 0.6 and before
+            chosen=payload.get("chosen"),  # None in checkpoints of fable 0.5 and before
         )
         checkpoint.build_model()  # the weights must fit the configuration they claim
     except Exception as error:

@@ -58,7 +58,8 @@ def plot_curves(metrics_path: Path, out: Path) -> None:
     rows = [row for row in read_metrics(metrics_path) if not row.get("refit")]  # the run whose validation chose
     steps = [row["step"] for row in rows]
     figure, (loss_axes, accuracy_axes) = plt.subplots(1, 2, figsize=(10, 4))
-    fit = "all windows" if rows and "ceiling" in rows[-1] else "training part, read whole"  # a stream model's
+    bounded = bool(rows) and "ceiling" in rows[-1]  # a window model's fit, bounded by the ceiling
+    fit = "all windows" if bounded else "training part, read whole"  # a stream model's
     loss_axes.plot(steps, [row["loss"] for row in rows], label=fit)
     loss_axes.plot(steps, [row["train_loss"] for row in rows], label="training steps", alpha=0.6)
     accuracy_axes.plot(steps, [100 * row["accuracy"] for row in rows], label=fit)
@@ -73,7 +74,7 @@ def plot_curves(metrics_path: Path, out: Path) -> None:
         accuracy_axes.plot(at, [100 * row["top1"] for row in held], label="validation, top-1")
         accuracy_axes.plot(at, [100 * row["top3"] for row in held], label="validation, top-3")
     loss_axes.set(xlabel="step", ylabel="cross-entropy", yscale="log", title="loss")
-    if rows and "ceiling" in rows[-1]:  # the best any model with this window can do on this corpus
+    if bounded:  # the best any model with this window can do on this corpus
         ceiling = 100 * rows[-1]["ceiling"]
         accuracy_axes.axhline(ceiling, color="grey", linestyle="--", label=f"ceiling {ceiling:.1f}%")
     accuracy_axes.set(xlabel="step", ylabel="%", ylim=(0, 100), title="next-word accuracy")

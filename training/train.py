@@ -43,7 +43,7 @@ class TrainResult:
     checkpoint: Checkpoint
     evaluation: Fit  # on the training windows: all of them, or an even sample of `config.final_windows`
     wall_seconds: float  # this invocation only
-    ceiling: Ceiling  # the most windows any model with this window can get right on the training part
+    ceiling: Ceiling | None  # the most windows any model with this window can get right (None: a stream model's)
     eval_seconds: float  # of wall_seconds, spent evaluating
     schedule: Schedule  # when and why the rate began to decay
     heldout: Evaluation | None = None  # the final weights on the test part, read once, when there is one
@@ -63,8 +63,8 @@ class Chosen:
     validation: Evaluation  # the chosen weights on the validation part
     cache: CacheSettings | None
     seconds: float  # the choosing run's training time
-    stopped: str = ""  # why it stopped where it did (KeepBest.reason)
-    budget: int = 0  # the choosing run's most steps
+    stopped: str  # why it stopped where it did (KeepBest.reason)
+    budget: int  # the choosing run's most steps
 
     def record(self) -> dict[str, Any]:
         """As a checkpoint keeps it: plain values (the validation figures' counts, which
@@ -76,26 +76,23 @@ class Chosen:
     def of(cls, record: dict[str, Any]) -> Chosen:
         cache = record["cache"]
         return cls(int(record["step"]), Evaluation(**record["validation"]), CacheSettings(**cache) if cache else None,
-                   float(record["seconds"]), str(record.get("stopped", "")), int(record.get("budget", 0)))  # fmt: skip
+                   float(record["seconds"]), str(record["stopped"]), int(record["budget"]))  # fmt: skip
 
 
-def _refit(first: TrainResult, corpus, config, device, out, progress, world, started) -> TrainResult:  # noqa: PLR0913
-    """The second run of `config.refit`, on training + validation for the steps `first` chose;
-    its result counts both runs' seconds in this invocation."""
-    chosen = first.chosen
+def _refit(chosen: Chosen, corpus, config, device, out, progress, world, resume=None, on_disk=None) -> TrainResult:  # noqa: PLR0913
+    """The second run of `config.refit`, on training + validation for the steps validation chose:
+    afresh after the run that chose (whose checkpoint, of step `on_disk`, stays until the refit
+    saves), or from a refit's checkpoint `resume`."""
     if progress is not None:
-        if world.main:
-            progress.write(f"validation chose step {chosen.step:,}: training again on training + validation "
-                           f"for {chosen.step:,} steps")  # fmt: skip
         progress.total = chosen.step
     try:
-        refit = Run(corpus, dataclasses.replace(config, steps=chosen.step), device, out, None, progress, world, chosen,
-                    on_disk=first.checkpoint.step)  # fmt: skip
+        refit = Run(corpus, dataclasses.replace(config, steps=chosen.step), device, out, resume, progress, world,
+                    chosen, on_disk)  # fmt: skip
     except KeyboardInterrupt:  # while it counts its 4-gram: the chosen run's checkpoint is there
-        raise TrainingInterrupted(_interrupted(out, first.checkpoint.step, refit=True)) from None
-    result = refit.go()
-    return dataclasses.replace(result, wall_seconds=time.perf_counter() - started,
-                               eval_seconds=first.eval_seconds + result.eval_seconds)  # fmt: skip
+        raise TrainingInterrupted(
+            _interrupted(out, on_disk if resume is None else resume.step, resume is None)
+        ) from None
+    return refit.go()
 
 
 def resolve_device(requested: str) -> str:
@@ -140,16 +137,19 @@ def train(
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        chosen = Chosen.of(resume.chosen) if resume is not None and resume.chosen else None
-        if chosen is not None:  # a refit's checkpoint: it goes on with the refit
-            return Run(corpus, dataclasses.replace(config, steps=chosen.step), device, out, resume, progress, world,
-                       chosen).go()  # fmt: skip
+        if resume is not None and resume.chosen:  # a refit's checkpoint: it goes on with the refit
+            return _refit(Chosen.of(resume.chosen), corpus, config, device, out, progress, world, resume)
         started = time.perf_counter()
         run = Run(corpus, config, device, out, resume, progress, world)
         first = run.go()
         if not run.refits:
             return first
-        return _refit(first, corpus, config, device, out, progress, world, started)
+        if progress is not None and world.main:
+            progress.write(f"validation chose step {first.chosen.step:,}: training again on training + validation "
+                           f"for {first.chosen.step:,} steps")  # fmt: skip
+        result = _refit(first.chosen, corpus, config, device, out, progress, world, on_disk=first.checkpoint.step)
+        return dataclasses.replace(result, wall_seconds=time.perf_counter() - started,
+                                   eval_seconds=first.eval_seconds + result.eval_seconds)  # fmt: skip
     finally:
         torch.backends.mkldnn.enabled = saved
         torch.set_num_threads(saved_threads)
@@ -167,29 +167,30 @@ class Measures:
                  validating: bool = True):  # fmt: skip
         window = config.model.window
         self.device, self.window, self.banned = device, window, corpus.unknown_id
-        starts = corpus.starts(window)
-        right = reachable_in(corpus.ids, starts, window)  # [N]: what a model at the ceiling gets right
-        self.ceiling = Ceiling(int(right.sum()), len(right))
-        along = even(len(starts), config.eval_windows)
-        self.sampled = len(along) < len(starts)
-        self.fit_whole = len(starts)  # what a fit reads when it reads all: windows, or a stream model's words
-        if config.sampling == "streams":
-            self.fit_whole = stream_fit_size(training, None)
-            self.sampled = stream_fit_size(training, config.eval_windows) < self.fit_whole
-        self.sample_reachable = int(right[along].sum())
-        self.validation_along = self.validation_final = self.test_final = None
         self.streams = config.sampling == "streams"
+        self.training = training  # the blocks the model learns from (a stream model's fit reads them)
         # A stream model reads each block whole (training/streams.py), as the runtime reads a text,
         # not 64-word windows each from the zero state: at most this many words of a held-out part
         # along the way and at the end, and of the training part `config.eval_windows` and
-        # `config.final_windows` words.
+        # `config.final_windows` words. No window bounds what it gets right: it has no ceiling.
         self.limits = (config.stop_windows if config.stop == "heldout" else config.eval_windows, config.final_windows)
-        self.training = training  # the blocks the model learns from (a stream model's fit reads them)
+        self.fit_limits = (config.eval_windows, config.final_windows)
+        self.ceiling: Ceiling | None = None
+        self.sample_reachable = 0
         self.train_along = self.train_final = None
-        if not self.streams:
+        if self.streams:  # (along, final, whole): the words each fit reads
+            self.fit_sizes = tuple(stream_fit_size(training, limit) for limit in (*self.fit_limits, None))
+        else:
+            starts = corpus.starts(window)
+            right = reachable_in(corpus.ids, starts, window)  # [N]: what a model at the ceiling gets right
+            self.ceiling = Ceiling(int(right.sum()), len(right))
+            along, final = even(len(starts), config.eval_windows), even(len(starts), config.final_windows)
+            self.sample_reachable = int(right[along].sum())
             self.train_along = self._tensors(corpus.ids, starts[along])
-            self.train_final = self._tensors(corpus.ids, starts[even(len(starts), config.final_windows)])
-        self.eval_windows, self.final_windows = config.eval_windows, config.final_windows
+            self.train_final = self._tensors(corpus.ids, starts[final])
+            self.fit_sizes = (len(along), len(final), len(starts))
+        self.sampled = self.fit_sizes[0] < self.fit_sizes[2]
+        self.validation_along = self.validation_final = self.test_final = None
         held = ("validation", "test") if validating else ("test",)
         self.parts = {part: corpus.segments(part) for part in held} if config.holdout else {}
         if config.holdout and not self.streams:
@@ -205,14 +206,12 @@ class Measures:
 
     def fit(self, model: WordLSTM, final: bool) -> Fit:
         if self.streams:
-            return stream_fit(model, self.training, self.final_windows if final else self.eval_windows)
+            return stream_fit(model, self.training, self.fit_limits[final])
         return evaluate(model, *(self.train_final if final else self.train_along))
 
     def is_final(self, fit: Fit) -> bool:
         """Whether `fit` read what the last evaluation reads."""
-        if self.streams:
-            return fit.windows == stream_fit_size(self.training, self.final_windows)
-        return fit.windows == len(self.train_final[1])
+        return fit.windows == self.fit_sizes[1]
 
     def validation(self, model: WordLSTM, final: bool) -> Evaluation | None:
         if self.streams and self.parts:
@@ -261,7 +260,7 @@ class Run:
         heldout = config.stop == "heldout" and chosen is None
         self.keeper = KeepBest(config.patience, config.rate_cuts) if heldout else None
         self.step, self.elapsed_before, self.best_state = 0, 0.0 if chosen is None else chosen.seconds, None
-        self.over = False  # the run is over: its cache is chosen
+        self.over = chosen is not None  # the cache is chosen: the run is over, or it is a refit
         self.on_disk: int | None = on_disk  # a refit's: the chosen run's checkpoint step, on disk until the refit saves
         self.last: Fit | None = None
         self.last_validation: Evaluation | None = None
@@ -332,9 +331,9 @@ class Run:
                     self.saved = self._checkpoint()
         except KeyboardInterrupt:
             # No checkpoint now: the interrupt may have landed inside an optimizer step.
-            before = self.saved is None and self.resume is None  # this run has saved nothing yet
             kept = self.saved.step if self.saved else self.resume.step if self.resume else self.on_disk
-            raise TrainingInterrupted(_interrupted(self.out, kept, refit=before and self.on_disk is not None)) from None
+            refit = self.saved is None and self.resume is None and self.on_disk is not None  # the chosen run's is kept
+            raise TrainingInterrupted(_interrupted(self.out, kept, refit)) from None
         finally:
             self.progress.close()
             if self.metrics is not None:
@@ -397,10 +396,10 @@ class Run:
         last, ceiling = self.last, measures.ceiling
         # a window model's fit is over windows, bounded by the ceiling; a stream model's over words read whole
         bounds = (
-            {} if measures.streams else {"ceiling": ceiling.accuracy, "of_ceiling": last.accuracy / ceiling.accuracy}
+            {} if ceiling is None else {"ceiling": ceiling.accuracy, "of_ceiling": last.accuracy / ceiling.accuracy}
         )
         self.metrics.write(step=self.step, loss=last.loss, accuracy=last.accuracy, correct=last.correct,
-                           windows=last.windows, sampled=last.windows < measures.fit_whole, **bounds,
+                           windows=last.windows, sampled=last.windows < measures.fit_sizes[2], **bounds,
                            perplexity=last.perplexity,
                            train_loss=float(running[0] / running[2]), train_accuracy=float(running[1] / running[2]),
                            lr=self.optimizer.param_groups[0]["lr"], elapsed=self.clock(),
@@ -422,7 +421,7 @@ class Run:
             optimizer_state=self.optimizer.state_dict(), rng_state=rng,
             schedule_state=self.schedule.state() | ({"keep_best": self.keeper.state()} if self.keeper else {}),
             heldout=tested.as_dict() if tested is not None else None,
-            cache=cache_record(self.cache) if (self.over or self.chosen) and self.measures.streams else None,
+            cache=cache_record(self.cache) if self.over and self.measures.streams else None,
             validation=figures.as_dict() if figures is not None else (resume.validation if resume else None),
             best_state=self.best_state,
             chosen=self.chosen.record() if self.chosen is not None else None,
@@ -442,7 +441,7 @@ class Run:
             final = self.world.from_main(self.measures.fit(self.model, True) if self.world.main else None)
         main = self.world.main
         if self.config.holdout and self.chosen is not None:  # a refit: validation chose before it was learnt
-            self.last_validation, self.cache = self.chosen.validation, self.chosen.cache
+            self.last_validation = self.chosen.validation
         elif self.config.holdout:
             if self.last is None or self.saved is None or keeper is not None:
                 self.last_validation = self.world.from_main(

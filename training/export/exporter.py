@@ -118,7 +118,7 @@ def metadata_for(checkpoint: Checkpoint, graph: str, quantization: str) -> Model
             accuracy=checkpoint.accuracy,
             device=checkpoint.device,
             seed=checkpoint.config.seed,
-            ceiling=checkpoint.ceiling,
+            ceiling=None if checkpoint.streams else checkpoint.ceiling,  # a stream model reads more than a window
             # a stream model's figures are its whole-text reading with its cache: not a window graph's
             **(_heldout_provenance(checkpoint) if checkpoint.streams == (graph == contract.GRAPH_STREAM) else {}),
         ),
