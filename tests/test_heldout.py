@@ -27,6 +27,7 @@ from fable.training.split import UNSEEN, part_windows, split
 from fable.training.train import TrainingInterrupted, train
 
 from .helpers import ROOT, tiny_config
+from .ngram_reference import KneserNey as Reference
 from .test_training import StopAt, same_weights, weights
 
 GPL = ROOT / "training" / "corpora" / "gpl-3.txt"
@@ -122,6 +123,9 @@ def test_predict_sizes_its_model_by_the_corpus_and_keeps_a_width_asked_for():
     asked = _fresh_config(PRESETS["predict"], {"steps": None}, {"hidden": 32}).for_corpus(68_305)
     assert (asked.model.hidden, asked.model.embedding_dim, asked.dropout, asked.steps) == (32, 32, 0.1, 3400)
     asked.validate()
+    huge = PRESETS["predict"].for_corpus(1_979_972)  # the 2.2M-token text the tier was chosen on
+    assert (huge.model.hidden, huge.steps, huge.eval_every, huge.distill) == (512, 5000, 200, 0.8)
+    assert large.distill == 0.5 and PRESETS["stream"].for_corpus(1_979_972).distill == 0.5
 
 
 def predict_config(steps: int = 40, **changes):
@@ -311,3 +315,25 @@ def test_tied_weights_are_one_matrix_and_dropout_is_training_only(gpl_corpus, pr
     assert torch.equal(model(contexts), model(contexts))  # eval mode: no dropout in the numbers
     predict = PRESETS["predict"]
     assert predict.tie and all(size.dropout > 0 for size in predict.sizes) and UNKNOWN in gpl_corpus.vocabulary
+
+
+def test_the_recipe_bench_reads_a_run_s_part_as_counted_independently(predict_run, gpl_corpus):
+    """bench/heldout_figures.py, which chose and reported the recipe for millions of words: the
+    run's model and the 4-gram on the same test windows, each counted here another way (windows
+    one at a time in plain Python; the dict-based Kneser-Ney of tests/ngram_reference.py)."""
+    from bench.heldout_figures import figures
+
+    _, out = predict_run
+    row = figures(out, GPL, "test")
+    checkpoint = load_checkpoint(out / CHECKPOINT_NAME)
+    contexts, labels = gpl_corpus.windows(4, "test")  # fewer than final_windows: every one is read
+    top1, top3, perplexity = independent_figures(checkpoint.build_model(), contexts, labels, gpl_corpus.unknown_id)
+    words = len(labels)
+    assert (row["words"], row["model"]["top1"], row["model"]["top3"]) == (words, top1 / words, top3 / words)
+    assert row["model"]["perplexity"] == pytest.approx(perplexity, rel=1e-6)
+    reference = Reference(gpl_corpus.segments(), len(gpl_corpus.vocabulary))
+    scores = reference.distributions(contexts[:, -3:]).dense(dtype=np.float64)  # [windows, vocab]
+    chosen = scores[np.arange(len(labels)), labels] / scores.sum(axis=1)
+    assert row["ngram"]["perplexity"] == pytest.approx(math.exp(-np.log(chosen).mean()), rel=1e-5)
+    with pytest.raises(ValueError, match="another text"):
+        figures(out, ROOT / "training" / "corpora" / "grep-manual.txt", "test")

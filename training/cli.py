@@ -54,8 +54,13 @@ def _by_preset(value: Callable[[TrainConfig], object]) -> str:
 
 
 def _evaluations(preset: TrainConfig) -> str:
-    later = [f", {size.eval_every} from {size.windows:,} windows" for size in preset.sizes if size.eval_every]
-    return f"{preset.eval_every}{''.join(later)}"
+    shown, last = [str(preset.eval_every)], preset.eval_every
+    for size in preset.sizes:  # where a size changes it
+        every = size.eval_every or preset.eval_every
+        if every != last:
+            shown.append(f"{every} from {size.windows:,} windows")
+            last = every
+    return ", ".join(shown)
 
 
 def _sized(field: str) -> Callable[[TrainConfig], object]:

@@ -1,0 +1,87 @@
+"""Trained window-model checkpoints on one held-out part, beside the 4-gram's, without exporting:
+how a recipe for a corpus of millions of words is chosen (validation) and reported (test).
+
+    OPENBLAS_NUM_THREADS=1 python -m bench.heldout_figures --corpus TEXT --part validation RUN [RUN ...]
+
+Each RUN is a fable-train output folder (its checkpoint.pt). The corpus is read again as that run
+read it (its settings; the file must be the one it trained on), and its model (fp32, torch) reads
+the windows the run's last evaluation reads: of the part, all of them up to the run's
+final_windows, an even sample beyond (training.train.Measures). Beside it, an interpolated
+modified Kneser-Ney 4-gram counted on the same training part reads the same windows (their last
+3 words). Read the test part once, for the recipe that the validation part chose: a figure from
+the part that chose is tuned to it. An exported file's figures (fable-export, bench/corpora.py)
+are int8's; these are the checkpoint's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from fable.machine import describe as describe_machine
+from fable.training.checkpoint import load_checkpoint
+from fable.training.corpus import load_corpus, read_corpus
+from fable.training.evaluate import held_out
+from fable.training.ngram import KneserNey
+from fable.training.split import gather
+from fable.training.train import even
+
+from .corpora import ngram_evaluation
+
+PARTS = ("validation", "test")
+
+
+def figures(run: Path, text_path: Path, part: str) -> dict:
+    """One run's checkpoint and the 4-gram on the same windows of `part`."""
+    checkpoint = load_checkpoint(run / "checkpoint.pt")
+    config = checkpoint.config
+    if checkpoint.streams:
+        raise ValueError(f"{run}: a stream model reads blocks whole; its run's summary gives its held-out figures")
+    window = config.model.window
+    corpus = load_corpus(read_corpus(text_path, config.tokenizer_version), window, config.tokenizer_version,
+                         config.min_count, config.max_vocab, config.holdout)  # fmt: skip
+    if corpus.sha256 != checkpoint.corpus_sha256:
+        raise ValueError(f"{run} trained on another text than {text_path}")
+    starts = corpus.starts(window, part)
+    starts = starts[even(len(starts), config.final_windows)]
+    model = checkpoint.build_model()
+    found = held_out(model, *gather(corpus.ids, starts, window), corpus.unknown_id)
+    ngram = ngram_evaluation(KneserNey(corpus.segments(), len(corpus.vocabulary)), corpus, starts, window)
+    return {
+        "run": str(run), "part": part, "step": checkpoint.step, "hidden": config.model.hidden,
+        "dropout": config.dropout, "seconds": checkpoint.elapsed, "words": found.words,
+        "model": found.as_dict(), "ngram": ngram.as_dict(), "perplexity_ratio": found.perplexity / ngram.perplexity,
+        "top1_points": 100 * (found.top1_rate - ngram.top1_rate), "top3_points": 100 * (found.top3_rate - ngram.top3_rate),
+    }  # fmt: skip
+
+
+def line(row: dict) -> str:
+    model, ngram = row["model"], row["ngram"]
+    return (f"{row['run']}: {row['part']}, step {row['step']:,} ({row['seconds']:.0f} s), 2x{row['hidden']}, "
+            f"dropout {row['dropout']:g}, {row['words']:,} words: top-1 {100 * model['top1']:.1f}%, "
+            f"top-3 {100 * model['top3']:.1f}%, perplexity {model['perplexity']:.2f}; 4-gram {100 * ngram['top1']:.1f}%, "
+            f"{100 * ngram['top3']:.1f}%, {ngram['perplexity']:.2f}; ratio {row['perplexity_ratio']:.3f}, "
+            f"top-1 {row['top1_points']:+.1f} pt, top-3 {row['top3_points']:+.1f} pt")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="fable-train output folders")
+    parser.add_argument("--corpus", type=Path, required=True, help="the text the runs trained on")
+    parser.add_argument("--part", choices=PARTS, required=True)
+    parser.add_argument("--json", type=Path, help="also write every figure here")
+    args = parser.parse_args()
+    rows = []
+    for run in args.runs:
+        try:
+            rows.append(figures(run, args.corpus, args.part))
+        except ValueError as error:
+            parser.exit(2, f"heldout_figures: error: {error}\n")
+        print(line(rows[-1]), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": describe_machine(), "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
