@@ -37,6 +37,7 @@ class Size:
     dropout: float
     steps: int  # the most steps
     eval_every: int | None = None  # steps between evaluations; None: the recipe's
+    distill: float | None = None  # the share of each target taken from the 4-gram; None: the recipe's
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,9 @@ class TrainConfig:
             model = dataclasses.replace(self.model, hidden=size.hidden, **width)
             steps = size.steps if self.steps is None else self.steps
             eval_every = size.eval_every or self.eval_every
+            distill = self.distill if size.distill is None else size.distill
             return dataclasses.replace(self, model=model, dropout=size.dropout, steps=steps, eval_every=eval_every,
-                                       sizes=())  # fmt: skip
+                                       distill=distill, sizes=())  # fmt: skip
         if self.steps is not None:
             return self
         if self.epochs is None:
@@ -203,10 +205,17 @@ _PREDICT = TrainConfig(
     sizes=(
         Size(0, hidden=256, dropout=0.65, steps=2500),
         Size(20_000, hidden=512, dropout=0.1, steps=3400),
-        # A corpus of millions of words: a step costs more (its vocabulary is larger) and so does
-        # reading the 8,192 held-out windows each evaluation; every 200 steps keeps evaluating
-        # near 5% of a run (bench/results/scale-*.md).
+        # From 200,000 windows a step costs more (the vocabulary is larger) and so does reading
+        # the 8,192 held-out windows each evaluation; every 200 steps keeps evaluating near 5% of
+        # a run (bench/results/scale-*.md).
         Size(200_000, hidden=512, dropout=0.1, steps=3400, eval_every=200),
+        # A million windows and more, chosen on the validation part of a 2.2M-token text at equal
+        # time on one core (bench/results/millions-recipe-amd-epyc-zen4.md): 512 units (1,024
+        # took 2.4x as long a step for 2% less perplexity a step), windows (a stream model was at
+        # 2.4x the perplexity after 15 minutes), 4-gram targets weighing 0.8 (8 to 11% less
+        # perplexity than 0.5 at every evaluation) and a longer budget (validation perplexity was
+        # still falling at step 3,400).
+        Size(1_000_000, hidden=512, dropout=0.1, steps=5000, eval_every=200, distill=0.8),
     ),
 )
 
