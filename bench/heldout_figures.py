@@ -6,7 +6,8 @@ how a recipe for a corpus of millions of words is chosen (validation) and report
 Each RUN is a fable-train output folder (its checkpoint.pt). The corpus is read again as that run
 read it (its settings; the file must be the one it trained on), and its model (fp32, torch) reads
 the windows the run's last evaluation reads: of the part, all of them up to the run's
-final_windows, an even sample beyond (training.train.Measures). Beside it, an interpolated
+final_windows, an even sample beyond (training.train.Measures). A run that stops on validation
+holds the weights of its best step; one not yet over is refused. Beside it, an interpolated
 modified Kneser-Ney 4-gram counted on the same training part reads the same windows (their last
 3 words). Read the test part once, for the recipe that the validation part chose: a figure from
 the part that chose is tuned to it. An exported file's figures (fable-export, bench/corpora.py)
@@ -19,8 +20,9 @@ import argparse
 import json
 from pathlib import Path
 
+from fable.errors import FableError, UsageError
 from fable.machine import describe as describe_machine
-from fable.training.checkpoint import load_checkpoint
+from fable.training.checkpoint import CHECKPOINT_NAME, Checkpoint, load_checkpoint
 from fable.training.corpus import load_corpus, read_corpus
 from fable.training.evaluate import held_out
 from fable.training.ngram import KneserNey
@@ -33,32 +35,39 @@ PARTS = ("validation", "test")
 
 
 def figures(run: Path, text_path: Path, part: str) -> dict:
-    """One run's checkpoint and the 4-gram on the same windows of `part`."""
-    checkpoint = load_checkpoint(run / "checkpoint.pt")
+    """One finished run's kept weights and the 4-gram on the same windows of `part`."""
+    checkpoint = load_checkpoint(run / CHECKPOINT_NAME)
     config = checkpoint.config
     if checkpoint.streams:
-        raise ValueError(f"{run}: a stream model reads blocks whole; its run's summary gives its held-out figures")
+        raise UsageError(f"{run}: a stream model reads blocks whole; its run's summary gives its held-out figures")
+    if checkpoint.best_state is not None:  # a run that keeps its best weights holds them aside until it ends
+        raise UsageError(f"{run}: the run is not over, so its checkpoint's weights are not the ones it keeps")
     window = config.model.window
     corpus = load_corpus(read_corpus(text_path, config.tokenizer_version), window, config.tokenizer_version,
                          config.min_count, config.max_vocab, config.holdout)  # fmt: skip
     if corpus.sha256 != checkpoint.corpus_sha256:
-        raise ValueError(f"{run} trained on another text than {text_path}")
+        raise UsageError(f"{run} trained on another text than {text_path}")
     starts = corpus.starts(window, part)
     starts = starts[even(len(starts), config.final_windows)]
     model = checkpoint.build_model()
     found = held_out(model, *gather(corpus.ids, starts, window), corpus.unknown_id)
     ngram = ngram_evaluation(KneserNey(corpus.segments(), len(corpus.vocabulary)), corpus, starts, window)
     return {
-        "run": str(run), "part": part, "step": checkpoint.step, "hidden": config.model.hidden,
+        "run": str(run), "part": part, "step": kept_step(checkpoint), "steps": checkpoint.step, "hidden": config.model.hidden,
         "dropout": config.dropout, "seconds": checkpoint.elapsed, "words": found.words,
         "model": found.as_dict(), "ngram": ngram.as_dict(), "perplexity_ratio": found.perplexity / ngram.perplexity,
         "top1_points": 100 * (found.top1_rate - ngram.top1_rate), "top3_points": 100 * (found.top3_rate - ngram.top3_rate),
     }  # fmt: skip
 
 
+def kept_step(checkpoint: Checkpoint) -> int:
+    """The step whose weights a run kept: its best on validation where it stops on it (KeepBest)."""
+    return checkpoint.schedule_state.get("keep_best", {}).get("best_step") or checkpoint.step
+
+
 def line(row: dict) -> str:
     model, ngram = row["model"], row["ngram"]
-    return (f"{row['run']}: {row['part']}, step {row['step']:,} ({row['seconds']:.0f} s), 2x{row['hidden']}, "
+    return (f"{row['run']}: {row['part']}, step {row['step']:,} of {row['steps']:,} ({row['seconds']:.0f} s), 2x{row['hidden']}, "
             f"dropout {row['dropout']:g}, {row['words']:,} words: top-1 {100 * model['top1']:.1f}%, "
             f"top-3 {100 * model['top3']:.1f}%, perplexity {model['perplexity']:.2f}; 4-gram {100 * ngram['top1']:.1f}%, "
             f"{100 * ngram['top3']:.1f}%, {ngram['perplexity']:.2f}; ratio {row['perplexity_ratio']:.3f}, "
@@ -76,7 +85,7 @@ def main() -> None:
     for run in args.runs:
         try:
             rows.append(figures(run, args.corpus, args.part))
-        except ValueError as error:
+        except FableError as error:
             parser.exit(2, f"heldout_figures: error: {error}\n")
         print(line(rows[-1]), flush=True)
     if args.json:

@@ -123,9 +123,10 @@ def test_predict_sizes_its_model_by_the_corpus_and_keeps_a_width_asked_for():
     asked = _fresh_config(PRESETS["predict"], {"steps": None}, {"hidden": 32}).for_corpus(68_305)
     assert (asked.model.hidden, asked.model.embedding_dim, asked.dropout, asked.steps) == (32, 32, 0.1, 3400)
     asked.validate()
-    huge = PRESETS["predict"].for_corpus(1_979_972)  # the 2.2M-token text the tier was chosen on
-    assert (huge.model.hidden, huge.steps, huge.eval_every, huge.distill) == (512, 5000, 200, 0.8)
-    assert large.distill == 0.5 and PRESETS["stream"].for_corpus(1_979_972).distill == 0.5
+    below, huge = (PRESETS["predict"].for_corpus(windows) for windows in (999_999, 1_000_000))  # millions of words
+    assert (below.steps, below.eval_every, below.distill) == (3400, 200, PRESETS["predict"].distill)
+    assert huge.distill > below.distill and huge.steps > below.steps  # the teacher weighs more, the budget longer
+    assert PRESETS["stream"].for_corpus(1_000_000).distill == PRESETS["stream"].distill  # a size sets only its own
 
 
 def predict_config(steps: int = 40, **changes):
@@ -257,6 +258,10 @@ def test_a_resumed_run_keeps_its_split_and_ends_as_an_uninterrupted_one(gpl_corp
         train(gpl_corpus, config, "cpu", tmp_path / "cut", progress=StopAt(config.steps, stop=35))
     checkpoint = load_checkpoint(tmp_path / "cut" / CHECKPOINT_NAME)
     assert checkpoint.best_state is not None  # the best held-out weights so far travel with it
+    from bench.heldout_figures import figures
+
+    with pytest.raises(UsageError, match="not over"):  # its checkpoint's weights are not those it keeps
+        figures(tmp_path / "cut", GPL, "test")
     for part in ("train", "validation", "test"):
         for a, b in zip(checkpoint.windows(part), gpl_corpus.windows(4, part)):
             assert np.array_equal(a, b)
@@ -327,13 +332,31 @@ def test_the_recipe_bench_reads_a_run_s_part_as_counted_independently(predict_ru
     row = figures(out, GPL, "test")
     checkpoint = load_checkpoint(out / CHECKPOINT_NAME)
     contexts, labels = gpl_corpus.windows(4, "test")  # fewer than final_windows: every one is read
-    top1, top3, perplexity = independent_figures(checkpoint.build_model(), contexts, labels, gpl_corpus.unknown_id)
-    words = len(labels)
+    words, banned = len(labels), gpl_corpus.unknown_id
+    top1, top3, perplexity = independent_figures(checkpoint.build_model(), contexts, labels, banned)
     assert (row["words"], row["model"]["top1"], row["model"]["top3"]) == (words, top1 / words, top3 / words)
     assert row["model"]["perplexity"] == pytest.approx(perplexity, rel=1e-6)
     reference = Reference(gpl_corpus.segments(), len(gpl_corpus.vocabulary))
-    scores = reference.distributions(contexts[:, -3:]).dense(dtype=np.float64)  # [windows, vocab]
-    chosen = scores[np.arange(len(labels)), labels] / scores.sum(axis=1)
-    assert row["ngram"]["perplexity"] == pytest.approx(math.exp(-np.log(chosen).mean()), rel=1e-5)
-    with pytest.raises(ValueError, match="another text"):
+    scores = np.log(reference.distributions(contexts[:, -3:]).dense())  # float32 [windows, vocab], as counted
+    chosen = scores[np.arange(words), labels] - np.log(np.exp(scores.astype(np.float64)).sum(axis=1))
+    assert row["ngram"]["perplexity"] == pytest.approx(math.exp(-chosen.mean()), rel=1e-5)
+    scores[:, banned] = -np.inf  # <unk> is never offered; ties go to the lower id
+    ranked = np.argsort(-scores, axis=1, kind="stable")[:, :3]
+    assert row["ngram"]["top1"] == (ranked[:, 0] == labels).mean()
+    assert row["ngram"]["top3"] == (ranked == labels[:, None]).any(axis=1).mean()
+    with pytest.raises(UsageError, match="another text"):
         figures(out, ROOT / "training" / "corpora" / "grep-manual.txt", "test")
+
+
+def test_the_recipe_bench_reads_the_windows_and_weights_the_run_reported_on(gpl_corpus, tmp_path):
+    """Where a part holds more windows than the run's last evaluation reads, the bench reads the
+    same even sample, with the weights of the step the run kept."""
+    from bench.heldout_figures import figures
+
+    config = predict_config(steps=30, eval_windows=16, stop_windows=16, final_windows=48)
+    train(gpl_corpus, config, "cpu", tmp_path)
+    checkpoint = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert len(gpl_corpus.starts(4, "test")) > 48
+    row = figures(tmp_path, GPL, "test")
+    assert (row["step"], row["steps"]) == (checkpoint.schedule_state["keep_best"]["best_step"], checkpoint.step)
+    assert row["model"] == pytest.approx(checkpoint.heldout, rel=1e-9) and row["words"] == 48

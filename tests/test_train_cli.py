@@ -197,6 +197,10 @@ def test_help_shows_each_presets_defaults_and_the_rule_that_picks_one():
            "tutorial 512)" in flat  # fmt: skip
     assert "(predict 2, stream 2, memorize 1, tutorial 1)" in flat
     assert "(predict 0.1, stream 0.1, memorize 0, tutorial 0)" in flat
+    # --eval-every names where a size changes it, once: predict's millions keep 200
+    assert "(predict 100, 200 from 200,000 windows, stream 50, 100 from 40,000 windows, memorize 10, " \
+           "tutorial 1000)" in flat  # fmt: skip
+    assert "(predict 2,500 or 3,400 or 5,000 by the corpus's size, stream 5,000 or 4,000 by the corpus's size" in flat
 
 
 def test_the_tutorials_walk_trains_on_a_corpus_too_short_to_restart_anywhere(tmp_path):

@@ -54,6 +54,7 @@ def _by_preset(value: Callable[[TrainConfig], object]) -> str:
 
 
 def _evaluations(preset: TrainConfig) -> str:
+    """A preset's steps between evaluations, and each corpus size from which it changes."""
     shown, last = [str(preset.eval_every)], preset.eval_every
     for size in preset.sizes:  # where a size changes it
         every = size.eval_every or preset.eval_every
@@ -145,6 +146,7 @@ def _train(corpus: Path | None, preset_name: str | None, resume: bool, out: Path
 
     windows = text.window_count(config.model.window)
     config = config.for_corpus(windows)
+    config.validate()  # what the corpus's size (`Size`) set too
     say = typer.echo if world.main else lambda _: None
     refitting = checkpoint is not None and checkpoint.chosen is not None
     say(_opening(text, config, windows, device, chosen, checkpoint.step if checkpoint else None, world, refitting))
