@@ -211,10 +211,10 @@ _PREDICT = TrainConfig(
         Size(200_000, hidden=512, dropout=0.1, steps=3400, eval_every=200),
         # A million windows and more, chosen on the validation part of a 2.2M-token text at equal
         # time on one core (bench/results/millions-recipe-amd-epyc-zen4.md): 512 units (1,024
-        # took 2.4x as long a step for 2% less perplexity a step), windows (a stream model was at
-        # 2.4x the perplexity after 15 minutes), 4-gram targets weighing 0.8 (8 to 11% less
-        # perplexity than 0.5 at every evaluation) and a longer budget (validation perplexity was
-        # still falling at step 3,400).
+        # took 2.5x as long a step for 2% less perplexity a step), windows (a stream model was at
+        # 2.3 to 2.9x the perplexity in the first 20 minutes), 4-gram targets weighing 0.8 (8 to
+        # 11% less perplexity than 0.5 at steps 200 to 800) and a longer budget (validation
+        # perplexity was still falling at step 3,400, 1.4x the 4-gram's there).
         Size(1_000_000, hidden=512, dropout=0.1, steps=5000, eval_every=200, distill=0.8),
     ),
 )
