@@ -83,9 +83,9 @@ def measure(name: str, text: Text, preset_name: str, device: str, work: Path) ->
     ev, best = result.evaluation, result.ceiling  # best: None for a stream model (no window bounds it)
     row = {
         "corpus": name, "preset": config.preset, "window": config.model.window, "hidden": config.model.hidden,
-        "windows": best.windows if best else None, "vocabulary": len(corpus.vocabulary),
-        "ceiling": best.accuracy if best else None, "accuracy": ev.accuracy,
-        "of_ceiling": ev.accuracy / best.accuracy if best else None, "steps": result.checkpoint.step,
+        "windows": best.windows if best is not None else None, "vocabulary": len(corpus.vocabulary),
+        "ceiling": best.accuracy if best is not None else None, "accuracy": ev.accuracy,
+        "of_ceiling": ev.accuracy / best.accuracy if best is not None else None, "steps": result.checkpoint.step,
         "budget": result.chosen.budget if result.chosen else result.checkpoint.config.steps,
         "refit": result.chosen is not None, "decay": result.schedule.reason or result.stopped,
         "eval_share": result.eval_seconds / result.wall_seconds,
@@ -236,9 +236,9 @@ def table(rows: list[dict]) -> str:
     header = ("corpus", "preset", "windows", "words", "ceiling", "accuracy", "of ceiling", "steps", "train s",
               "evaluating", "export", "int8 drop", "fp32 µs", "int8 µs")  # fmt: skip
     cells = [
-        (r["corpus"], r["preset"], f"{r['windows']:,}" if r["windows"] else "—", f"{r['vocabulary']:,}",
-         f"{100 * r['ceiling']:.1f}%" if r["ceiling"] else "—", f"{100 * r['accuracy']:.1f}%",
-         f"{100 * r['of_ceiling']:.1f}%" if r["of_ceiling"] else "—", f"{r['steps']:,} of {r['budget']:,}",
+        (r["corpus"], r["preset"], f"{r['windows']:,}" if r["windows"] is not None else "—", f"{r['vocabulary']:,}",
+         f"{100 * r['ceiling']:.1f}%" if r["ceiling"] is not None else "—", f"{100 * r['accuracy']:.1f}%",
+         f"{100 * r['of_ceiling']:.1f}%" if r["of_ceiling"] is not None else "—", f"{r['steps']:,} of {r['budget']:,}",
          f"{r['train_seconds']:.1f}", f"{100 * r['eval_share']:.0f}%", r["export"],
          f"{r['int8_drop_points']:+.2f} pt", f"{r['fp32_word_us']:.1f}" if r["fp32_word_us"] else "—",
          f"{r['int8_word_us']:.1f}" if r["int8_word_us"] else "—")

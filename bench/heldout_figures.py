@@ -17,13 +17,14 @@ are int8's; these are the checkpoint's.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from pathlib import Path
 
 from fable.errors import FableError, UsageError
 from fable.machine import describe as describe_machine
 from fable.training.checkpoint import CHECKPOINT_NAME, Checkpoint, load_checkpoint
-from fable.training.corpus import load_corpus, read_corpus
+from fable.training.corpus import Corpus, load_corpus, read_corpus
 from fable.training.evaluate import held_out
 from fable.training.ngram import KneserNey
 from fable.training.split import gather
@@ -43,21 +44,30 @@ def figures(run: Path, text_path: Path, part: str) -> dict:
     if checkpoint.best_state is not None:  # a run that keeps its best weights holds them aside until it ends
         raise UsageError(f"{run}: the run is not over, so its checkpoint's weights are not the ones it keeps")
     window = config.model.window
-    corpus = load_corpus(read_corpus(text_path, config.tokenizer_version), window, config.tokenizer_version,
-                         config.min_count, config.max_vocab, config.holdout)  # fmt: skip
+    corpus, ngram = counted(text_path, config.tokenizer_version, window, config.min_count, config.max_vocab,
+                            config.holdout)  # fmt: skip
     if corpus.sha256 != checkpoint.corpus_sha256:
         raise UsageError(f"{run} trained on another text than {text_path}")
     starts = corpus.starts(window, part)
     starts = starts[even(len(starts), config.final_windows)]
     model = checkpoint.build_model()
     found = held_out(model, *gather(corpus.ids, starts, window), corpus.unknown_id)
-    ngram = ngram_evaluation(KneserNey(corpus.segments(), len(corpus.vocabulary)), corpus, starts, window)
+    ngram = ngram_evaluation(ngram, corpus, starts, window)
     return {
         "run": str(run), "part": part, "step": kept_step(checkpoint), "steps": checkpoint.step, "hidden": config.model.hidden,
         "dropout": config.dropout, "seconds": checkpoint.elapsed, "words": found.words,
         "model": found.as_dict(), "ngram": ngram.as_dict(), "perplexity_ratio": found.perplexity / ngram.perplexity,
         "top1_points": 100 * (found.top1_rate - ngram.top1_rate), "top3_points": 100 * (found.top3_rate - ngram.top3_rate),
     }  # fmt: skip
+
+
+@functools.cache  # runs of trials on one text read and count it once
+def counted(text_path: Path, tokenizer_version: int, window: int, min_count: int, max_vocab: int | None,
+            holdout: float) -> tuple[Corpus, KneserNey]:  # fmt: skip
+    """The corpus as a run with these settings read it, and the 4-gram counted on its training part."""
+    corpus = load_corpus(read_corpus(text_path, tokenizer_version), window, tokenizer_version, min_count, max_vocab,
+                         holdout)  # fmt: skip
+    return corpus, KneserNey(corpus.segments(), len(corpus.vocabulary))
 
 
 def kept_step(checkpoint: Checkpoint) -> int:
