@@ -28,7 +28,7 @@ from fable.training.corpus import Corpus, load_corpus, read_corpus
 from fable.training.evaluate import held_out
 from fable.training.ngram import KneserNey
 from fable.training.split import gather
-from fable.training.train import even
+from fable.training.train import final_starts
 
 from .corpora import ngram_evaluation
 
@@ -48,8 +48,7 @@ def figures(run: Path, text_path: Path, part: str) -> dict:
                             config.holdout)  # fmt: skip
     if corpus.sha256 != checkpoint.corpus_sha256:
         raise UsageError(f"{run} trained on another text than {text_path}")
-    starts = corpus.starts(window, part)
-    starts = starts[even(len(starts), config.final_windows)]
+    starts = final_starts(corpus, config, part)  # what the run's last evaluation read
     model = checkpoint.build_model()
     found = held_out(model, *gather(corpus.ids, starts, window), corpus.unknown_id)
     ngram = ngram_evaluation(ngram, corpus, starts, window)

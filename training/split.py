@@ -90,3 +90,13 @@ def part_windows(
 ) -> tuple[np.ndarray, np.ndarray]:
     """contexts [N, window] and labels [N] of every window of one part (`window_starts`), gathered."""
     return gather(ids, window_starts(ids, holdout, window, part, unknown), window)
+
+
+def even(count: int, most: int) -> np.ndarray:
+    """Indices of an even sample of at most `most` of `count` items (all of them when they fit)."""
+    return np.unique(np.linspace(0, count - 1, min(most, count)).round().astype(np.int64))
+
+
+def even_sample(starts: np.ndarray, most: int) -> np.ndarray:
+    """The windows an evaluation reads of a part: an even sample of at most `most` of its `starts`."""
+    return starts[even(len(starts), most)]

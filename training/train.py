@@ -30,7 +30,7 @@ from .model import WordLSTM
 from .ngram import KneserNey
 from .progress import Progress
 from .schedule import KeepBest, Schedule
-from .split import gather
+from .split import even, even_sample, gather
 from .streams import StreamBatches, learnt_blocks, stream_evaluation, stream_fit, stream_fit_size
 
 
@@ -194,12 +194,10 @@ class Measures:
         held = ("validation", "test") if validating else ("test",)
         self.parts = {part: corpus.segments(part) for part in held} if config.holdout else {}
         if config.holdout and not self.streams:
-            held = corpus.starts(window, "validation")
-            along = config.stop_windows if config.stop == "heldout" else config.eval_windows
-            self.validation_along = gather(corpus.ids, held[even(len(held), along)], window)
-            self.validation_final = gather(corpus.ids, held[even(len(held), config.final_windows)], window)
-            test = corpus.starts(window, "test")
-            self.test_final = gather(corpus.ids, test[even(len(test), config.final_windows)], window)
+            along = even_sample(corpus.starts(window, "validation"), self.limits[0])
+            self.validation_along = gather(corpus.ids, along, window)
+            self.validation_final = gather(corpus.ids, final_starts(corpus, config, "validation"), window)
+            self.test_final = gather(corpus.ids, final_starts(corpus, config, "test"), window)
 
     def _tensors(self, ids: np.ndarray, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         return tuple(torch.from_numpy(a).to(self.device) for a in gather(ids, starts, self.window))
@@ -233,9 +231,10 @@ class Measures:
         return choose_cache(model, self.parts["validation"], self.banned, self.limits[1])[0]
 
 
-def even(count: int, most: int) -> np.ndarray:
-    """Indices of an even sample of at most `most` of `count` items (all of them when they fit)."""
-    return np.unique(np.linspace(0, count - 1, min(most, count)).round().astype(np.int64))
+def final_starts(corpus: Corpus, config: TrainConfig, part: str) -> np.ndarray:
+    """The windows the last evaluation of a window model reads of a held-out `part`: all of them
+    up to `config.final_windows`, an even sample beyond."""
+    return even_sample(corpus.starts(config.model.window, part), config.final_windows)
 
 
 class Run:

@@ -150,7 +150,7 @@ def torch_reference(
     else:  # a stream model goes on from the state its window left, as the runtime's generation does
         continuations = torch_carried_decode(model, windows.contexts, words, rows)
     figures = None if heldout is None else heldout_evaluation(logits, heldout, rows).as_dict()
-    text_logits = None if text is None else read_whole(model, text)
+    text_logits = None if text is None else torch_text_logits(model, text)
     return TorchReference(model, windows, first, np.concatenate(clear), float_error, continuations, heldout, figures,
                           text, text_logits)  # fmt: skip
 
@@ -187,9 +187,9 @@ def runtime_carried_decode(model: fable.Model, contexts: np.ndarray, words: int)
     return made
 
 
-def read_whole(model: WordLSTM, text: np.ndarray) -> np.ndarray:
-    """torch's logits [n - 1, vocab] after each word of `text` but the last, read whole from the zero state."""
-    return np.concatenate([logits for logits, _, _ in streams.read_whole(model, text.astype(np.int64))])
+def torch_text_logits(model: WordLSTM, text: np.ndarray) -> np.ndarray:
+    """torch's logits [n - 1, vocab] after each word of `text` (int64 ids) but the last, read whole from the zero state."""
+    return np.concatenate([logits for logits, _, _ in streams.read_whole(model, text)])
 
 
 def float64_copy(model: WordLSTM) -> WordLSTM:
