@@ -362,13 +362,51 @@ def test_the_recipe_bench_reads_a_run_s_part_as_counted_independently(predict_ru
 
 def test_the_recipe_bench_reads_the_windows_and_weights_the_run_reported_on(gpl_corpus, tmp_path):
     """Where a part holds more windows than the run's last evaluation reads, the bench reads the
-    same even sample, with the weights of the step the run kept."""
+    same even sample, with the weights of the step the run kept: here not its last, because a
+    rate this high overshoots and the run stops on validation."""
     from bench.heldout_figures import figures
 
+    config = predict_config(steps=30, eval_windows=16, stop_windows=16, final_windows=48, learning_rate=0.3)
+    train(gpl_corpus, dataclasses.replace(config, eval_every=2), "cpu", tmp_path)
+    checkpoint = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    kept, stopped = (checkpoint.schedule_state["keep_best"][key] for key in ("best_step", "stopped_at"))
+    assert kept < stopped == checkpoint.step < config.steps and len(gpl_corpus.starts(4, "test")) > 48
+    row = figures(tmp_path, GPL, "test")
+    assert (row["step"], row["steps"]) == (kept, checkpoint.step)
+    assert row["model"] == pytest.approx(checkpoint.heldout, rel=1e-9) and row["words"] == 48
+
+
+def test_early_stopping_judges_every_step_on_the_same_validation_words(gpl_corpus, tmp_path):
+    """The last evaluation reads a larger sample of the validation part (final_windows) than those
+    along the way (stop_windows); the step to keep is still judged on the smaller one, so the
+    best perplexity the run holds is its kept weights' on the 16 windows every step was read on."""
     config = predict_config(steps=30, eval_windows=16, stop_windows=16, final_windows=48)
     train(gpl_corpus, config, "cpu", tmp_path)
     checkpoint = load_checkpoint(tmp_path / CHECKPOINT_NAME)
-    assert len(gpl_corpus.starts(4, "test")) > 48
-    row = figures(tmp_path, GPL, "test")
-    assert (row["step"], row["steps"]) == (checkpoint.schedule_state["keep_best"]["best_step"], checkpoint.step)
-    assert row["model"] == pytest.approx(checkpoint.heldout, rel=1e-9) and row["words"] == 48
+    keeper = checkpoint.schedule_state["keep_best"]
+    starts = gpl_corpus.starts(4, "validation")
+    assert len(starts) > 48 and keeper["best_step"] == checkpoint.step == 30  # the last step is both kept and judged
+    chosen = starts[np.unique(np.linspace(0, len(starts) - 1, 16).round().astype(int))]
+    contexts, labels = gpl_corpus.ids[chosen[:, None] + np.arange(4)], gpl_corpus.ids[chosen + 4]
+    *_, perplexity = independent_figures(checkpoint.build_model().eval(), contexts, labels, gpl_corpus.unknown_id)
+    assert keeper["best"] == pytest.approx(perplexity, rel=1e-6)
+    assert checkpoint.validation["perplexity"] != pytest.approx(perplexity, rel=1e-6)  # the 48 windows' figure differs
+    last = read_metrics(tmp_path / "metrics.jsonl")[-1]  # the log gives both: what reports, and what judged
+    assert last["validation_words"] == 48 and last["validation_judged_perplexity"] == pytest.approx(
+        perplexity, rel=1e-6
+    )
+
+
+@pytest.mark.parametrize("preset", ["predict", "stream"])
+@pytest.mark.parametrize(("along", "last", "larger"), [(16, 48, True), (48, 48, False), (5_000, 20_000, False)])
+def test_the_measures_know_when_the_last_evaluation_reads_more_validation(gpl_corpus, preset, along, last, larger):
+    """Whether the last step is judged apart: the validation part holds a few hundred windows (a
+    stream model: words), so 16 of them along the way are fewer than 48 at the end, while 5,000
+    and 20,000 both read all of it."""
+    from fable.training.train import Measures
+
+    config = dataclasses.replace(tiny_config(preset, steps=10, window=4, hidden=16, embedding_dim=16),
+                                 eval_windows=along, stop_windows=along, final_windows=last)  # fmt: skip
+    assert 48 < len(gpl_corpus.starts(4, "validation")) < 5_000
+    measures = Measures(gpl_corpus, config, "cpu", gpl_corpus.segments())
+    assert measures.final_validation_larger is larger

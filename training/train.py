@@ -198,6 +198,17 @@ class Measures:
             self.validation_along = gather(corpus.ids, along, window)
             self.validation_final = gather(corpus.ids, final_starts(corpus, config, "validation"), window)
             self.test_final = gather(corpus.ids, final_starts(corpus, config, "test"), window)
+        # the validation words (windows) an evaluation reads: along the way, and the last
+        self.validation_sizes = (0, 0)
+        if self.streams and "validation" in self.parts:
+            self.validation_sizes = tuple(stream_fit_size(self.parts["validation"], limit) for limit in self.limits)
+        elif self.validation_along is not None:
+            self.validation_sizes = (len(self.validation_along[1]), len(self.validation_final[1]))
+
+    @property
+    def final_validation_larger(self) -> bool:
+        """Whether the last evaluation reads more of the validation part than those along the way."""
+        return self.validation_sizes[0] < self.validation_sizes[1]
 
     def _tensors(self, ids: np.ndarray, starts: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         return tuple(torch.from_numpy(a).to(self.device) for a in gather(ids, starts, self.window))
@@ -330,14 +341,21 @@ class Run:
                     self.saved = self._checkpoint()
         except KeyboardInterrupt:
             # No checkpoint now: the interrupt may have landed inside an optimizer step.
-            kept = self.saved.step if self.saved else self.resume.step if self.resume else self.on_disk
-            refit = self.saved is None and self.resume is None and self.on_disk is not None  # the chosen run's is kept
-            raise TrainingInterrupted(_interrupted(self.out, kept, refit)) from None
+            raise TrainingInterrupted(_interrupted(self.out, *self._kept())) from None
         finally:
             self.progress.close()
             if self.metrics is not None:
                 self.metrics.close()
         return self._finish()
+
+    def _kept(self) -> tuple[int | None, bool]:
+        """The step of the checkpoint an interrupt leaves on disk, and whether it is the choosing
+        run's (a refit cut before its first save)."""
+        if self.saved:
+            return self.saved.step, False
+        if self.resume:
+            return self.resume.step, False
+        return self.on_disk, self.on_disk is not None
 
     def _step(self) -> torch.Tensor:
         """One optimizer step; [loss x windows, right, windows] of its whole batch."""
@@ -380,15 +398,21 @@ class Run:
         figures = None
         if self.world.main:  # every process takes the decisions of the first's figures
             self.model.eval()
-            figures = (measures.fit(self.model, final), measures.validation(self.model, final))
+            validation = measures.validation(self.model, final)
+            # early stopping judges every step on the validation words read along the way: where
+            # the last evaluation reads more of them, those only report
+            judged = validation
+            if self.keeper is not None and final and measures.sampled and measures.final_validation_larger:
+                judged = measures.validation(self.model, False)
+            figures = (measures.fit(self.model, final), validation, judged)
             self.model.train()
-        self.last, validation = self.world.from_main(figures)
+        self.last, validation, judged = self.world.from_main(figures)
         if validation is not None:
             self.last_validation = validation
         self.eval_seconds += time.perf_counter() - evaluated
         if not final or not measures.sampled:
             self.schedule.observe(self.step, self.last.correct, measures.sample_reachable)
-        if self.keeper is not None and self.keeper.observe(self.step, self.last_validation.perplexity):
+        if self.keeper is not None and self.keeper.observe(self.step, judged.perplexity):
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         if self.metrics is None:
             return
@@ -403,6 +427,7 @@ class Run:
                            train_loss=float(running[0] / running[2]), train_accuracy=float(running[1] / running[2]),
                            lr=self.optimizer.param_groups[0]["lr"], elapsed=self.clock(),
                            eval_seconds=self.eval_seconds, **_validation_metrics(self.last_validation),
+                           **({} if judged is validation else {"validation_judged_perplexity": judged.perplexity}),
                            **({"refit": True} if self.chosen is not None else {}))  # fmt: skip
         if config.sampling == "tutorial":
             x, y, logits = self.tutorial_example
