@@ -51,6 +51,34 @@ def test_an_evaluation_adds_them_up_against_the_keys_of_typing_every_letter():
     assert evaluation_of(SCORES[None], labels[:1], UNKNOWN).keystrokes_saved is None  # not counted without a keyboard
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_top1_and_top3_count_ranks_by_hand_with_ties_and_unk_above(dtype):
+    """Ranked by hand: the (5), cat (4), cot (4, tied: after cat), bell, then, thy, there, a; <unk>
+    (9) is never shown. The same with the keyboard's path and without it."""
+    words = [w for w in VOCABULARY if w != "<unk>"]
+    labels = np.array([VOCABULARY.index(w) for w in words])
+    scores = np.tile(SCORES.astype(dtype), (len(labels), 1))
+    plain = evaluation_of(scores, labels, UNKNOWN)
+    typed = evaluation_of(scores, labels, UNKNOWN, Keyboard(VOCABULARY, TOKENIZER_VERSION))
+    assert (plain.top1, plain.top3) == (typed.top1, typed.top3) == (1, 3)  # the; the, cat, cot
+    assert plain.log_probability == pytest.approx(typed.log_probability, rel=1e-12)
+
+
+def test_ranks_match_a_plain_count_where_ties_are_everywhere():
+    """Scores from five values over 40 words: most labels tie with others, above and below them."""
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, (300, 40)).astype(np.float32)
+    labels = rng.integers(0, 40, 300)
+    labels[labels == 7] = 8  # word 7 plays <unk>: never a label
+    expected_top1 = expected_top3 = 0
+    for row, label in zip(scores.tolist(), labels.tolist()):
+        rank = sum(1 for i, x in enumerate(row) if i != 7 and (x > row[label] or (x == row[label] and i < label)))
+        expected_top1 += rank < 1
+        expected_top3 += rank < 3
+    found = evaluation_of(scores, labels, 7)
+    assert (found.top1, found.top3) == (expected_top1, expected_top3)
+
+
 def test_a_prefix_that_suggest_reads_as_a_word_and_a_mark_is_never_counted_as_shown():
     """After "don" the five don-words fill the screen; "don'" would leave only "don't", but the
     tokenizer reads "don'" as "don" and a mark, so `suggest` offers next words there, not
