@@ -112,8 +112,9 @@ def evaluation_of(
 
 def _ranks(scores: np.ndarray, mine: np.ndarray, labels: np.ndarray, banned: int | None) -> np.ndarray:
     """Each label's rank [n]: the words of `scores` [n, vocab] above its score `mine` [n], and those
-    tied with it earlier in the vocabulary, never `banned`. Two passes over the scores; a tie with
-    the label is rare in trained logits, and its row is counted apart."""
+    tied with it earlier in the vocabulary, never `banned` (an id, not negative). Two passes over
+    the scores; a row where another word ties with the label (rare in trained logits, common in an
+    n-gram's backed-off scores) is counted apart, at most one more pass over it."""
     rank = np.count_nonzero(scores > mine[:, None], axis=1)
     for row in np.flatnonzero(np.count_nonzero(scores == mine[:, None], axis=1) > 1):
         rank[row] += np.count_nonzero(scores[row, : labels[row]] == mine[row])
@@ -207,10 +208,11 @@ def _readable_runs(ids: Sequence[int | None]) -> Iterator[list[int]]:
 def log_normalizer(logits: np.ndarray) -> np.ndarray:
     """log(sum(exp(logits))) over the last axis, without overflow: a word's log-probability is its
     logit less this (the one log-softmax of fable). Each term exp(logit - largest), in (0, 1], is
-    rounded in the logits' own precision and summed in float64: float32 logits stay within about
-    1e-7 of the float64 sum, at a third of its cost, where a large vocabulary's evaluation spends it."""
+    rounded in the logits' own precision (at least float32) and summed in float64: float32 logits
+    stay within a few 1e-7 of the float64 sum, at a third of its cost, where a large vocabulary's
+    evaluation spends it."""
     top = np.max(logits, axis=-1, keepdims=True)
-    terms = np.subtract(logits, top)
+    terms = np.subtract(logits, top, dtype=np.promote_types(logits.dtype, np.float32))  # ints: float64
     np.exp(terms, out=terms)
     return np.log(terms.sum(axis=-1, dtype=np.float64)) + top[..., 0]
 

@@ -116,7 +116,7 @@ def test_score_agrees_with_next_logits_and_a_softmax_computed_here(name):
     assert [w.word for w in scored.words] == tokens[3:]
     for position, word in enumerate(scored.words, 3):
         expected = np.log(probabilities(model, tokens[position - 3 : position])[model.vocabulary.index(word.word)])
-        assert word.log_probability == pytest.approx(expected, abs=1e-7)
+        assert word.log_probability == pytest.approx(expected, abs=3e-7)
     assert scored.total == pytest.approx(sum(w.log_probability for w in scored.words))
     assert scored.perplexity == pytest.approx(np.exp(-scored.total / len(scored.words)))
 
@@ -259,5 +259,6 @@ def test_the_one_log_softmax_holds_logits_far_past_exps_range():
     logits = np.array([[1000.0, 999.0, -1000.0], [0.0, 0.0, 0.0]], np.float64)
     assert log_normalizer(logits).tolist() == pytest.approx(exact, rel=1e-15)
     # float32 logits: each term exp(logit - largest) rounded in float32, summed in float64
-    assert log_normalizer(logits.astype(np.float32)).tolist() == pytest.approx(exact, abs=1e-7)
-    assert float(log_normalizer(logits[0].astype(np.float32))) == pytest.approx(exact[0], abs=1e-7)
+    assert log_normalizer(logits.astype(np.float32)).tolist() == pytest.approx(exact, abs=3e-7)
+    assert float(log_normalizer(logits[0].astype(np.float32))) == pytest.approx(exact[0], abs=3e-7)
+    assert float(log_normalizer(np.array([3, 1, 2]))) == pytest.approx(np.log(np.exp([3.0, 1.0, 2.0]).sum()), rel=1e-15)
