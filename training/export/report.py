@@ -25,6 +25,7 @@ from fable.tuning import file_sha256
 from .. import streams
 from ..evaluate import greedy_decode, logits_of
 from ..model import WordLSTM
+from ..split import even
 from .guards import clear_windows
 
 Logits = Callable[[np.ndarray], np.ndarray]  # windows [n, window] → logits [n, vocab]
@@ -66,7 +67,7 @@ def select_windows(contexts: np.ndarray, labels: np.ndarray, limit: int) -> tupl
     """All the windows, or `limit` evenly spaced ones: contexts, labels, and the total."""
     total = len(labels)
     if total > limit:
-        picked = np.linspace(0, total - 1, limit).round().astype(np.int64)
+        picked = even(total, limit)
         contexts, labels = contexts[picked], labels[picked]
     return contexts, labels, total
 
